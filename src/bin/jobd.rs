@@ -1,0 +1,44 @@
+//! `jobd`: the daemon. Parses the command line and hands over to `jobd::daemon::run`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use jobd::config::Config;
+
+/// Downloads the image URLs queued in the `jobs` table, verifies and stores them.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// Config file [default: $JOBD_CONFIG, else ./daemon.toml]
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Worker threads (overrides `workers` in the config)
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+    /// Exit once no job is queued or running, scheduled retries included
+    #[arg(long)]
+    drain: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    jobd::logger::init();
+    let path = Config::locate(args.config.as_deref());
+    let result = Config::load(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|mut config| {
+            if let Some(n) = args.workers {
+                config.workers = n;
+                config.validate().map_err(|e| format!("--workers: {e}"))?;
+            }
+            jobd::daemon::run(&config, args.drain)
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

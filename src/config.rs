@@ -1,0 +1,288 @@
+//! The configuration file (`daemon.toml`): serde structs, documented defaults, validation.
+//!
+//! Every key has a default, so an empty file is a valid config. Unknown keys are errors that name
+//! the key (serde's `deny_unknown_fields`), because a typo that silently falls back to a default is
+//! worse than a refusal to start. Relative paths resolve against the config file's folder.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::guard::AllowList;
+
+/// The environment variable that names the config file when `--config` is not given.
+pub const CONFIG_ENV: &str = "JOBD_CONFIG";
+/// The config file used when neither `--config` nor `JOBD_CONFIG` is given.
+pub const DEFAULT_CONFIG: &str = "daemon.toml";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The SQLite database file. Created, with its tables, on first use.
+    pub database: PathBuf,
+    /// Where blobs are stored, as `ab/cd/<sha256>.<ext>`.
+    pub blob_dir: PathBuf,
+    /// Worker threads, each downloading one job at a time.
+    pub workers: usize,
+    /// How long a claim is held before another daemon may take the job back. It must exceed
+    /// `fetch.timeout_secs`, so a live attempt always ends before its lease does.
+    pub lease_secs: u64,
+    /// How often the daemon looks for rows written by other processes.
+    pub poll_interval_ms: u64,
+    /// On SIGTERM/SIGINT, how long jobs in flight may take to finish before they are put back.
+    pub grace_secs: u64,
+    pub fetch: FetchConfig,
+    pub retry: RetryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FetchConfig {
+    /// Deadline for a whole attempt: connect, redirects, headers and body.
+    pub timeout_secs: u64,
+    /// Deadline for opening a TCP (and TLS) connection.
+    pub connect_timeout_secs: u64,
+    /// Largest body accepted, counted while streaming, with or without Content-Length.
+    pub max_bytes: u64,
+    /// Redirects followed before the job fails.
+    pub max_redirects: u32,
+    pub user_agent: String,
+    /// CIDRs exempt from the address guard, e.g. `["127.0.0.1/32"]` for local tests.
+    pub allow_ips: Vec<String>,
+    /// Turns the address guard off entirely. Anyone who can insert a row can then make jobd
+    /// fetch from your private network (cloud metadata, admin panels, databases).
+    pub allow_private: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Attempts per job, the first included; a job's own `max_attempts` column overrides it.
+    pub max_attempts: u32,
+    /// Backoff before the second attempt; it doubles with each further attempt, with jitter.
+    pub base_delay_ms: u64,
+    /// Backoff never exceeds this.
+    pub max_delay_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database: PathBuf::from("jobd.db"),
+            blob_dir: PathBuf::from("blobs"),
+            workers: 10,
+            lease_secs: 300,
+            poll_interval_ms: 20,
+            grace_secs: 10,
+            fetch: FetchConfig::default(),
+            retry: RetryConfig::default(),
+        }
+    }
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        FetchConfig {
+            timeout_secs: 120,
+            connect_timeout_secs: 10,
+            max_bytes: 50 * 1024 * 1024,
+            max_redirects: 5,
+            user_agent: concat!("jobd/", env!("CARGO_PKG_VERSION"), " (image downloader)").into(),
+            allow_ips: Vec::new(),
+            allow_private: false,
+        }
+    }
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: 5,
+            base_delay_ms: 1_000,
+            max_delay_ms: 10 * 60 * 1_000,
+        }
+    }
+}
+
+/// A config that could not be read or is not valid; the message names the file and the key.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// The config file to use: the explicit path, else `$JOBD_CONFIG`, else `./daemon.toml`.
+    pub fn locate(explicit: Option<&Path>) -> PathBuf {
+        match explicit {
+            Some(path) => path.to_path_buf(),
+            None => std::env::var_os(CONFIG_ENV)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
+        }
+    }
+
+    /// Reads, parses and validates a config file, resolving relative paths against its folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, base)
+            .map_err(|ConfigError(msg)| ConfigError(format!("{}: {msg}", path.display())))
+    }
+
+    /// Parses and validates config text; relative paths resolve against `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        config.database = resolve(base, &config.database);
+        config.blob_dir = resolve(base, &config.blob_dir);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the values that serde's types cannot; each error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        if self.workers == 0 || self.workers > 1024 {
+            return bad("workers", "must be between 1 and 1024");
+        }
+        if self.poll_interval_ms == 0 || self.poll_interval_ms > 60_000 {
+            return bad("poll_interval_ms", "must be between 1 and 60000");
+        }
+        if self.fetch.timeout_secs == 0 {
+            return bad("fetch.timeout_secs", "must be at least 1");
+        }
+        if self.fetch.connect_timeout_secs == 0 {
+            return bad("fetch.connect_timeout_secs", "must be at least 1");
+        }
+        if self.lease_secs <= self.fetch.timeout_secs {
+            return bad(
+                "lease_secs",
+                "must be longer than fetch.timeout_secs, so that a live attempt ends before its lease",
+            );
+        }
+        if self.fetch.max_bytes == 0 {
+            return bad("fetch.max_bytes", "must be at least 1");
+        }
+        if self.fetch.user_agent.trim().is_empty() {
+            return bad(
+                "fetch.user_agent",
+                "must not be empty (many sites refuse anonymous clients)",
+            );
+        }
+        if let Err(e) = AllowList::parse(&self.fetch.allow_ips) {
+            return bad("fetch.allow_ips", &e);
+        }
+        if self.retry.max_attempts == 0 {
+            return bad("retry.max_attempts", "must be at least 1");
+        }
+        if self.retry.base_delay_ms > self.retry.max_delay_ms {
+            return bad("retry.base_delay_ms", "must not exceed retry.max_delay_ms");
+        }
+        Ok(())
+    }
+
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs)
+    }
+
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+
+    pub fn grace(&self) -> Duration {
+        Duration::from_secs(self.grace_secs)
+    }
+}
+
+fn resolve(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_the_defaults() {
+        let config = Config::parse("", Path::new("/etc/jobd")).unwrap();
+        assert_eq!(config.workers, 10);
+        assert_eq!(config.database, Path::new("/etc/jobd/jobd.db"));
+        assert_eq!(config.blob_dir, Path::new("/etc/jobd/blobs"));
+        assert_eq!(config.fetch.max_bytes, 50 * 1024 * 1024);
+        assert_eq!(config.fetch.max_redirects, 5);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::parse("wokers = 3", Path::new(".")).unwrap_err();
+        assert!(err.0.contains("wokers"), "{err}");
+        let err = Config::parse("[fetch]\ntimeout = 3", Path::new(".")).unwrap_err();
+        assert!(err.0.contains("timeout"), "{err}");
+    }
+
+    #[test]
+    fn absolute_paths_stay_put() {
+        let config = Config::parse("database = \"/var/lib/jobd/q.db\"", Path::new("/etc")).unwrap();
+        assert_eq!(config.database, Path::new("/var/lib/jobd/q.db"));
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        for (text, key) in [
+            ("workers = 0", "workers"),
+            ("lease_secs = 10\n[fetch]\ntimeout_secs = 30", "lease_secs"),
+            ("[fetch]\nallow_ips = [\"nonsense\"]", "fetch.allow_ips"),
+            ("[retry]\nmax_attempts = 0", "retry.max_attempts"),
+            (
+                "[retry]\nbase_delay_ms = 10\nmax_delay_ms = 5",
+                "retry.base_delay_ms",
+            ),
+        ] {
+            let err = Config::parse(text, Path::new(".")).unwrap_err();
+            assert!(err.0.starts_with(key), "{text:?} gave {err}");
+        }
+    }
+
+    #[test]
+    fn the_repos_daemon_toml_parses_and_sets_every_key() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("daemon.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        Config::load(&path).unwrap();
+        // Every key is written out (commented documentation is the point of the file).
+        for key in [
+            "database",
+            "blob_dir",
+            "workers",
+            "lease_secs",
+            "poll_interval_ms",
+            "grace_secs",
+            "timeout_secs",
+            "connect_timeout_secs",
+            "max_bytes",
+            "max_redirects",
+            "user_agent",
+            "allow_ips",
+            "allow_private",
+            "max_attempts",
+            "base_delay_ms",
+            "max_delay_ms",
+        ] {
+            assert!(
+                text.lines().any(|l| l.trim_start().starts_with(key)),
+                "daemon.toml lacks {key}"
+            );
+        }
+    }
+}

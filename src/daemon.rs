@@ -1,0 +1,56 @@
+//! Starting the daemon: open the store and the blob store, build the HTTP client, install the
+//! signal handlers, and hand over to the supervisor.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+use crate::blobs::BlobStore;
+use crate::config::Config;
+use crate::download::Downloader;
+use crate::store::SqliteStore;
+use crate::supervisor::{self, Options};
+
+/// Runs jobd until a signal stops it, or, with `drain`, until the queue is empty.
+pub fn run(config: &Config, drain: bool) -> Result<(), String> {
+    let store = SqliteStore::open(&config.database, config.workers as u32 + 2)
+        .map_err(|e| e.to_string())?;
+    let blobs = BlobStore::open(&config.blob_dir)
+        .map_err(|e| format!("cannot open blob_dir {}: {e}", config.blob_dir.display()))?;
+    let downloader = Downloader::new(config, blobs)?;
+    let stop = install_signal_handlers()?;
+    log::info!(
+        "jobd {} on {} (blobs in {}), {} workers{}",
+        env!("CARGO_PKG_VERSION"),
+        config.database.display(),
+        config.blob_dir.display(),
+        config.workers,
+        if drain { ", exiting when drained" } else { "" }
+    );
+    let options = Options {
+        workers: config.workers,
+        drain,
+        poll_interval: config.poll_interval(),
+        grace: config.grace(),
+        lease: config.lease(),
+        retry: config.retry.clone(),
+    };
+    supervisor::run(Arc::new(store), Arc::new(downloader), &options, &stop)
+        .map_err(|e| e.to_string())?;
+    log::info!("stopped");
+    Ok(())
+}
+
+/// The first SIGTERM or SIGINT only sets a flag that the supervisor sees on its next tick; a
+/// second one exits at once (leases make that safe).
+fn install_signal_handlers() -> Result<Arc<AtomicBool>, String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGTERM, SIGINT] {
+        // Registered first, so it sees the flag as the previous signal left it.
+        signal_hook::flag::register_conditional_shutdown(signal, 128 + signal, stop.clone())
+            .and_then(|_| signal_hook::flag::register(signal, stop.clone()))
+            .map_err(|e| format!("cannot install the signal handler: {e}"))?;
+    }
+    Ok(stop)
+}

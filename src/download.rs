@@ -1,0 +1,163 @@
+//! One attempt at one job: judge the URL, fetch it, prove from the bytes that it is an image,
+//! stream it into the blob store, and say what happened.
+//!
+//! Architecture invariant: no SQL here. The attempt's outcome goes back as a [`Report`], which the
+//! worker records through the queue.
+
+use std::io::{Read, Write};
+use std::time::Instant;
+
+use crate::blobs::BlobStore;
+use crate::config::{Config, RetryConfig};
+use crate::fetch::{Http, Response, io_failure};
+use crate::joburl;
+use crate::retry::{self, Failure};
+use crate::sniff::{self, HEAD_LEN, SNIFF_LEN};
+use crate::store::{Claimed, Outcome, RawUrl, Report, Stored, now_ms};
+use crate::worker::Handler;
+
+/// The real job handler: download, verify, store.
+pub struct Downloader {
+    http: Http,
+    blobs: BlobStore,
+    max_bytes: u64,
+    retry: RetryConfig,
+}
+
+impl Downloader {
+    pub fn new(config: &Config, blobs: BlobStore) -> Result<Downloader, String> {
+        Ok(Downloader {
+            http: Http::new(&config.fetch, config.workers)?,
+            blobs,
+            max_bytes: config.fetch.max_bytes,
+            retry: config.retry.clone(),
+        })
+    }
+}
+
+impl Handler for Downloader {
+    fn handle(&self, job: &Claimed) -> Report {
+        let mut report = Report::failure(Outcome::Failed {
+            error: String::new(),
+        });
+        let url = match &job.url {
+            RawUrl::Text(raw) => joburl::parse(raw),
+            RawUrl::NotText(kind) => Err(format!("url is {kind}, not text")),
+        };
+        let result = match url {
+            Err(error) => Err(Failure::permanent(error)),
+            Ok(url) => match self.http.get(&url) {
+                Err(failed) => {
+                    report.http_status = failed.status;
+                    report.declared_mime = failed.declared_mime;
+                    report.ttfb_ms = failed.ttfb.map(|d| d.as_millis() as i64);
+                    Err(failed.failure)
+                }
+                Ok(mut response) => {
+                    report.http_status = Some(response.status);
+                    report.declared_mime = response.declared_mime.take();
+                    report.ttfb_ms = Some(response.ttfb.as_millis() as i64);
+                    let started = Instant::now();
+                    let mut received = 0;
+                    let stored = self.store_body(&mut response, &mut received);
+                    report.download_ms = Some(started.elapsed().as_millis() as i64);
+                    report.bytes = Some(received);
+                    stored
+                }
+            },
+        };
+        report.outcome = match result {
+            Ok(stored) => Outcome::Done(stored),
+            Err(failure) => retry::after_failure(job, failure, &self.retry, now_ms()),
+        };
+        report
+    }
+}
+
+impl Downloader {
+    /// Streams the body into a new blob while hashing it. Stops as soon as the first bytes show
+    /// that it is not an image, or it grows past `max_bytes`.
+    fn store_body(&self, response: &mut Response, received: &mut u64) -> Result<Stored, Failure> {
+        if let Some(declared) = response.content_length.filter(|&n| n > self.max_bytes) {
+            return Err(Failure::permanent(format!(
+                "too large: the server announced {declared} bytes; the limit is {} ([fetch] max_bytes)",
+                self.max_bytes
+            )));
+        }
+        let mut chunk = vec![0u8; 64 * 1024];
+        let mut head = Vec::with_capacity(SNIFF_LEN);
+        // Read until the format can be judged, before anything touches the disk.
+        let mut eof = false;
+        while head.len() < SNIFF_LEN {
+            let n = read(&mut response.body, &mut chunk)?;
+            if n == 0 {
+                eof = true;
+                break;
+            }
+            head.extend_from_slice(&chunk[..n]);
+        }
+        *received = head.len() as u64;
+        let format = sniff::sniff(&head).map_err(|e| with_declared(e, response))?;
+        let storage = |e: std::io::Error| {
+            Failure::transient(format!(
+                "cannot write to the blob store {}: {e}",
+                self.blobs.root().display()
+            ))
+        };
+        let mut blob = self.blobs.create().map_err(storage)?;
+        blob.write_all(&head).map_err(storage)?;
+        // The rest of the body, unless it already ended inside the sniffed head.
+        while !eof {
+            let n = read(&mut response.body, &mut chunk)?;
+            if n == 0 {
+                eof = true;
+                continue;
+            }
+            *received += n as u64;
+            if *received > self.max_bytes {
+                return Err(Failure::permanent(format!(
+                    "too large: the body grew past the limit of {} bytes ([fetch] max_bytes)",
+                    self.max_bytes
+                )));
+            }
+            if head.len() < HEAD_LEN {
+                let keep = n.min(HEAD_LEN - head.len());
+                head.extend_from_slice(&chunk[..keep]);
+            }
+            blob.write_all(&chunk[..n]).map_err(storage)?;
+        }
+        if let Some(declared) = response.content_length.filter(|&n| n != *received) {
+            return Err(Failure::transient(format!(
+                "the body was cut short: {received} of {declared} bytes arrived"
+            )));
+        }
+        let (width, height) = sniff::dimensions(&head, Some(blob.temp_path()))
+            .map_err(|e| Failure::permanent(format!("{e} (detected {})", format.mime)))?;
+        let stored = blob.finish(format.ext).map_err(storage)?;
+        Ok(Stored {
+            mime: format.mime,
+            sha256: stored.sha256,
+            blob_path: stored.rel_path,
+            bytes: stored.bytes,
+            width,
+            height,
+        })
+    }
+}
+
+fn read(body: &mut impl Read, buf: &mut [u8]) -> Result<usize, Failure> {
+    loop {
+        match body.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other.map_err(|e| io_failure("reading the body", &e)),
+        }
+    }
+}
+
+/// Adds the declared type to a not-an-image error: "the server said image/jpeg" helps the reader.
+fn with_declared(error: String, response: &Response) -> Failure {
+    match &response.declared_mime {
+        Some(declared) => Failure::permanent(format!("{error}; the server said {declared}")),
+        None => Failure::permanent(error),
+    }
+}

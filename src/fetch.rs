@@ -1,0 +1,167 @@
+//! HTTP: one shared ureq Agent with the address guard as its resolver, timeouts and a pool sized
+//! for the workers, and the mapping of every HTTP or network failure to a retry kind.
+//!
+//! Architecture invariant: this module never touches the database or the blob store; it hands a
+//! response with a body reader to the caller, or a [`Failure`].
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ureq::Agent;
+use ureq::config::AutoHeaderValue;
+use url::Url;
+
+use crate::config::FetchConfig;
+use crate::guard::{AllowList, Guard, GuardedResolver, blocked_in};
+use crate::retry::{Failure, Kind, status_kind};
+
+/// The HTTP client shared by all workers.
+#[derive(Debug)]
+pub struct Http {
+    agent: Agent,
+    max_redirects: u32,
+}
+
+/// A 2xx response whose body is still to be read.
+pub struct Response {
+    pub status: u16,
+    /// Content-Type as the server declared it; recorded, never trusted.
+    pub declared_mime: Option<String>,
+    pub content_length: Option<u64>,
+    /// From sending the request to the response headers.
+    pub ttfb: Duration,
+    pub body: ureq::BodyReader<'static>,
+}
+
+/// A failed request: the failure, and the status if the server answered.
+#[derive(Debug)]
+pub struct HttpFailure {
+    pub failure: Failure,
+    pub status: Option<u16>,
+    pub declared_mime: Option<String>,
+    pub ttfb: Option<Duration>,
+}
+
+impl Http {
+    /// Builds the agent. `workers` sizes the keep-alive pool: ureq keeps only 3 idle connections
+    /// per host by default, which would make 10 workers on one host reconnect all the time.
+    pub fn new(config: &FetchConfig, workers: usize) -> Result<Http, String> {
+        let allow = AllowList::parse(&config.allow_ips)?;
+        let guard = Arc::new(Guard::new(allow, config.allow_private));
+        let agent_config = Agent::config_builder()
+            // A proxy would dial the target itself, out of the guard's sight: no proxy, and none
+            // picked up from the environment (ureq reads HTTP_PROXY and friends by default).
+            .proxy(None)
+            .http_status_as_error(false)
+            .max_redirects(config.max_redirects)
+            .user_agent(config.user_agent.as_str())
+            // Images gain nothing from compression, and the size cap must count the bytes kept.
+            .accept_encoding(AutoHeaderValue::from("identity"))
+            .accept("image/*")
+            .timeout_global(Some(Duration::from_secs(config.timeout_secs)))
+            .timeout_connect(Some(Duration::from_secs(config.connect_timeout_secs)))
+            .max_idle_connections(workers.max(10) * 2)
+            .max_idle_connections_per_host(workers.max(3))
+            .max_idle_age(Duration::from_secs(30))
+            .build();
+        Ok(Http {
+            agent: Agent::with_parts(
+                agent_config,
+                ureq::unversioned::transport::DefaultConnector::default(),
+                GuardedResolver::new(guard),
+            ),
+            max_redirects: config.max_redirects,
+        })
+    }
+
+    /// Sends a GET and waits for the headers. Anything but a 2xx is a failure.
+    pub fn get(&self, url: &Url) -> Result<Response, HttpFailure> {
+        let sent = Instant::now();
+        let response = self
+            .agent
+            .get(url.as_str())
+            .call()
+            .map_err(|e| HttpFailure {
+                failure: self.describe(&e),
+                status: None,
+                declared_mime: None,
+                ttfb: None,
+            })?;
+        let ttfb = sent.elapsed();
+        let status = response.status().as_u16();
+        let declared_mime = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if !(200..300).contains(&status) {
+            let reason = response.status().canonical_reason().unwrap_or("");
+            let failure = match status_kind(status) {
+                _ if (300..400).contains(&status) => Failure::permanent(format!(
+                    "HTTP {status} {reason}: a redirect without a usable Location"
+                )),
+                Kind::Transient => Failure::transient(format!("HTTP {status} {reason}")),
+                Kind::Permanent => Failure::permanent(format!("HTTP {status} {reason}")),
+            };
+            return Err(HttpFailure {
+                failure,
+                status: Some(status),
+                declared_mime,
+                ttfb: Some(ttfb),
+            });
+        }
+        let body = response.into_body();
+        Ok(Response {
+            status,
+            declared_mime,
+            content_length: body.content_length(),
+            ttfb,
+            body: body.into_reader(),
+        })
+    }
+
+    /// Words for the job's error column, and whether another try may help.
+    fn describe(&self, error: &ureq::Error) -> Failure {
+        use ureq::Error as E;
+        if let Some(blocked) = blocked_in(error) {
+            return Failure::permanent(blocked.to_string());
+        }
+        match error {
+            E::Timeout(which) => Failure::transient(format!("timed out ({which} deadline)")),
+            E::HostNotFound => Failure::transient("host not found (DNS lookup failed)"),
+            E::ConnectionFailed => Failure::transient("could not connect"),
+            E::Io(e) => io_failure("network error", e),
+            E::TooManyRedirects => Failure::permanent(format!(
+                "too many redirects (more than {})",
+                self.max_redirects
+            )),
+            E::RedirectFailed => Failure::permanent("a redirect could not be followed"),
+            E::BadUri(why) => Failure::permanent(format!("unusable URL: {why}")),
+            E::Tls(why) => Failure::permanent(format!("TLS error: {why}")),
+            E::Protocol(e) => Failure::transient(format!("the server broke HTTP: {e}")),
+            other => Failure::transient(other.to_string()),
+        }
+    }
+}
+
+/// Classifies an I/O error from the network: all of these are worth another try.
+pub fn io_failure(context: &str, e: &io::Error) -> Failure {
+    use io::ErrorKind as K;
+    let what = match e.kind() {
+        K::ConnectionRefused => "connection refused".to_string(),
+        K::ConnectionReset => "connection reset by the server".to_string(),
+        K::ConnectionAborted => "connection aborted".to_string(),
+        K::UnexpectedEof => "the connection closed early".to_string(),
+        K::TimedOut | K::WouldBlock => "timed out".to_string(),
+        _ => e.to_string(),
+    };
+    // ureq wraps its own errors (timeouts among them) in io::Error while a body is read.
+    if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<ureq::Error>()) {
+        if let ureq::Error::Timeout(which) = inner {
+            return Failure::transient(format!("timed out ({which} deadline)"));
+        }
+        return Failure::transient(format!("{context}: {inner}"));
+    }
+    Failure::transient(format!("{context}: {what}"))
+}

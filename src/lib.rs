@@ -1,0 +1,20 @@
+//! jobd: a persistent job-queue daemon on SQLite that downloads, verifies and stores images.
+//!
+//! The binaries (`jobd`, `jobctl`) are thin; everything lives here. See ARCHITECTURE.md for the
+//! bird's-eye view and the invariants each module keeps.
+
+pub mod blobs;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod download;
+pub mod fetch;
+pub mod guard;
+pub mod joburl;
+pub mod logger;
+pub mod retry;
+pub mod sniff;
+pub mod store;
+pub mod supervisor;
+pub mod testkit;
+pub mod worker;

@@ -1,0 +1,188 @@
+//! The queue's storage: every SQL statement of the project lives below this module.
+//!
+//! Workers see only the [`Queue`] trait: claim, complete, release, plus the watch that wakes them.
+//! A second backend (PostgreSQL with `FOR UPDATE SKIP LOCKED`) implements the same trait without
+//! touching the workers. The operator's queries (jobctl) sit on [`SqliteStore`] in `admin.rs`.
+//!
+//! Architecture invariant: no write transaction here is ever held across network or disk I/O;
+//! each operation is one short transaction and returns.
+
+mod admin;
+mod sqlite;
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use admin::{AttemptRow, JobRow, ListFilter, NewJob, STATES, Stats};
+pub use sqlite::SqliteStore;
+
+pub type JobId = i64;
+
+/// Milliseconds since the Unix epoch, UTC: the unit of every time in the database.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The `url` column exactly as a user left it: the schema accepts any value, the worker judges.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawUrl {
+    Text(String),
+    /// NULL, a number or a blob: the SQLite type name, for the error message.
+    NotText(&'static str),
+}
+
+/// A job a worker holds: the claim token is its attempt row.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub job_id: JobId,
+    /// The `attempts` row of this try; `complete` and `release` act only while it still holds.
+    pub attempt_id: i64,
+    /// 1-based number of this try among all of the job's tries.
+    pub attempt: u32,
+    /// Tries that count towards the limit, this one included.
+    pub attempts: u32,
+    /// The job's own limit, if its row sets one.
+    pub max_attempts: Option<u32>,
+    pub url: RawUrl,
+    pub started_at: i64,
+}
+
+/// What one attempt found out, recorded by [`Queue::complete`].
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub outcome: Outcome,
+    pub http_status: Option<u16>,
+    pub declared_mime: Option<String>,
+    /// Body bytes received (all of them on success).
+    pub bytes: Option<u64>,
+    pub ttfb_ms: Option<i64>,
+    pub download_ms: Option<i64>,
+}
+
+impl Report {
+    /// A report with nothing but an outcome: the attempt failed before any response.
+    pub fn failure(outcome: Outcome) -> Report {
+        Report {
+            outcome,
+            http_status: None,
+            declared_mime: None,
+            bytes: None,
+            ttfb_ms: None,
+            download_ms: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Done(Stored),
+    /// A transient failure: the job is queued again, not before `run_at`.
+    Retry {
+        run_at: i64,
+        error: String,
+    },
+    /// A permanent failure, or a transient one with the attempts spent.
+    Failed {
+        error: String,
+    },
+}
+
+/// A verified image, fsynced in the blob store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub mime: &'static str,
+    pub sha256: String,
+    pub blob_path: String,
+    pub bytes: u64,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Outcome {
+    /// The name recorded in `attempts.outcome`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Done(_) => "done",
+            Outcome::Retry { .. } => "retry",
+            Outcome::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// Whether `complete`/`release` found the claim still held. A lost claim means another daemon
+/// reaped the job after its lease ran out; nothing was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Yes,
+    ClaimLost,
+}
+
+/// Watches the database for work, cheaply, from one thread.
+pub trait Watch: Send {
+    /// True when another connection or process has committed since the last call.
+    fn changed(&mut self) -> Result<bool, StoreError>;
+    /// The earliest `run_at` among queued jobs, if any is queued.
+    fn next_due(&mut self) -> Result<Option<i64>, StoreError>;
+    /// True while any job is queued or running (`--drain` exits when this turns false).
+    fn pending(&mut self) -> Result<bool, StoreError>;
+}
+
+/// The operations workers and the supervisor need from a queue backend.
+pub trait Queue: Send + Sync {
+    /// Claims up to `limit` due jobs for `worker` in one short write transaction, starting an
+    /// attempt for each. A job is never handed to two claimers.
+    fn claim(&self, worker: &str, limit: usize, lease_ms: i64) -> Result<Vec<Claimed>, StoreError>;
+    /// Records an attempt's outcome on the job and its attempt row, in one transaction.
+    fn complete(&self, job: &Claimed, report: &Report) -> Result<Applied, StoreError>;
+    /// Puts a claimed job back in the queue without counting the attempt (shutdown).
+    fn release(&self, job: &Claimed, why: &str) -> Result<Applied, StoreError>;
+    /// Returns jobs whose lease ran out (their daemon died) to the queue, or fails them when their
+    /// attempts are spent. Returns how many were reaped.
+    fn reap_expired(&self, default_max_attempts: u32) -> Result<usize, StoreError>;
+    /// A watcher with its own connection.
+    fn watch(&self) -> Result<Box<dyn Watch>, StoreError>;
+}
+
+/// A storage failure, with what was being done when it happened.
+#[derive(Debug)]
+pub struct StoreError {
+    pub context: String,
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl StoreError {
+    pub fn new(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        StoreError {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.context, self.source)
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.source.as_ref())
+    }
+}
+
+/// Adds context to a fallible store call: `conn.execute(..).ctx("recording job 7")?`.
+pub(crate) trait Context<T> {
+    fn ctx(self, context: impl fmt::Display) -> Result<T, StoreError>;
+}
+
+impl<T, E: std::error::Error + Send + Sync + 'static> Context<T> for Result<T, E> {
+    fn ctx(self, context: impl fmt::Display) -> Result<T, StoreError> {
+        self.map_err(|e| StoreError::new(context.to_string(), e))
+    }
+}

@@ -1,0 +1,198 @@
+//! The supervisor thread: keeps exactly `workers` worker threads alive, wakes them when work is
+//! due, reaps expired leases, and runs the shutdown (grace period, then put the rest back).
+//!
+//! It notices rows written by other processes through [`Watch`], on a short tick: reading
+//! `PRAGMA data_version` costs next to nothing, so an idle daemon stays near 0% CPU.
+
+use std::any::Any;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::retry::{self, Failure};
+use crate::store::{Claimed, Queue, Report, StoreError, Watch, now_ms};
+use crate::worker::{self, Handler, Shared, Slot, Wake, lock};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub workers: usize,
+    /// Return once no job is queued or running (scheduled retries included).
+    pub drain: bool,
+    pub poll_interval: Duration,
+    pub grace: Duration,
+    pub lease: Duration,
+    pub retry: crate::config::RetryConfig,
+}
+
+struct Worker {
+    name: String,
+    slot: Slot,
+    thread: JoinHandle<()>,
+}
+
+fn spawn(shared: &Arc<Shared>, name: String) -> Worker {
+    let slot: Slot = Arc::new(Mutex::new(None));
+    let (thread_shared, thread_slot, thread_name) = (shared.clone(), slot.clone(), name.clone());
+    let thread = thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || worker::run(&thread_shared, &thread_name, &thread_slot))
+        .unwrap_or_else(|e| panic!("cannot start worker thread {name}: {e}"));
+    Worker { name, slot, thread }
+}
+
+/// Runs until `stop` is set (a signal) or, with `drain`, until the queue is empty.
+pub fn run(
+    queue: Arc<dyn Queue>,
+    handler: Arc<dyn Handler>,
+    options: &Options,
+    stop: &AtomicBool,
+) -> Result<(), StoreError> {
+    let shared = Arc::new(Shared {
+        queue: queue.clone(),
+        handler,
+        wake: Wake::default(),
+        stopping: AtomicBool::new(false),
+        lease_ms: options.lease.as_millis() as i64,
+    });
+    let mut watch = queue.watch()?;
+    reap(&*queue, options);
+    let prefix = worker_prefix();
+    let mut workers: Vec<Worker> = (0..options.workers)
+        .map(|i| spawn(&shared, format!("{prefix}/w{i}")))
+        .collect();
+    log::info!("started {} workers", workers.len());
+
+    let reap_every = (options.lease / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut last_reap = Instant::now();
+    let mut next_due: Option<i64> = None;
+    let mut watch_failing = false;
+    while !stop.load(Ordering::SeqCst) {
+        for worker in &mut workers {
+            if worker.thread.is_finished() {
+                replace(worker, &shared, options);
+            }
+        }
+        match tick(&mut *watch, &shared, &mut next_due, options.drain) {
+            Ok(drained) => {
+                if watch_failing {
+                    log::info!("the database answers again");
+                    watch_failing = false;
+                }
+                if drained {
+                    log::info!("queue drained; stopping");
+                    break;
+                }
+            }
+            Err(e) if !watch_failing => {
+                log::error!("cannot watch the queue (will keep trying): {e}");
+                watch_failing = true;
+            }
+            Err(_) => {}
+        }
+        if last_reap.elapsed() >= reap_every {
+            reap(&*queue, options);
+            last_reap = Instant::now();
+        }
+        thread::sleep(options.poll_interval);
+    }
+    shut_down(&shared, workers, options.grace);
+    Ok(())
+}
+
+/// One look at the queue: wakes idle workers when a job is due. Returns true when `drain` is set
+/// and nothing is left to do.
+fn tick(
+    watch: &mut dyn Watch,
+    shared: &Shared,
+    next_due: &mut Option<i64>,
+    drain: bool,
+) -> Result<bool, StoreError> {
+    let now = now_ms();
+    if watch.changed()? || next_due.is_some_and(|t| t <= now) {
+        *next_due = watch.next_due()?;
+        if next_due.is_some_and(|t| t <= now) {
+            shared.wake.notify();
+        }
+    }
+    Ok(drain && !watch.pending()?)
+}
+
+fn reap(queue: &dyn Queue, options: &Options) {
+    match queue.reap_expired(options.retry.max_attempts) {
+        Ok(0) => {}
+        Ok(n) => {
+            log::warn!("{n} jobs had an expired lease (their daemon died); put back or failed")
+        }
+        Err(e) => log::error!("cannot reap expired leases: {e}"),
+    }
+}
+
+/// Joins a finished worker; if it panicked, records its job's failure and starts a new worker.
+fn replace(worker: &mut Worker, shared: &Arc<Shared>, options: &Options) {
+    let fresh = spawn(shared, worker.name.clone());
+    let dead = std::mem::replace(worker, fresh);
+    let panic = match dead.thread.join() {
+        Ok(()) => return log::error!("{} stopped unexpectedly; restarted", dead.name),
+        Err(panic) => panic_message(&*panic),
+    };
+    log::error!("{} panicked ({panic}); restarted", dead.name);
+    if let Some(job) = lock(&dead.slot).take() {
+        // Counted as an attempt, so a job that always crashes its worker ends as failed.
+        let failure = Failure::transient(format!("internal error: the worker panicked: {panic}"));
+        let report = Report::failure(retry::after_failure(
+            &job,
+            failure,
+            &options.retry,
+            now_ms(),
+        ));
+        worker::record(shared, &job, &report);
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
+}
+
+/// Stops claiming, lets jobs in flight finish within `grace`, and puts the rest back.
+fn shut_down(shared: &Shared, workers: Vec<Worker>, grace: Duration) {
+    shared.stopping.store(true, Ordering::SeqCst);
+    shared.wake.notify();
+    let busy = workers.iter().filter(|w| lock(&w.slot).is_some()).count();
+    if busy > 0 {
+        log::info!(
+            "stopping: waiting up to {grace:?} for {busy} jobs in flight; a second signal exits at once"
+        );
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline && workers.iter().any(|w| !w.thread.is_finished()) {
+        thread::sleep(Duration::from_millis(10));
+    }
+    for worker in workers {
+        let job: Option<Claimed> = lock(&worker.slot).take();
+        if let Some(job) = job {
+            match shared
+                .queue
+                .release(&job, "jobd stopped before the attempt finished")
+            {
+                Ok(_) => log::info!("job {}: put back in the queue", job.job_id),
+                Err(e) => log::error!(
+                    "job {}: cannot put it back ({e}); its lease will",
+                    job.job_id
+                ),
+            }
+        }
+    }
+}
+
+/// "host:pid", so people can tell in `jobs.worker` which daemon holds a job.
+fn worker_prefix() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{host}:{}", std::process::id())
+}

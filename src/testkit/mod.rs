@@ -1,0 +1,11 @@
+//! Test support: deterministic image generators and a loopback HTTP server with fault injection.
+//!
+//! Used by the unit and integration tests and by `jobd-testserver`, the benchmark fixture.
+//! Architecture Invariant: nothing here is used by the daemon itself, and nothing here binds
+//! anything but the address a caller passes (tests use 127.0.0.1).
+
+pub mod images;
+pub mod server;
+
+pub use images::SeedImage;
+pub use server::{Fault, Reply, TestServer};

@@ -1,0 +1,147 @@
+//! A worker thread: claim a job, hand it to the [`Handler`], record the report; sleep when the
+//! queue has nothing due until the supervisor says that something may be.
+//!
+//! Architecture invariant: the worker never holds a transaction while the handler runs; claim and
+//! record are separate short transactions inside the queue.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use crate::store::{Applied, Claimed, Outcome, Queue, Report};
+
+/// Does one attempt at one job. The real one downloads ([`crate::download::Downloader`]);
+/// tests put in others.
+pub trait Handler: Send + Sync {
+    fn handle(&self, job: &Claimed) -> Report;
+}
+
+/// A generation counter that idle workers wait on, so no wake-up is lost between a claim that
+/// found nothing and the wait that follows it.
+#[derive(Default)]
+pub struct Wake {
+    generation: Mutex<u64>,
+    cond: Condvar,
+}
+
+impl Wake {
+    pub fn generation(&self) -> u64 {
+        *lock(&self.generation)
+    }
+
+    pub fn notify(&self) {
+        *lock(&self.generation) += 1;
+        self.cond.notify_all();
+    }
+
+    /// Waits until a notification after `seen`, or `timeout`.
+    pub fn wait(&self, seen: u64, timeout: Duration) {
+        let guard = lock(&self.generation);
+        let _ = self
+            .cond
+            .wait_timeout_while(guard, timeout, |g| *g == seen)
+            .unwrap_or_else(PoisonError::into_inner);
+    }
+}
+
+/// Locks a mutex whose data stays valid even if a holder panicked.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What all workers share with each other and the supervisor.
+pub struct Shared {
+    pub queue: Arc<dyn Queue>,
+    pub handler: Arc<dyn Handler>,
+    pub wake: Wake,
+    /// Set on shutdown: finish the job in hand, claim nothing more.
+    pub stopping: AtomicBool,
+    pub lease_ms: i64,
+}
+
+/// The job a worker holds, visible to the supervisor so it can put the job back if the worker
+/// dies or outlives the grace period.
+pub type Slot = Arc<Mutex<Option<Claimed>>>;
+
+/// An idle worker also looks for work this often, in case a wake-up was missed.
+const IDLE_RECHECK: Duration = Duration::from_secs(5);
+/// After a database error, wait this long before claiming again.
+const ERROR_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The worker loop; returns when `shared.stopping` is set.
+pub fn run(shared: &Shared, name: &str, slot: &Slot) {
+    while !shared.stopping.load(Ordering::SeqCst) {
+        let seen = shared.wake.generation();
+        match shared.queue.claim(name, 1, shared.lease_ms) {
+            Ok(jobs) if jobs.is_empty() => shared.wake.wait(seen, IDLE_RECHECK),
+            Ok(jobs) => {
+                for job in jobs {
+                    *lock(slot) = Some(job.clone());
+                    let report = shared.handler.handle(&job);
+                    record(shared, &job, &report);
+                    *lock(slot) = None;
+                }
+            }
+            Err(e) => {
+                log::error!("{name}: cannot claim jobs: {e}");
+                shared.wake.wait(seen, ERROR_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Records a report, retrying while the database is unavailable. If the daemon stops first, the
+/// lease brings the job back later.
+pub fn record(shared: &Shared, job: &Claimed, report: &Report) {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match shared.queue.complete(job, report) {
+            Ok(Applied::Yes) => return log_outcome(job, report),
+            Ok(Applied::ClaimLost) => {
+                log::warn!(
+                    "job {}: attempt {} ended after its claim was taken back; its outcome is not recorded",
+                    job.job_id,
+                    job.attempt
+                );
+                return;
+            }
+            Err(e) if shared.stopping.load(Ordering::SeqCst) => {
+                log::error!(
+                    "job {}: cannot record the outcome ({e}); its lease will bring it back",
+                    job.job_id
+                );
+                return;
+            }
+            Err(e) => {
+                log::error!(
+                    "job {}: cannot record the outcome, retrying in {delay:?}: {e}",
+                    job.job_id
+                );
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+fn log_outcome(job: &Claimed, report: &Report) {
+    let total = crate::store::now_ms() - job.started_at;
+    match &report.outcome {
+        Outcome::Done(s) => log::info!(
+            "job {}: done in {total} ms: {} {}x{}, {} bytes, {}",
+            job.job_id,
+            s.mime,
+            s.width,
+            s.height,
+            s.bytes,
+            s.blob_path
+        ),
+        Outcome::Retry { run_at, error } => log::warn!(
+            "job {}: attempt {} failed, retrying in {} ms: {error}",
+            job.job_id,
+            job.attempt,
+            run_at - crate::store::now_ms()
+        ),
+        Outcome::Failed { error } => log::warn!("job {}: failed: {error}", job.job_id),
+    }
+}
