@@ -14,12 +14,13 @@ use crate::supervisor::{self, Options};
 
 /// Runs jobd until a signal stops it, or, with `drain`, until the queue is empty.
 pub fn run(config: &Config, drain: bool) -> Result<(), String> {
+    // First, so that a signal during start-up is a clean stop too.
+    let stop = install_signal_handlers()?;
     let store = SqliteStore::open(&config.database, config.workers as u32 + 2)
         .map_err(|e| e.to_string())?;
     let blobs = BlobStore::open(&config.blob_dir)
         .map_err(|e| format!("cannot open blob_dir {}: {e}", config.blob_dir.display()))?;
     let downloader = Downloader::new(config, blobs)?;
-    let stop = install_signal_handlers()?;
     log::info!(
         "jobd {} on {} (blobs in {}), {} workers{}",
         env!("CARGO_PKG_VERSION"),

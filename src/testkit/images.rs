@@ -49,7 +49,8 @@ pub fn png(width: u32, height: u32, seed: u64) -> Vec<u8> {
     let mut ihdr = Vec::with_capacity(13);
     ihdr.extend(width.to_be_bytes());
     ihdr.extend(height.to_be_bytes());
-    ihdr.extend([8, 2, 0, 0, 0]); // bit depth 8, colour type RGB, deflate, adaptive filters, no interlace
+    // Bit depth 8, colour type RGB, deflate, adaptive filtering, no interlace.
+    ihdr.extend([8, 2, 0, 0, 0]);
 
     let mut out = Vec::with_capacity(zlib.len() + 64);
     out.extend(b"\x89PNG\r\n\x1a\n");

@@ -76,6 +76,7 @@ impl Reply {
         )
     }
 
+    /// The status with `body` as text/html.
     pub fn html(status: u16, body: &str) -> Reply {
         Reply {
             status,
@@ -83,6 +84,7 @@ impl Reply {
         }
     }
 
+    /// A redirect (301, 302, 303, 307 or 308) to `location`, absolute or relative.
     pub fn redirect(status: u16, location: &str) -> Reply {
         Reply::html(
             status,
@@ -91,7 +93,7 @@ impl Reply {
         .header("Location", location)
     }
 
-    /// A reply whose n-th use is `replies[n]`, the last repeating (shorthand for `Fault::Sequence`).
+    /// A reply whose n-th use is `replies[n]`, the last repeating (`Fault::Sequence` shorthand).
     pub fn sequence(replies: Vec<Reply>) -> Reply {
         Reply::status(500).fault(Fault::Sequence(replies))
     }
@@ -103,6 +105,7 @@ impl Reply {
         self
     }
 
+    /// Replaces the reply's fault.
     pub fn fault(mut self, fault: Fault) -> Reply {
         self.fault = fault;
         self
@@ -257,9 +260,10 @@ impl Shared {
     fn take_reply(&self, target: &str) -> Reply {
         self.total_hits.fetch_add(1, SeqCst);
         let mut routes = lock(&self.routes);
-        let key = match routes.contains_key(target) {
-            true => target,
-            false => target.split('?').next().unwrap_or(target),
+        let key = if routes.contains_key(target) {
+            target
+        } else {
+            target.split('?').next().unwrap_or(target)
         };
         *lock(&self.hits).entry(key.to_string()).or_default() += 1;
         let Some(route) = routes.get_mut(key) else {

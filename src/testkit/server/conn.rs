@@ -50,7 +50,13 @@ pub(super) fn serve_connection(mut stream: TcpStream, shared: &Shared) {
             Incoming::Gone => return,
             Incoming::Refuse(status) => {
                 let req = Request::default(); // not keep-alive: the stream is out of sync
-                send(&mut stream, &req, &Reply::status(status), Wan::default(), shared)
+                send(
+                    &mut stream,
+                    &req,
+                    &Reply::status(status),
+                    Wan::default(),
+                    shared,
+                )
             }
         };
         match outcome {
@@ -81,7 +87,7 @@ fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>, shared: &Shared) -> I
             let Some((req, body_len)) = parse_head(&head[..head_len]) else {
                 return Incoming::Refuse(400);
             };
-            // Request bodies are read and thrown away so the next request starts in the right place.
+            // Skip any request body so the next request is read from where it starts.
             let mut left = body_len;
             while left > 0 {
                 let take = left.min(buf.len() as u64) as usize;

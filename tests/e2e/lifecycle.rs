@@ -1,0 +1,157 @@
+//! The daemon's life: picking up rows inserted by others, SIGTERM, a panicking worker.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use jobd::config::RetryConfig;
+use jobd::store::{Claimed, NewJob, Outcome, Report, SqliteStore, Stored};
+use jobd::supervisor::{self, Options};
+use jobd::testkit::images;
+use jobd::testkit::server::{Fault, Reply, TestServer};
+use jobd::worker::Handler;
+
+use crate::support::{Env, finish, show, signal, wait_until};
+
+#[test]
+fn rows_inserted_by_another_process_are_picked_up_and_sigterm_exits_cleanly() {
+    let server = TestServer::start();
+    server.route("/a.png", Reply::image(images::png(4, 4, 1), "image/png"));
+    server.route(
+        "/slow.png",
+        Reply::image(images::png(4, 4, 2), "image/png")
+            .fault(Fault::Delay(Duration::from_secs(30))),
+    );
+    let env = Env::new("");
+    env.jobctl_ok(&["stats"]);
+    let daemon = env
+        .jobd(&[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // A plain INSERT from another connection, as the sqlite3 shell does it.
+    env.db()
+        .execute("INSERT INTO jobs(url) VALUES (?1)", [server.url("/a.png")])
+        .unwrap();
+    wait_until("the inserted job to be done", || env.job(1).state == "done");
+
+    // A job still in flight when SIGTERM arrives goes back to the queue after the grace period.
+    env.db()
+        .execute(
+            "INSERT INTO jobs(url) VALUES (?1)",
+            [server.url("/slow.png")],
+        )
+        .unwrap();
+    wait_until("the slow job to be running", || {
+        env.job(2).state == "running"
+    });
+    signal(&daemon, "TERM");
+    let out = finish(daemon);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM jobs WHERE state = 'running'"),
+        0
+    );
+    let slow = env.job(2);
+    assert_eq!(
+        (slow.state.as_str(), slow.attempts),
+        ("queued", 0),
+        "{slow:?}"
+    );
+    assert_eq!(env.outcomes(2), ["interrupted"]);
+}
+
+#[test]
+fn sigterm_on_an_idle_daemon_exits_zero_at_once() {
+    let env = Env::new("");
+    let daemon = env
+        .jobd(&[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the database to exist", || env.path("jobd.db").exists());
+    signal(&daemon, "INT");
+    let out = finish(daemon);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stopped"));
+}
+
+/// Panics on its first job, then stores every job as done.
+struct PanicsOnce {
+    panicked: AtomicBool,
+    handled: AtomicUsize,
+}
+
+impl Handler for PanicsOnce {
+    fn handle(&self, job: &Claimed) -> Report {
+        if !self.panicked.swap(true, Ordering::SeqCst) {
+            panic!("boom on job {}", job.job_id);
+        }
+        self.handled.fetch_add(1, Ordering::SeqCst);
+        Report::failure(Outcome::Done(Stored {
+            mime: "image/png",
+            sha256: "0".repeat(64),
+            blob_path: "none".into(),
+            bytes: 0,
+            width: 1,
+            height: 1,
+        }))
+    }
+}
+
+#[test]
+fn a_panicking_worker_is_replaced_and_its_job_requeued() {
+    let env = Env::new("");
+    let store = SqliteStore::open(&env.path("jobd.db"), 4).unwrap();
+    let jobs: Vec<NewJob> = (0..5)
+        .map(|i| NewJob {
+            url: format!("http://127.0.0.1/{i}"),
+            priority: 0,
+            run_at: None,
+            max_attempts: None,
+        })
+        .collect();
+    store.add(&jobs).unwrap();
+    let handler = Arc::new(PanicsOnce {
+        panicked: AtomicBool::new(false),
+        handled: AtomicUsize::new(0),
+    });
+    let options = Options {
+        // One worker: the queue can only drain if the panicked worker is replaced.
+        workers: 1,
+        drain: true,
+        poll_interval: Duration::from_millis(5),
+        grace: Duration::from_secs(5),
+        lease: Duration::from_secs(60),
+        retry: RetryConfig {
+            max_attempts: 3,
+            base_delay_ms: 10,
+            max_delay_ms: 20,
+        },
+    };
+    supervisor::run(
+        Arc::new(store),
+        handler.clone(),
+        &options,
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    assert_eq!(handler.handled.load(Ordering::SeqCst), 5);
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM jobs WHERE state = 'done'"),
+        5
+    );
+    let error: String = env
+        .db()
+        .query_row(
+            "SELECT error FROM attempts WHERE outcome = 'retry'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(error.contains("worker panicked: boom on job"), "{error}");
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests: the real `jobd` and `jobctl` binaries against a loopback test server, in a
+//! temp dir each. Only 127.0.0.1 is ever contacted; 127.0.0.2 serves as the forbidden address.
+
+mod claims;
+mod failures;
+mod jobctl;
+mod lifecycle;
+mod schema;
+mod seed;
+mod support;
