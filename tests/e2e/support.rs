@@ -89,6 +89,18 @@ impl Env {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_jobd"));
         cmd.arg("--config").arg(self.config()).args(args);
         cmd.env("JOBD_LOG", "debug");
+        // Every daemon in the suite runs under a proxy setting that would break its fetches if it
+        // were obeyed: a proxy would resolve targets out of the address guard's sight.
+        for var in [
+            "HTTP_PROXY",
+            "http_proxy",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ] {
+            cmd.env(var, "http://127.0.0.1:9");
+        }
         cmd
     }
 
