@@ -96,6 +96,9 @@ pub fn run(
         }
         thread::sleep(options.poll_interval);
     }
+    if stop.load(Ordering::SeqCst) {
+        log::info!("stop signal received: claiming no more jobs");
+    }
     shut_down(&shared, workers, options.grace);
     Ok(())
 }

@@ -1,0 +1,229 @@
+#!/usr/bin/env bash
+# Benchmarks jobd against loopback test servers; see BENCHMARKS.md for what each scenario measures.
+#
+#   scripts/bench.sh [seed|pickup|all]      (default all; BENCH_RUNS=N repeats seed runs, default 3)
+#
+# Everything happens in a temporary directory on 127.0.0.1 and is removed on exit. Ratios are the
+# headline: absolute times depend on the machine, which is printed with the results.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=$ROOT/target/release
+RUNS=${BENCH_RUNS:-3}
+WORK=$(mktemp -d)
+PIDS=()     # background processes (test servers, idle jobd) to stop on exit
+RESULTS=()  # "label|value|target" rows of the final table
+SERVER_URL=""
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+die() { echo "bench: $*" >&2; exit 1; }
+note() { echo "bench: $*" >&2; }
+result() { RESULTS+=("$1|$2|${3:-}"); }
+# Seconds elapsed since a start taken from $EPOCHREALTIME.
+since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }'; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+# Median of the numbers on stdin.
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# Nearest-rank percentile P of the numbers on stdin.
+percentile() { sort -g | awk -v p="$1" '{ v[NR] = $1 } END { i = int(NR * p / 100); if (i < NR * p / 100) i++; print v[i] }'; }
+
+# Starts a test server for DIR; sets SERVER_URL. Its first stdout line names the port it bound.
+start_server() {
+    local dir=$1 ttfb=$2 rate=$3 out="$WORK/server-$RANDOM.out" i
+    "$BIN/jobd-testserver" --serve "$dir" --addr 127.0.0.1:0 --ttfb-ms "$ttfb" --rate-bytes "$rate" >"$out" &
+    PIDS+=("$!")
+    for ((i = 0; i < 500; i++)); do
+        SERVER_URL=$(sed -n 's/^listening on //p' "$out")
+        [[ -n $SERVER_URL ]] && return 0
+        sleep 0.01
+    done
+    die "test server for $dir did not start"
+}
+
+# The 40-image seed set, generated once per run of this script.
+seed_images() {
+    [[ -d $WORK/seed ]] || "$BIN/jobd-testserver" --seed-dir "$WORK/seed" --count 40
+}
+
+# Writes a config for a fresh database and blob_dir in DIR; loopback is exempt from the guard.
+new_instance() {
+    mkdir -p "$1"
+    printf '%s\n' 'database = "jobd.db"' 'blob_dir = "blobs"' '[fetch]' 'allow_ips = ["127.0.0.1/32"]' \
+        >"$1/daemon.toml"
+}
+
+# Every job done, every blob's bytes hash to the recorded sha256, which is the served file's.
+verify() {
+    local dir=$1 n url sha path
+    n=$(sqlite3 "$dir/jobd.db" "SELECT count(*) FROM jobs WHERE state = 'done'")
+    [[ $n == 40 ]] || die "$dir: only $n of 40 jobs done; see $dir/jobd.log"
+    while IFS='|' read -r url sha path; do
+        [[ $(sha256sum <"$dir/blobs/$path") == "$sha "* ]] || die "$path: bytes do not match sha256 $sha"
+        [[ $(sha256sum <"$WORK/seed/${url##*/}") == "$sha "* ]] || die "$url: stored sha256 $sha is not the served file's"
+    done < <(sqlite3 "$dir/jobd.db" "SELECT url, sha256, blob_path FROM jobs")
+}
+
+# Shows the lines of a jobd log other than the routine ones at the default level.
+log_oddities() {
+    if grep -v -E 'INFO  (jobd [0-9.]+ on|started [0-9]+ workers|job [0-9]+: done in|queue drained|stop)' "$1" >&2; then
+        note "(above: unexpected lines in $1)"
+    fi
+}
+
+# Times `jobd --drain` with N workers on a fresh database whose jobs were imported beforehand.
+time_jobd() {
+    local dir=$1 workers=$2 start
+    new_instance "$dir"
+    "$BIN/jobctl" --config "$dir/daemon.toml" import "$WORK/urls.txt" >/dev/null
+    start=$EPOCHREALTIME
+    "$BIN/jobd" --config "$dir/daemon.toml" --workers "$workers" --drain 2>"$dir/jobd.log" \
+        || die "jobd exited non-zero; see $dir/jobd.log"
+    since "$start"
+    verify "$dir"
+    log_oddities "$dir/jobd.log"
+}
+
+# Seed: 40 images over emulated WAN (150 ms to first byte, 20 MB/s per connection), jobd with 10
+# workers against the baseline of `xargs -P10 curl`, which has no queue, database or validation.
+bench_seed() {
+    local f r start curl_s jobd_s one_s bound fifo curl_med jobd_med
+    seed_images
+    start_server "$WORK/seed" 150 20000000
+    for f in "$WORK"/seed/*; do echo "$SERVER_URL/${f##*/}"; done >"$WORK/urls.txt"
+    : >"$WORK/curl.times"
+    : >"$WORK/jobd10.times"
+    # Alternate the two so that drift in machine load hits both alike.
+    for ((r = 1; r <= RUNS; r++)); do
+        mkdir "$WORK/curl-$r"
+        start=$EPOCHREALTIME
+        # shellcheck disable=SC2016 # $1 and $2 belong to the inner sh
+        xargs -P10 -n1 sh -c 'curl -sS --fail -o "$1/${2##*/}" "$2"' sh "$WORK/curl-$r" <"$WORK/urls.txt"
+        curl_s=$(since "$start")
+        jobd_s=$(time_jobd "$WORK/jobd10-$r" 10)
+        note "seed run $r/$RUNS: curl ${curl_s} s, jobd-10 ${jobd_s} s"
+        echo "$curl_s" >>"$WORK/curl.times"
+        echo "$jobd_s" >>"$WORK/jobd10.times"
+    done
+    curl_med=$(median <"$WORK/curl.times")
+    jobd_med=$(median <"$WORK/jobd10.times")
+    # One worker runs the jobs back to back, so its per-job times say what 10 workers would take
+    # if they were perfectly packed: sum / 10. Slower than that is scheduling overhead.
+    one_s=$(time_jobd "$WORK/jobd1" 1)
+    bound=$(sqlite3 "$WORK/jobd1/jobd.db" "SELECT printf('%.3f', sum(total_ms) / 10000.0) FROM attempts")
+    # sum / 10 is out of reach when jobs differ in size and start in queue order; this replays the
+    # same per-job times through 10 ideal workers taking jobs in id order (what curl and jobd do).
+    fifo=$(sqlite3 "$WORK/jobd1/jobd.db" "SELECT total_ms FROM attempts ORDER BY job_id" | awk '
+        { b = 1; for (i = 2; i <= 10; i++) if (s[i] < s[b]) b = i; s[b] += $1 }
+        END { for (i = 1; i <= 10; i++) if (s[i] > m) m = s[i]; printf "%.3f", m / 1000 }')
+    note "seed jobd-1: ${one_s} s, packing bound ${bound} s, in-order bound ${fifo} s"
+    result "seed: xargs -P10 curl (median of $RUNS)" "$curl_med s"
+    result "seed: jobd 10 workers (median of $RUNS)" "$jobd_med s"
+    result "seed: ratio jobd10 / curl" "$(div "$jobd_med" "$curl_med")" "<= 1.0"
+    result "seed: jobd 1 worker" "$one_s s"
+    result "seed: packing bound (sum total_ms / 10)" "$bound s"
+    result "seed: ratio jobd10 / bound" "$(div "$jobd_med" "$bound")"
+    result "seed: in-order bound (10 ideal FIFO workers)" "$fifo s"
+    result "seed: ratio jobd10 / in-order bound" "$(div "$jobd_med" "$fifo")"
+    # Where the time goes, per attempt of the last 10-worker run, for comparing with curl.
+    result "seed: jobd10 attempt ttfb/download/total avg" "$(sqlite3 "$WORK/jobd10-$RUNS/jobd.db" \
+        "SELECT printf('%.0f / %.0f / %.0f ms', avg(ttfb_ms), avg(download_ms), avg(total_ms)) FROM attempts")"
+}
+
+# CPU ticks (utime + stime) of PID so far; fields 14 and 15 of /proc/PID/stat, counted after the
+# parenthesised command name, which may itself contain spaces.
+cpu_ticks() {
+    local stat f
+    stat=$(<"/proc/$1/stat")
+    read -r -a f <<<"${stat##*) }"
+    echo $((f[11] + f[12]))
+}
+
+# Pickup: an idle daemon's CPU, then how soon it finishes a row that the sqlite3 shell inserts.
+bench_pickup() {
+    local dir=$WORK/pickup db pid t0 c0 idle png url i id state start rc
+    seed_images
+    # A small PNG served at once: this measures pickup, not download.
+    mkdir -p "$WORK/small"
+    png=$(find "$WORK/seed" -name '*.png' -printf '%s %p\n' | sort -n | head -1 | cut -d' ' -f2)
+    cp "$png" "$WORK/small/"
+    start_server "$WORK/small" 0 0
+    url=$SERVER_URL/${png##*/}
+    new_instance "$dir"
+    db=$dir/jobd.db
+    "$BIN/jobd" --config "$dir/daemon.toml" --workers 10 2>"$dir/jobd.log" &
+    pid=$!
+    PIDS+=("$pid")
+    for ((i = 0; i < 500; i++)); do
+        grep -q 'started' "$dir/jobd.log" 2>/dev/null && break
+        sleep 0.01
+    done
+    sleep 1 # let start-up work finish before measuring idle
+    t0=$EPOCHREALTIME
+    c0=$(cpu_ticks "$pid")
+    sleep 10
+    idle=$(awk -v t="$(($(cpu_ticks "$pid") - c0))" -v hz="$(getconf CLK_TCK)" -v s="$(since "$t0")" \
+        'BEGIN { printf "%.2f", 100 * t / hz / s }')
+    note "idle CPU: ${idle}% of one core"
+    result "pickup: idle CPU, 10 workers, 10 s" "${idle} %" "<= 2 %"
+
+    : >"$WORK/latency"
+    for ((i = 1; i <= 50; i++)); do
+        # A distinct query string per row; the server ignores it.
+        id=$(sqlite3 "$db" ".timeout 5000" "INSERT INTO jobs(url) VALUES('$url?n=$i'); SELECT last_insert_rowid();")
+        start=$EPOCHREALTIME
+        while :; do
+            state=$(sqlite3 "$db" ".timeout 5000" "SELECT state FROM jobs WHERE id = $id")
+            [[ $state == 'done' ]] && break
+            [[ $state == 'failed' ]] && die "pickup job $id failed; see $dir/jobd.log"
+            (($(since "$start" | cut -d. -f1) < 10)) || die "pickup job $id not done after 10 s"
+            sleep 0.005
+        done
+        sqlite3 -separator ' ' "$db" "SELECT finished_at - created_at, started_at - created_at FROM jobs WHERE id = $id" \
+            >>"$WORK/latency"
+    done
+    result "pickup: latency median (50 rows)" "$(cut -d' ' -f1 "$WORK/latency" | median) ms" "<= 100 ms"
+    result "pickup: latency p95" "$(cut -d' ' -f1 "$WORK/latency" | percentile 95) ms"
+    result "pickup: latency max" "$(cut -d' ' -f1 "$WORK/latency" | sort -g | tail -1) ms"
+    # The part spent queued before a worker claimed the row; the rest is the fetch itself.
+    result "pickup: of which queued before claim, median" "$(cut -d' ' -f2 "$WORK/latency" | median) ms"
+
+    kill -TERM "$pid"
+    rc=0
+    wait "$pid" || rc=$?
+    [[ $rc == 0 ]] || die "jobd exited $rc after SIGTERM; see $dir/jobd.log"
+    result "pickup: exit status after SIGTERM" "$rc" "0"
+    log_oddities "$dir/jobd.log"
+}
+
+print_machine() {
+    local cpu dirty=""
+    cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+    [[ -z $(git -C "$ROOT" status --porcelain 2>/dev/null) ]] || dirty=" (with uncommitted changes)"
+    echo "machine: $(nproc) CPUs, ${cpu:-unknown CPU}, $(uname -sr)"
+    echo "commit:  $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$dirty"
+    echo "date:    $(date -u '+%Y-%m-%d %H:%M UTC')"
+}
+
+main() {
+    local which=${1:-all} row label value target
+    case $which in seed | pickup | all) ;; *) echo "usage: scripts/bench.sh [seed|pickup|all]" >&2; exit 2 ;; esac
+    (cd "$ROOT" && cargo build --release --quiet)
+    [[ $which == pickup ]] || bench_seed
+    [[ $which == seed ]] || bench_pickup
+    echo
+    print_machine
+    echo
+    printf '%-46s %-24s %s\n' scenario result target
+    for row in "${RESULTS[@]}"; do
+        IFS='|' read -r label value target <<<"$row"
+        printf '%-46s %-24s %s\n' "$label" "$value" "$target"
+    done
+}
+
+main "$@"
