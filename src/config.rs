@@ -26,8 +26,8 @@ pub struct Config {
     pub blob_dir: PathBuf,
     /// Worker threads, each downloading one job at a time.
     pub workers: usize,
-    /// How long a claim is held before another daemon may take the job back. It must exceed
-    /// `fetch.timeout_secs`, so a live attempt always ends before its lease does.
+    /// How long a claim is held before another daemon may take the job back. The daemon renews
+    /// the leases of its jobs in flight every third of it, so only a dead daemon's jobs expire.
     pub lease_secs: u64,
     /// How often the daemon looks for rows written by other processes.
     pub poll_interval_ms: u64,
@@ -49,6 +49,8 @@ pub struct FetchConfig {
     /// Redirects followed before the job fails.
     pub max_redirects: u32,
     pub user_agent: String,
+    /// Requests to one host (name and port) at the same time, from this daemon.
+    pub max_per_host: usize,
     /// CIDRs exempt from the address guard, e.g. `["127.0.0.1/32"]` for local tests.
     pub allow_ips: Vec<String>,
     /// Turns the address guard off entirely. Anyone who can insert a row can then make jobd
@@ -73,7 +75,7 @@ impl Default for Config {
             database: PathBuf::from("jobd.db"),
             blob_dir: PathBuf::from("blobs"),
             workers: 10,
-            lease_secs: 300,
+            lease_secs: 60,
             poll_interval_ms: 20,
             grace_secs: 10,
             fetch: FetchConfig::default(),
@@ -90,6 +92,7 @@ impl Default for FetchConfig {
             max_bytes: 50 * 1024 * 1024,
             max_redirects: 5,
             user_agent: concat!("jobd/", env!("CARGO_PKG_VERSION"), " (image downloader)").into(),
+            max_per_host: 16,
             allow_ips: Vec::new(),
             allow_private: false,
         }
@@ -162,11 +165,14 @@ impl Config {
         if self.fetch.connect_timeout_secs == 0 {
             return bad("fetch.connect_timeout_secs", "must be at least 1");
         }
-        if self.lease_secs <= self.fetch.timeout_secs {
+        if self.lease_secs < 3 {
             return bad(
                 "lease_secs",
-                "must be longer than fetch.timeout_secs, so that a live attempt ends before its lease",
+                "must be at least 3 (leases are renewed every third of it)",
             );
+        }
+        if self.fetch.max_per_host == 0 {
+            return bad("fetch.max_per_host", "must be at least 1");
         }
         if self.fetch.max_bytes == 0 {
             return bad("fetch.max_bytes", "must be at least 1");
@@ -242,7 +248,7 @@ mod tests {
     fn invalid_values_name_their_key() {
         for (text, key) in [
             ("workers = 0", "workers"),
-            ("lease_secs = 10\n[fetch]\ntimeout_secs = 30", "lease_secs"),
+            ("lease_secs = 2", "lease_secs"),
             ("[fetch]\nallow_ips = [\"nonsense\"]", "fetch.allow_ips"),
             ("[retry]\nmax_attempts = 0", "retry.max_attempts"),
             (
@@ -273,6 +279,7 @@ mod tests {
             "max_bytes",
             "max_redirects",
             "user_agent",
+            "max_per_host",
             "allow_ips",
             "allow_private",
             "max_attempts",

@@ -7,18 +7,22 @@
 use std::io::{Read, Write};
 use std::time::Instant;
 
+use url::Url;
+
 use crate::blobs::BlobStore;
 use crate::config::{Config, RetryConfig};
 use crate::fetch::{Http, Response, io_failure};
+use crate::hosts::{self, Hosts};
 use crate::joburl;
-use crate::retry::{self, Failure};
+use crate::retry::{self, Failure, status_means_slow_down};
 use crate::sniff::{self, HEAD_LEN, SNIFF_LEN};
 use crate::store::{Claimed, Outcome, RawUrl, Report, Stored, now_ms};
-use crate::worker::Handler;
+use crate::worker::{Handled, Handler};
 
 /// The real job handler: download, verify, store.
 pub struct Downloader {
     http: Http,
+    hosts: Hosts,
     blobs: BlobStore,
     max_bytes: u64,
     retry: RetryConfig,
@@ -28,6 +32,7 @@ impl Downloader {
     pub fn new(config: &Config, blobs: BlobStore) -> Result<Downloader, String> {
         Ok(Downloader {
             http: Http::new(&config.fetch, config.workers)?,
+            hosts: Hosts::new(config.fetch.max_per_host),
             blobs,
             max_bytes: config.fetch.max_bytes,
             retry: config.retry.clone(),
@@ -36,45 +41,70 @@ impl Downloader {
 }
 
 impl Handler for Downloader {
-    fn handle(&self, job: &Claimed) -> Report {
-        let mut report = Report::failure(Outcome::Failed {
-            error: String::new(),
-        });
+    fn handle(&self, job: &Claimed) -> Handled {
         let url = match &job.url {
             RawUrl::Text(raw) => joburl::parse(raw),
             RawUrl::NotText(kind) => Err(format!("url is {kind}, not text")),
         };
-        let result = match url {
-            Err(error) => Err(Failure::permanent(error)),
-            Ok(url) => match self.http.get(&url) {
-                Err(failed) => {
-                    report.http_status = failed.status;
-                    report.declared_mime = failed.declared_mime;
-                    report.ttfb_ms = failed.ttfb.map(|d| d.as_millis() as i64);
-                    Err(failed.failure)
-                }
-                Ok(mut response) => {
-                    report.http_status = Some(response.status);
-                    report.declared_mime = response.declared_mime.take();
-                    report.ttfb_ms = Some(response.ttfb.as_millis() as i64);
-                    let started = Instant::now();
-                    let mut received = 0;
-                    let stored = self.store_body(&mut response, &mut received);
-                    report.download_ms = Some(started.elapsed().as_millis() as i64);
-                    report.bytes = Some(received);
-                    stored
-                }
-            },
+        let url = match url {
+            Ok(url) => url,
+            Err(error) => return Handled::Report(Report::failure(Outcome::Failed { error })),
         };
+        let host = hosts::key(&url);
+        let permit = match self.hosts.enter(&host) {
+            Ok(permit) => permit,
+            Err(until) => return Handled::Postpone { run_at: until },
+        };
+        let (mut report, result) = self.attempt(&url);
+        drop(permit);
+        let now = now_ms();
         report.outcome = match result {
             Ok(stored) => Outcome::Done(stored),
-            Err(failure) => retry::after_failure(job, failure, &self.retry, now_ms()),
+            Err(failure) => retry::after_failure(job, failure, &self.retry, now),
         };
-        report
+        if let (Some(status), Outcome::Retry { run_at, .. }) = (report.http_status, &report.outcome)
+        {
+            if status_means_slow_down(status) {
+                // The host's other jobs wait as long as this one.
+                self.hosts.cool_down(&host, *run_at);
+                log::info!(
+                    "{host} answered {status}: no requests to it for {} ms",
+                    run_at - now
+                );
+            }
+        }
+        Handled::Report(report)
     }
 }
 
 impl Downloader {
+    /// One GET: the report's facts (status, types, timings) and the stored image or the failure.
+    fn attempt(&self, url: &Url) -> (Report, Result<Stored, Failure>) {
+        let mut report = Report::failure(Outcome::Failed {
+            error: String::new(),
+        });
+        let result = match self.http.get(url) {
+            Err(failed) => {
+                report.http_status = failed.status;
+                report.declared_mime = failed.declared_mime;
+                report.ttfb_ms = failed.ttfb.map(|d| d.as_millis() as i64);
+                Err(failed.failure)
+            }
+            Ok(mut response) => {
+                report.http_status = Some(response.status);
+                report.declared_mime = response.declared_mime.take();
+                report.ttfb_ms = Some(response.ttfb.as_millis() as i64);
+                let started = Instant::now();
+                let mut received = 0;
+                let stored = self.store_body(&mut response, &mut received);
+                report.download_ms = Some(started.elapsed().as_millis() as i64);
+                report.bytes = Some(received);
+                stored
+            }
+        };
+        (report, result)
+    }
+
     /// Streams the body into a new blob while hashing it. Stops as soon as the first bytes show
     /// that it is not an image, or it grows past `max_bytes`.
     fn store_body(&self, response: &mut Response, received: &mut u64) -> Result<Stored, Failure> {
@@ -99,7 +129,7 @@ impl Downloader {
         *received = head.len() as u64;
         let format = sniff::sniff(&head).map_err(|e| with_declared(e, response))?;
         let storage = |e: std::io::Error| {
-            Failure::transient(format!(
+            Failure::local(format!(
                 "cannot write to the blob store {}: {e}",
                 self.blobs.root().display()
             ))

@@ -14,7 +14,7 @@ use url::Url;
 
 use crate::config::FetchConfig;
 use crate::guard::{AllowList, Guard, GuardedResolver, blocked_in};
-use crate::retry::{Failure, Kind, status_kind};
+use crate::retry::{Failure, parse_retry_after, status_is_transient, status_means_slow_down};
 
 /// The HTTP client shared by all workers.
 #[derive(Debug)]
@@ -97,13 +97,22 @@ impl Http {
             .map(str::to_owned);
         if !(200..300).contains(&status) {
             let reason = response.status().canonical_reason().unwrap_or("");
-            let failure = match status_kind(status) {
-                _ if (300..400).contains(&status) => Failure::permanent(format!(
+            let mut failure = if (300..400).contains(&status) {
+                Failure::permanent(format!(
                     "HTTP {status} {reason}: a redirect without a usable Location"
-                )),
-                Kind::Transient => Failure::transient(format!("HTTP {status} {reason}")),
-                Kind::Permanent => Failure::permanent(format!("HTTP {status} {reason}")),
+                ))
+            } else if status_is_transient(status) {
+                Failure::transient(format!("HTTP {status} {reason}"))
+            } else {
+                Failure::permanent(format!("HTTP {status} {reason}"))
             };
+            if status_means_slow_down(status) {
+                failure.retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
+            }
             return Err(HttpFailure {
                 failure,
                 status: Some(status),

@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod download;
 pub mod fetch;
 pub mod guard;
+pub mod hosts;
 pub mod joburl;
 pub mod logger;
 pub mod retry;

@@ -8,11 +8,15 @@
 //! | body shorter than its Content-Length                 | transient |
 //! | not an image, invalid image, too large               | permanent |
 //! | too many redirects, blocked address, unusable URL    | permanent |
+//! | the blob store cannot be written (full, read-only)   | local     |
 //!
 //! A transient failure is retried with exponential backoff and jitter until the job's attempts
-//! are spent; a permanent one fails the job at once.
+//! are spent; on 429 and 503 a Retry-After header (seconds or an HTTP date) replaces the backoff,
+//! capped at `max_delay_ms`. A permanent failure fails the job at once. A local failure is not
+//! the URL's fault: the job goes back to the queue without spending an attempt.
 
 use std::hash::{BuildHasher, Hasher, RandomState};
+use std::time::{Duration, SystemTime};
 
 use crate::config::RetryConfig;
 use crate::store::{Claimed, Outcome};
@@ -21,6 +25,8 @@ use crate::store::{Claimed, Outcome};
 pub enum Kind {
     Transient,
     Permanent,
+    /// Our side failed (storage), not the URL.
+    Local,
 }
 
 /// A failed attempt, in words for the job's `error` column.
@@ -28,38 +34,75 @@ pub enum Kind {
 pub struct Failure {
     pub kind: Kind,
     pub error: String,
+    /// How long the server asked us to wait (Retry-After), if it did.
+    pub retry_after: Option<Duration>,
 }
 
 impl Failure {
-    pub fn transient(error: impl Into<String>) -> Failure {
+    fn new(kind: Kind, error: impl Into<String>) -> Failure {
         Failure {
-            kind: Kind::Transient,
+            kind,
             error: error.into(),
+            retry_after: None,
         }
+    }
+
+    pub fn transient(error: impl Into<String>) -> Failure {
+        Failure::new(Kind::Transient, error)
     }
 
     pub fn permanent(error: impl Into<String>) -> Failure {
-        Failure {
-            kind: Kind::Permanent,
-            error: error.into(),
-        }
+        Failure::new(Kind::Permanent, error)
+    }
+
+    pub fn local(error: impl Into<String>) -> Failure {
+        Failure::new(Kind::Local, error)
     }
 }
 
-/// Whether an HTTP status (outside 2xx) is worth another try.
-pub fn status_kind(status: u16) -> Kind {
-    match status {
-        408 | 425 | 429 | 500 | 502 | 503 | 504 => Kind::Transient,
-        _ => Kind::Permanent,
+/// Reads a Retry-After value: delay-seconds or an HTTP date (relative to `now`). A date in the
+/// past means "now"; anything unreadable is ignored.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
     }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// When the next try of a job may start after this failure: the server's Retry-After if it gave
+/// one, else the backoff; never later than `max_delay_ms` from now.
+pub fn retry_delay_ms(failure: &Failure, attempt: u32, policy: &RetryConfig) -> u64 {
+    match failure.retry_after {
+        Some(wait) => (wait.as_millis() as u64).min(policy.max_delay_ms),
+        None => backoff_ms(attempt, policy),
+    }
+}
+
+/// A local failure puts the job back this soon; the worker itself backs off meanwhile.
+const LOCAL_RETRY_MS: i64 = 1_000;
+
+/// Whether an HTTP status (outside 2xx) is worth another try.
+pub fn status_is_transient(status: u16) -> bool {
+    matches!(status, 408 | 425 | 429 | 500 | 502 | 503 | 504)
+}
+
+/// Statuses by which a server says "too much, slow down": they cool the whole host down.
+pub fn status_means_slow_down(status: u16) -> bool {
+    matches!(status, 429 | 503)
 }
 
 /// What becomes of a job after a failed attempt: another try later, or failed for good.
 pub fn after_failure(job: &Claimed, failure: Failure, policy: &RetryConfig, now: i64) -> Outcome {
     let limit = job.max_attempts.unwrap_or(policy.max_attempts).max(1);
     match failure.kind {
+        Kind::Local => Outcome::Postponed {
+            run_at: now + LOCAL_RETRY_MS,
+            error: failure.error,
+        },
         Kind::Transient if job.attempts < limit => Outcome::Retry {
-            run_at: now + backoff_ms(job.attempts, policy) as i64,
+            run_at: now + retry_delay_ms(&failure, job.attempts, policy) as i64,
             error: failure.error,
         },
         Kind::Transient => Outcome::Failed {
@@ -125,10 +168,10 @@ mod tests {
     #[test]
     fn the_status_table() {
         for s in [408, 425, 429, 500, 502, 503, 504] {
-            assert_eq!(status_kind(s), Kind::Transient, "{s}");
+            assert!(status_is_transient(s), "{s}");
         }
         for s in [300, 400, 401, 403, 404, 410, 451, 501, 505] {
-            assert_eq!(status_kind(s), Kind::Permanent, "{s}");
+            assert!(!status_is_transient(s), "{s}");
         }
     }
 
@@ -166,6 +209,39 @@ mod tests {
             after_failure(&job(1, Some(1)), Failure::transient("x"), &p, 0),
             Outcome::Failed { .. }
         ));
+    }
+
+    #[test]
+    fn retry_after_replaces_the_backoff_within_the_cap() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(90));
+        assert_eq!(parse_retry_after(&date, now), Some(Duration::from_secs(90)));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(90));
+        assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+
+        let mut slow = Failure::transient("HTTP 429");
+        slow.retry_after = Some(Duration::from_secs(3));
+        assert_eq!(retry_delay_ms(&slow, 1, &policy()), 3_000);
+        slow.retry_after = Some(Duration::from_secs(3_600));
+        assert_eq!(
+            retry_delay_ms(&slow, 1, &policy()),
+            5_000,
+            "capped at max_delay_ms"
+        );
+    }
+
+    #[test]
+    fn local_failures_do_not_spend_attempts() {
+        // Even on the last attempt: the URL did nothing wrong.
+        match after_failure(&job(3, None), Failure::local("disk full"), &policy(), 0) {
+            Outcome::Postponed { run_at, error } => {
+                assert_eq!((run_at, error.as_str()), (LOCAL_RETRY_MS, "disk full"));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

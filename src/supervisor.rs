@@ -64,7 +64,9 @@ pub fn run(
     log::info!("started {} workers", workers.len());
 
     let reap_every = (options.lease / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
-    let mut last_reap = Instant::now();
+    let extend_every = options.lease / 3;
+    let (mut last_reap, mut last_extend, mut last_checkpoint) =
+        (Instant::now(), Instant::now(), Instant::now());
     let mut next_due: Option<i64> = None;
     let mut watch_failing = false;
     while !stop.load(Ordering::SeqCst) {
@@ -90,9 +92,19 @@ pub fn run(
             }
             Err(_) => {}
         }
+        if last_extend.elapsed() >= extend_every {
+            extend_leases(&*queue, &workers, options.lease);
+            last_extend = Instant::now();
+        }
         if last_reap.elapsed() >= reap_every {
             reap(&*queue, options);
             last_reap = Instant::now();
+        }
+        if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            if let Err(e) = watch.checkpoint() {
+                log::debug!("checkpoint skipped: {e}");
+            }
+            last_checkpoint = Instant::now();
         }
         thread::sleep(options.poll_interval);
     }
@@ -119,6 +131,25 @@ fn tick(
         }
     }
     Ok(drain && !watch.pending()?)
+}
+
+/// How often the write-ahead log is checkpointed and truncated, on top of SQLite's automatic
+/// checkpoints, which never shrink the file.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
+
+/// Renews the leases of the jobs in hand: a slow but live download is never taken back, while a
+/// dead daemon's jobs return after one lease.
+fn extend_leases(queue: &dyn Queue, workers: &[Worker], lease: Duration) {
+    let held: Vec<i64> = workers
+        .iter()
+        .filter_map(|w| lock(&w.slot).as_ref().map(|job| job.attempt_id))
+        .collect();
+    if let Err(e) = queue.extend_leases(&held, lease.as_millis() as i64) {
+        log::error!(
+            "cannot extend the leases of {} jobs in flight: {e}",
+            held.len()
+        );
+    }
 }
 
 fn reap(queue: &dyn Queue, options: &Options) {

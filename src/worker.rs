@@ -13,7 +13,16 @@ use crate::store::{Applied, Claimed, Outcome, Queue, Report};
 /// Does one attempt at one job. The real one downloads ([`crate::download::Downloader`]);
 /// tests put in others.
 pub trait Handler: Send + Sync {
-    fn handle(&self, job: &Claimed) -> Report;
+    fn handle(&self, job: &Claimed) -> Handled;
+}
+
+/// What became of a claimed job in the handler.
+#[derive(Debug, Clone)]
+pub enum Handled {
+    /// The attempt ran: record its report.
+    Report(Report),
+    /// Nothing was tried (its host is cooling down): give the job back until `run_at`.
+    Postpone { run_at: i64 },
 }
 
 /// A generation counter that idle workers wait on, so no wake-up is lost between a claim that
@@ -65,28 +74,73 @@ pub type Slot = Arc<Mutex<Option<Claimed>>>;
 
 /// An idle worker also looks for work this often, in case a wake-up was missed.
 const IDLE_RECHECK: Duration = Duration::from_secs(5);
-/// After a database error, wait this long before claiming again.
-const ERROR_BACKOFF: Duration = Duration::from_secs(1);
+/// After a local failure (database or storage), a worker waits before claiming again, starting
+/// here and doubling up to the maximum, so a full disk or a locked database is not hammered.
+const TROUBLE_FIRST: Duration = Duration::from_millis(500);
+const TROUBLE_MAX: Duration = Duration::from_secs(30);
 
 /// The worker loop; returns when `shared.stopping` is set.
 pub fn run(shared: &Shared, name: &str, slot: &Slot) {
+    let mut trouble: Option<Duration> = None;
     while !shared.stopping.load(Ordering::SeqCst) {
+        if let Some(pause) = trouble {
+            // Stopping wakes this wait early.
+            shared.wake.wait(shared.wake.generation(), pause);
+            if shared.stopping.load(Ordering::SeqCst) {
+                break;
+            }
+        }
         let seen = shared.wake.generation();
         match shared.queue.claim(name, 1, shared.lease_ms) {
-            Ok(jobs) if jobs.is_empty() => shared.wake.wait(seen, IDLE_RECHECK),
+            Ok(jobs) if jobs.is_empty() => {
+                trouble = None;
+                shared.wake.wait(seen, IDLE_RECHECK);
+            }
             Ok(jobs) => {
                 for job in jobs {
                     *lock(slot) = Some(job.clone());
-                    let report = shared.handler.handle(&job);
-                    record(shared, &job, &report);
+                    let local_failure = match shared.handler.handle(&job) {
+                        Handled::Report(report) => {
+                            record(shared, &job, &report);
+                            matches!(report.outcome, Outcome::Postponed { .. })
+                        }
+                        Handled::Postpone { run_at } => {
+                            postpone(shared, &job, run_at);
+                            false
+                        }
+                    };
                     *lock(slot) = None;
+                    trouble = local_failure.then(|| next_pause(trouble, name));
                 }
             }
             Err(e) => {
-                log::error!("{name}: cannot claim jobs: {e}");
-                shared.wake.wait(seen, ERROR_BACKOFF);
+                trouble = Some(next_pause(trouble, name));
+                log::error!(
+                    "{name}: cannot claim jobs (pausing {:?}): {e}",
+                    trouble.unwrap_or_default()
+                );
             }
         }
+    }
+}
+
+fn next_pause(previous: Option<Duration>, name: &str) -> Duration {
+    let pause = previous.map_or(TROUBLE_FIRST, |p| (p * 2).min(TROUBLE_MAX));
+    log::debug!("{name}: local trouble, pausing {pause:?} before the next claim");
+    pause
+}
+
+fn postpone(shared: &Shared, job: &Claimed, run_at: i64) {
+    match shared.queue.postpone(job, run_at) {
+        Ok(_) => log::debug!(
+            "job {}: its host is cooling down; back in the queue for {} ms",
+            job.job_id,
+            run_at - crate::store::now_ms()
+        ),
+        Err(e) => log::error!(
+            "job {}: cannot put it back ({e}); its lease will",
+            job.job_id
+        ),
     }
 }
 
@@ -143,5 +197,9 @@ fn log_outcome(job: &Claimed, report: &Report) {
             run_at - crate::store::now_ms()
         ),
         Outcome::Failed { error } => log::warn!("job {}: failed: {error}", job.job_id),
+        Outcome::Postponed { error, .. } => log::error!(
+            "job {}: not the URL's fault, back in the queue without spending an attempt: {error}",
+            job.job_id
+        ),
     }
 }

@@ -87,6 +87,11 @@ pub enum Outcome {
     Failed {
         error: String,
     },
+    /// Not the URL's fault (our storage failed): queued again without spending the attempt.
+    Postponed {
+        run_at: i64,
+        error: String,
+    },
 }
 
 /// A verified image, fsynced in the blob store.
@@ -107,6 +112,7 @@ impl Outcome {
             Outcome::Done(_) => "done",
             Outcome::Retry { .. } => "retry",
             Outcome::Failed { .. } => "failed",
+            Outcome::Postponed { .. } => "postponed",
         }
     }
 }
@@ -127,6 +133,9 @@ pub trait Watch: Send {
     fn next_due(&mut self) -> Result<Option<i64>, StoreError>;
     /// True while any job is queued or running (`--drain` exits when this turns false).
     fn pending(&mut self) -> Result<bool, StoreError>;
+    /// Keeps the write-ahead log bounded: checkpoints and truncates it when no reader holds an old
+    /// snapshot; gives up at once otherwise (the next call tries again).
+    fn checkpoint(&mut self) -> Result<(), StoreError>;
 }
 
 /// The operations workers and the supervisor need from a queue backend.
@@ -136,8 +145,15 @@ pub trait Queue: Send + Sync {
     fn claim(&self, worker: &str, limit: usize, lease_ms: i64) -> Result<Vec<Claimed>, StoreError>;
     /// Records an attempt's outcome on the job and its attempt row, in one transaction.
     fn complete(&self, job: &Claimed, report: &Report) -> Result<Applied, StoreError>;
-    /// Puts a claimed job back in the queue without counting the attempt (shutdown).
+    /// Puts a claimed job back in the queue without counting the attempt (shutdown); its attempt
+    /// row stays, as `interrupted`.
     fn release(&self, job: &Claimed, why: &str) -> Result<Applied, StoreError>;
+    /// Gives a claimed job back untried, to run not before `run_at` (its host is cooling down):
+    /// no attempt is counted and its attempt row is removed, since nothing was tried.
+    fn postpone(&self, job: &Claimed, run_at: i64) -> Result<Applied, StoreError>;
+    /// Pushes the leases of running jobs (by attempt id) to `lease_ms` from now, so a long but
+    /// live download is never taken back.
+    fn extend_leases(&self, attempt_ids: &[i64], lease_ms: i64) -> Result<(), StoreError>;
     /// Returns jobs whose lease ran out (their daemon died) to the queue, or fails them when their
     /// attempts are spent. Returns how many were reaped.
     fn reap_expired(&self, default_max_attempts: u32) -> Result<usize, StoreError>;

@@ -21,6 +21,9 @@ const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
 /// milliseconds, so reaching this means something is badly wrong (an open shell transaction).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The watcher's busy timeout: short, so a blocked checkpoint never stalls the supervisor.
+const WATCH_BUSY_TIMEOUT: Duration = Duration::from_millis(100);
+
 /// The SQLite queue. Cheap to clone: clones share one pool.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -148,7 +151,7 @@ const FINISH_JOB: &str = "
     UPDATE jobs
     SET state = ?3, finished_at = ?4, run_at = COALESCE(?5, run_at), error = ?6,
         http_status = ?7, declared_mime = ?8, mime = ?9, bytes = ?10, sha256 = ?11,
-        blob_path = ?12, width = ?13, height = ?14,
+        blob_path = ?12, width = ?13, height = ?14, attempts = attempts - ?15,
         worker = NULL, attempt_id = NULL, lease_until = NULL
     WHERE id = ?1 AND attempt_id = ?2 AND state = 'running'";
 
@@ -220,10 +223,12 @@ impl Queue for SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .ctx(format_args!("recording job {}", job.job_id))?;
         let now = now_ms();
-        let (state, run_at, error, stored) = match &report.outcome {
-            Outcome::Done(stored) => ("done", None, None, Some(stored)),
-            Outcome::Retry { run_at, error } => ("queued", Some(*run_at), Some(error), None),
-            Outcome::Failed { error } => ("failed", None, Some(error), None),
+        // (state, run_at, error, stored blob, attempts given back)
+        let (state, run_at, error, stored, refund) = match &report.outcome {
+            Outcome::Done(stored) => ("done", None, None, Some(stored), 0),
+            Outcome::Retry { run_at, error } => ("queued", Some(*run_at), Some(error), None, 0),
+            Outcome::Failed { error } => ("failed", None, Some(error), None, 0),
+            Outcome::Postponed { run_at, error } => ("queued", Some(*run_at), Some(error), None, 1),
         };
         let changed = tx
             .prepare_cached(FINISH_JOB)
@@ -243,6 +248,7 @@ impl Queue for SqliteStore {
                     stored.map(|s| &s.blob_path),
                     stored.map(|s| s.width),
                     stored.map(|s| s.height),
+                    refund,
                 ])
             })
             .ctx(format_args!("recording job {}", job.job_id))?;
@@ -302,6 +308,53 @@ impl Queue for SqliteStore {
         Ok(Applied::Yes)
     }
 
+    fn postpone(&self, job: &Claimed, run_at: i64) -> Result<Applied, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx(format_args!("postponing job {}", job.job_id))?;
+        let changed = tx
+            .execute(
+                "UPDATE jobs
+                 SET state = 'queued', attempts = attempts - 1, run_at = ?3,
+                     worker = NULL, attempt_id = NULL, lease_until = NULL
+                 WHERE id = ?1 AND attempt_id = ?2 AND state = 'running'",
+                params![job.job_id, job.attempt_id, run_at],
+            )
+            .ctx(format_args!("postponing job {}", job.job_id))?;
+        if changed == 0 {
+            return Ok(Applied::ClaimLost);
+        }
+        tx.execute("DELETE FROM attempts WHERE id = ?1", [job.attempt_id])
+            .ctx(format_args!("postponing job {}", job.job_id))?;
+        tx.commit()
+            .ctx(format_args!("postponing job {}", job.job_id))?;
+        Ok(Applied::Yes)
+    }
+
+    fn extend_leases(&self, attempt_ids: &[i64], lease_ms: i64) -> Result<(), StoreError> {
+        if attempt_ids.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("extending leases")?;
+        {
+            let mut extend = tx
+                .prepare_cached(
+                    "UPDATE jobs SET lease_until = ?2
+                     WHERE attempt_id = ?1 AND state = 'running'",
+                )
+                .ctx("extending leases")?;
+            let until = now_ms() + lease_ms;
+            for id in attempt_ids {
+                extend.execute(params![id, until]).ctx("extending leases")?;
+            }
+        }
+        tx.commit().ctx("extending leases")
+    }
+
     fn reap_expired(&self, default_max_attempts: u32) -> Result<usize, StoreError> {
         const WHY: &str = "the lease ran out: the daemon working on it stopped or died";
         let mut conn = self.conn()?;
@@ -335,6 +388,9 @@ impl Queue for SqliteStore {
         let mut conn =
             Connection::open(&self.path).ctx(format_args!("opening {}", self.path.display()))?;
         configure(&mut conn).ctx(format_args!("opening {}", self.path.display()))?;
+        // Its reads never wait in WAL mode; only the checkpoint could, and it must not.
+        conn.busy_timeout(WATCH_BUSY_TIMEOUT)
+            .ctx(format_args!("opening {}", self.path.display()))?;
         Ok(Box::new(SqliteWatch {
             conn,
             data_version: None,
@@ -367,6 +423,15 @@ impl Watch for SqliteWatch {
             .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)).optional())
             .map(Option::flatten)
             .ctx("looking for queued jobs")
+    }
+
+    fn checkpoint(&mut self) -> Result<(), StoreError> {
+        // TRUNCATE resets the log to zero bytes once every reader is on the newest snapshot. A
+        // reader holding an old one (an open shell transaction) makes it give up, not wait: the
+        // watch connection's busy timeout is short.
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .ctx("checkpointing the write-ahead log")
     }
 
     fn pending(&mut self) -> Result<bool, StoreError> {

@@ -10,7 +10,7 @@ use jobd::store::{Claimed, NewJob, Outcome, Report, SqliteStore, Stored};
 use jobd::supervisor::{self, Options};
 use jobd::testkit::images;
 use jobd::testkit::server::{Fault, Reply, TestServer};
-use jobd::worker::Handler;
+use jobd::worker::{Handled, Handler};
 
 use crate::support::{Env, finish, show, signal, wait_until};
 
@@ -87,19 +87,19 @@ struct PanicsOnce {
 }
 
 impl Handler for PanicsOnce {
-    fn handle(&self, job: &Claimed) -> Report {
+    fn handle(&self, job: &Claimed) -> Handled {
         if !self.panicked.swap(true, Ordering::SeqCst) {
             panic!("boom on job {}", job.job_id);
         }
         self.handled.fetch_add(1, Ordering::SeqCst);
-        Report::failure(Outcome::Done(Stored {
+        Handled::Report(Report::failure(Outcome::Done(Stored {
             mime: "image/png",
             sha256: "0".repeat(64),
             blob_path: "none".into(),
             bytes: 0,
             width: 1,
             height: 1,
-        }))
+        })))
     }
 }
 
