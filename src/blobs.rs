@@ -64,11 +64,24 @@ impl BlobStore {
     pub fn create(&self) -> io::Result<BlobWriter<'_>> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let path = self.tmp.join(format!("{}-{n}.part", std::process::id()));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(FILE_MODE)
-            .open(&path)?;
+        let open = || {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(FILE_MODE)
+                .open(&path)
+        };
+        let file = match open() {
+            // Someone removed the folder (a cleanup, a remount): make it again and go on.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                DirBuilder::new()
+                    .recursive(true)
+                    .mode(DIR_MODE)
+                    .create(&self.tmp)?;
+                open()?
+            }
+            other => other?,
+        };
         Ok(BlobWriter {
             store: self,
             file,

@@ -84,8 +84,7 @@ pub fn run(shared: &Shared, name: &str, slot: &Slot) {
     let mut trouble: Option<Duration> = None;
     while !shared.stopping.load(Ordering::SeqCst) {
         if let Some(pause) = trouble {
-            // Stopping wakes this wait early.
-            shared.wake.wait(shared.wake.generation(), pause);
+            sleep_unless_stopping(shared, pause);
             if shared.stopping.load(Ordering::SeqCst) {
                 break;
             }
@@ -121,6 +120,18 @@ pub fn run(shared: &Shared, name: &str, slot: &Slot) {
                 );
             }
         }
+    }
+}
+
+/// Sleeps for `pause`, waking early only to stop (new work does not cut a pause short).
+fn sleep_unless_stopping(shared: &Shared, pause: Duration) {
+    let end = std::time::Instant::now() + pause;
+    while !shared.stopping.load(Ordering::SeqCst) {
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
     }
 }
 

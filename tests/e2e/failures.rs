@@ -37,6 +37,13 @@ fn http_and_content_failures() {
     let server = TestServer::start();
     let env = Env::new("");
     let html = "<html><body>Not found</body></html>";
+    for i in 1..=4 {
+        server.route(
+            &format!("/chain{i}"),
+            Reply::redirect(307, &format!("/chain{}", i - 1)),
+        );
+    }
+    server.route("/chain0", Reply::image(png(), "image/png"));
     check(
         &env,
         &server,
@@ -105,6 +112,22 @@ fn http_and_content_failures() {
                 "too many redirects",
             ),
             ("/hop", Reply::redirect(301, "/ok"), "done", 1, ""),
+            (
+                "/always-503",
+                Reply::status(503),
+                "failed",
+                3,
+                "HTTP 503 Service Unavailable (gave up after 3 attempts)",
+            ),
+            // A chain of five redirects is the most the default allows; six is too many.
+            ("/chain5", Reply::redirect(302, "/chain4"), "done", 1, ""),
+            (
+                "/chain6",
+                Reply::redirect(302, "/chain5"),
+                "failed",
+                1,
+                "too many redirects (more than 5)",
+            ),
         ],
     );
     // The declared type is recorded beside the detected one.
@@ -192,6 +215,15 @@ fn size_limit_holds_with_and_without_content_length() {
                 "failed",
                 1,
                 "grew past the limit of 10000",
+            ),
+            (
+                "/endless-announced",
+                Reply::image(png(), "image/png").fault(Fault::Endless {
+                    content_length: true,
+                }),
+                "failed",
+                1,
+                "the server announced",
             ),
             ("/small", Reply::image(png(), "image/png"), "done", 1, ""),
         ],

@@ -3,6 +3,7 @@
 
 mod claims;
 mod failures;
+mod faults;
 mod jobctl;
 mod lifecycle;
 mod schema;
