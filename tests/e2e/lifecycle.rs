@@ -12,7 +12,7 @@ use jobd::testkit::images;
 use jobd::testkit::server::{Fault, Reply, TestServer};
 use jobd::worker::{Handled, Handler};
 
-use crate::support::{Env, finish, show, signal, wait_until};
+use crate::support::{Env, Logged, finish, show, signal, wait_until};
 
 #[test]
 fn rows_inserted_by_another_process_are_picked_up_and_sigterm_exits_cleanly() {
@@ -154,4 +154,36 @@ fn a_panicking_worker_is_replaced_and_its_job_requeued() {
         )
         .unwrap();
     assert!(error.contains("worker panicked: boom on job"), "{error}");
+}
+
+#[test]
+fn a_second_signal_exits_at_once_and_the_lease_brings_the_job_back() {
+    let server = TestServer::start();
+    server.route(
+        "/slow.png",
+        Reply::image(images::png(4, 4, 5), "image/png")
+            .fault(Fault::Delay(Duration::from_secs(30))),
+    );
+    // A long grace period: only the second signal can make jobd exit quickly.
+    let env = Env::with_config(
+        "grace_secs = 60\nlease_secs = 3\n[fetch]\nallow_ips = [\"127.0.0.1/32\"]\n",
+    );
+    let ids = env.add(&[server.url("/slow.png")]);
+    let daemon = Logged::spawn(env.jobd(&[]));
+    wait_until("the job to be running", || {
+        env.job(ids[0]).state == "running"
+    });
+    signal(&daemon.child, "TERM");
+    // Signals of one kind merge while pending: send the second once the first has been seen.
+    daemon.wait_for_log("stop signal received");
+    signal(&daemon.child, "TERM");
+    let log = daemon.log();
+    let out = finish(daemon.child);
+    assert_eq!(out.status.code(), Some(128 + 15), "{}\n{log}", show(&out));
+    // The job was left running; any daemon's reaper returns it once the lease runs out.
+    assert_eq!(env.job(ids[0]).state, "running");
+    server.route("/slow.png", Reply::image(images::png(4, 4, 5), "image/png"));
+    env.drain(&[]);
+    assert_eq!(env.job(ids[0]).state, "done");
+    assert_eq!(env.outcomes(ids[0]), ["lease_expired", "done"]);
 }

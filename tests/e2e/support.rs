@@ -242,3 +242,44 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A running daemon whose stderr is collected as it comes, so a test can wait for a log line.
+pub struct Logged {
+    pub child: Child,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Logged {
+    pub fn spawn(mut cmd: Command) -> Logged {
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (mut stderr, sink) = (child.stderr.take().expect("stderr"), log.clone());
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Logged { child, log }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn wait_for_log(&self, words: &str) {
+        wait_until(&format!("{words:?} in the log"), || {
+            self.log().contains(words)
+        });
+    }
+}
