@@ -49,6 +49,9 @@ pub struct FetchConfig {
     /// Redirects followed before the job fails.
     pub max_redirects: u32,
     pub user_agent: String,
+    /// Images whose header claims more pixels than this fail, so that a downstream decoder is
+    /// never handed a decompression bomb.
+    pub max_pixels: u64,
     /// Requests to one host (name and port) at the same time, from this daemon.
     pub max_per_host: usize,
     /// CIDRs exempt from the address guard, e.g. `["127.0.0.1/32"]` for local tests.
@@ -92,6 +95,7 @@ impl Default for FetchConfig {
             max_bytes: 50 * 1024 * 1024,
             max_redirects: 5,
             user_agent: concat!("jobd/", env!("CARGO_PKG_VERSION"), " (image downloader)").into(),
+            max_pixels: 100_000_000,
             max_per_host: 16,
             allow_ips: Vec::new(),
             allow_private: false,
@@ -170,6 +174,9 @@ impl Config {
                 "lease_secs",
                 "must be at least 3 (leases are renewed every third of it)",
             );
+        }
+        if self.fetch.max_pixels == 0 {
+            return bad("fetch.max_pixels", "must be at least 1");
         }
         if self.fetch.max_per_host == 0 {
             return bad("fetch.max_per_host", "must be at least 1");
@@ -280,6 +287,7 @@ mod tests {
             "max_redirects",
             "user_agent",
             "max_per_host",
+            "max_pixels",
             "allow_ips",
             "allow_private",
             "max_attempts",

@@ -25,6 +25,7 @@ pub struct Downloader {
     hosts: Hosts,
     blobs: BlobStore,
     max_bytes: u64,
+    max_pixels: u64,
     retry: RetryConfig,
 }
 
@@ -35,6 +36,7 @@ impl Downloader {
             hosts: Hosts::new(config.fetch.max_per_host),
             blobs,
             max_bytes: config.fetch.max_bytes,
+            max_pixels: config.fetch.max_pixels,
             retry: config.retry.clone(),
         })
     }
@@ -163,6 +165,12 @@ impl Downloader {
         }
         let (width, height) = sniff::dimensions(&head, Some(blob.temp_path()))
             .map_err(|e| Failure::permanent(format!("{e} (detected {})", format.mime)))?;
+        if u64::from(width) * u64::from(height) > self.max_pixels {
+            return Err(Failure::permanent(format!(
+                "too many pixels: the header says {width}x{height}; the limit is {} ([fetch] max_pixels)",
+                self.max_pixels
+            )));
+        }
         let stored = blob.finish(format.ext).map_err(storage)?;
         Ok(Stored {
             mime: format.mime,

@@ -332,3 +332,51 @@ fn rows_typed_by_hand_fail_with_a_clear_error() {
     assert!(env.job(8).error().contains("the limit is 8192"));
     assert_eq!(env.job(9).state, "done");
 }
+
+#[test]
+fn images_that_lie_about_themselves_fail() {
+    let server = TestServer::start();
+    let env = Env::with_config(
+        "workers = 2\n[fetch]\nmax_pixels = 5000\nallow_ips = [\"127.0.0.1/32\"]\n",
+    );
+    // The PNG signature followed by a chunk that is not IHDR.
+    let mut no_ihdr = b"\x89PNG\r\n\x1a\n".to_vec();
+    no_ihdr.extend_from_slice(b"\x00\x00\x00\x04tEXtjunk\x00\x00\x00\x00");
+    no_ihdr.extend_from_slice(&[0u8; 64]);
+    // A PNG sent gzip-compressed although nobody asked: the bytes kept are gzip, not an image.
+    let gzipped = [&b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03"[..], &[0u8; 40]].concat();
+    check(
+        &env,
+        &server,
+        &[
+            (
+                "/no-ihdr",
+                Reply::image(no_ihdr, "image/png"),
+                "failed",
+                1,
+                "invalid image",
+            ),
+            (
+                "/bomb",
+                Reply::image(images::png(100, 100, 1), "image/png"),
+                "failed",
+                1,
+                "too many pixels: the header says 100x100",
+            ),
+            (
+                "/fits",
+                Reply::image(images::png(70, 70, 1), "image/png"),
+                "done",
+                1,
+                "",
+            ),
+            (
+                "/gzip",
+                Reply::image(gzipped, "image/png").header("Content-Encoding", "gzip"),
+                "failed",
+                1,
+                "application/gzip",
+            ),
+        ],
+    );
+}
