@@ -268,8 +268,13 @@ fn forbidden_addresses_are_never_connected_to() {
         format!("http://0x7f000002:{port}/secret.png"),
         format!("http://2130706434:{port}/secret.png"),
         format!("http://127.2:{port}/secret.png"),
+        format!("http://0177.0.0.2:{port}/secret.png"),
         format!("http://[::ffff:127.0.0.2]:{port}/secret.png"),
         format!("http://[::1]:{port}/secret.png"),
+        // NAT64, 6to4 and Teredo forms that embed 127.0.0.2.
+        format!("http://[64:ff9b::7f00:2]:{port}/secret.png"),
+        format!("http://[2002:7f00:2::1]:{port}/secret.png"),
+        format!("http://[2001:0:4136:e378:8000:63bf:80ff:fffd]:{port}/secret.png"),
         allowed.url("/bounce"),
     ];
     let ids = env.add(&urls);

@@ -104,3 +104,41 @@ fn import_reads_stdin_in_large_batches() {
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(env.count("SELECT COUNT(*) FROM jobs"), 25_000);
 }
+
+#[test]
+fn import_survives_a_two_gigabyte_line_in_bounded_memory() {
+    let env = Env::new("");
+    // 1 GB of address space: far less than the 2 GB line, so holding it would fail.
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 1000000 && exec \"$0\" --config \"$1\" import -")
+        .arg(env!("CARGO_BIN_EXE_jobctl"))
+        .arg(env.config())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        stdin.write_all(b"https://example.org/before\n")?;
+        let chunk = vec![b'a'; 1 << 20];
+        for _ in 0..2048 {
+            stdin.write_all(&chunk)?;
+        }
+        stdin.write_all(b"\nhttps://example.org/after\n")
+    });
+    let out = crate::support::finish(child);
+    writer
+        .join()
+        .unwrap()
+        .expect("jobctl read all of its input");
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line 2: line is 2147483648 bytes long"),
+        "{stderr}"
+    );
+    assert_eq!(env.count("SELECT COUNT(*) FROM jobs"), 2);
+}
