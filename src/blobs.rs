@@ -8,13 +8,17 @@
 //! Architecture invariant: no file or directory name comes from the URL or the server; names are
 //! the hash, a fixed extension per format, and our own process id and counter.
 
+use std::collections::HashSet;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
+
+use crate::worker::lock;
 
 /// Blobs are readable by their owner's group and others, writable by the owner alone.
 const FILE_MODE: u32 = 0o644;
@@ -26,6 +30,8 @@ pub struct BlobStore {
     root: PathBuf,
     tmp: PathBuf,
     counter: AtomicU64,
+    /// Folders `ab/cd` known to exist durably (at most 65,536).
+    durable_dirs: Mutex<HashSet<String>>,
 }
 
 /// A blob in its final place.
@@ -51,6 +57,7 @@ impl BlobStore {
             root: root.to_path_buf(),
             tmp,
             counter: AtomicU64::new(0),
+            durable_dirs: Mutex::new(HashSet::new()),
         };
         store.sweep_stale_temp_files();
         Ok(store)
@@ -58,6 +65,27 @@ impl BlobStore {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Makes sure `root/ab/cd` exists and that its entries in `root/ab` and `root` are on disk.
+    /// Both folders' parents are fsynced the first time this process uses them, created or not:
+    /// a crashed process may have left a folder whose own entry never reached the disk.
+    fn durable_dir(&self, rel_dir: &str) -> io::Result<PathBuf> {
+        let dir = self.root.join(rel_dir);
+        if lock(&self.durable_dirs).contains(rel_dir) {
+            return Ok(dir);
+        }
+        let top = dir.parent().unwrap_or(&self.root).to_path_buf();
+        for (folder, parent) in [(&top, &self.root), (&dir, &top)] {
+            match DirBuilder::new().mode(DIR_MODE).create(folder) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            File::open(parent)?.sync_all()?;
+        }
+        lock(&self.durable_dirs).insert(rel_dir.to_string());
+        Ok(dir)
     }
 
     /// Starts a new blob in a temporary file of its own.
@@ -155,17 +183,18 @@ impl BlobWriter<'_> {
     /// fsync the directory. If the same bytes are already stored, this copy is dropped.
     pub fn finish(mut self, ext: &str) -> io::Result<Blob> {
         let sha256 = hex(&std::mem::take(&mut self.hasher).finalize());
-        let dir = format!("{}/{}", &sha256[..2], &sha256[2..4]);
-        let rel_path = format!("{dir}/{sha256}.{ext}");
+        let rel_dir = format!("{}/{}", &sha256[..2], &sha256[2..4]);
+        let rel_path = format!("{rel_dir}/{sha256}.{ext}");
+        let dir = self.store.durable_dir(&rel_dir)?;
         let target = self.store.root.join(&rel_path);
         let written = !target.exists();
         if written {
             self.file.sync_all()?;
-            let dir = self.store.root.join(&dir);
-            create_dir_durably(&self.store.root, &dir)?;
             fs::rename(&self.path, &target)?;
-            File::open(&dir)?.sync_all()?;
         }
+        // Also when the name already existed: the process that renamed it there may have died
+        // before its own directory fsync.
+        File::open(&dir)?.sync_all()?;
         self.finished = written;
         Ok(Blob {
             sha256,
@@ -181,22 +210,6 @@ impl Drop for BlobWriter<'_> {
         if !self.finished {
             let _ = fs::remove_file(&self.path);
         }
-    }
-}
-
-/// Creates `dir` (below `root`) and fsyncs each parent whose entries changed, so the new folder
-/// survives a power cut along with the blob renamed into it.
-fn create_dir_durably(root: &Path, dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    if let Some(parent) = dir.parent().filter(|p| *p != root) {
-        create_dir_durably(root, parent)?;
-    }
-    match DirBuilder::new().mode(DIR_MODE).create(dir) {
-        Ok(()) => File::open(dir.parent().unwrap_or(root))?.sync_all(),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
     }
 }
 

@@ -111,7 +111,7 @@ pub fn run(
     if stop.load(Ordering::SeqCst) {
         log::info!("stop signal received: claiming no more jobs");
     }
-    shut_down(&shared, workers, options.grace);
+    shut_down(&shared, workers, options.grace, options.lease);
     Ok(())
 }
 
@@ -193,7 +193,7 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
 }
 
 /// Stops claiming, lets jobs in flight finish within `grace`, and puts the rest back.
-fn shut_down(shared: &Shared, workers: Vec<Worker>, grace: Duration) {
+fn shut_down(shared: &Shared, workers: Vec<Worker>, grace: Duration, lease: Duration) {
     shared.stopping.store(true, Ordering::SeqCst);
     shared.wake.notify();
     let busy = workers.iter().filter(|w| lock(&w.slot).is_some()).count();
@@ -203,7 +203,14 @@ fn shut_down(shared: &Shared, workers: Vec<Worker>, grace: Duration) {
         );
     }
     let deadline = Instant::now() + grace;
+    let mut last_extend = Instant::now();
     while Instant::now() < deadline && workers.iter().any(|w| !w.thread.is_finished()) {
+        // The jobs still finishing are alive: keep their leases, or another daemon would take
+        // them back mid-download when the grace period is longer than a lease.
+        if last_extend.elapsed() >= lease / 3 {
+            extend_leases(&*shared.queue, &workers, lease);
+            last_extend = Instant::now();
+        }
         thread::sleep(Duration::from_millis(10));
     }
     for worker in workers {

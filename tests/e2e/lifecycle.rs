@@ -177,8 +177,7 @@ fn a_second_signal_exits_at_once_and_the_lease_brings_the_job_back() {
     // Signals of one kind merge while pending: send the second once the first has been seen.
     daemon.wait_for_log("stop signal received");
     signal(&daemon.child, "TERM");
-    let log = daemon.log();
-    let out = finish(daemon.child);
+    let (out, log) = daemon.finish();
     assert_eq!(out.status.code(), Some(128 + 15), "{}\n{log}", show(&out));
     // The job was left running; any daemon's reaper returns it once the lease runs out.
     assert_eq!(env.job(ids[0]).state, "running");
@@ -186,4 +185,33 @@ fn a_second_signal_exits_at_once_and_the_lease_brings_the_job_back() {
     env.drain(&[]);
     assert_eq!(env.job(ids[0]).state, "done");
     assert_eq!(env.outcomes(ids[0]), ["lease_expired", "done"]);
+}
+
+/// Regression: leases were not renewed during the grace period, so a second daemon reaped a job
+/// that the stopping daemon was still downloading, and the URL was fetched twice.
+#[test]
+fn leases_are_renewed_during_the_grace_period() {
+    let server = TestServer::start();
+    server.route(
+        "/slow.png",
+        Reply::image(images::png(4, 4, 6), "image/png").fault(Fault::Delay(Duration::from_secs(5))),
+    );
+    let env = Env::with_config(
+        "grace_secs = 20\nlease_secs = 3\n[fetch]\nallow_ips = [\"127.0.0.1/32\"]\n",
+    );
+    let ids = env.add(&[server.url("/slow.png")]);
+    let stopping = Logged::spawn(env.jobd(&[]));
+    wait_until("the job to be running", || {
+        env.job(ids[0]).state == "running"
+    });
+    signal(&stopping.child, "TERM");
+    stopping.wait_for_log("stop signal received");
+    // Another daemon on the same file, reaping expired leases while the first one finishes.
+    let other = Logged::spawn(env.jobd(&["--drain"]));
+    let (out, log) = stopping.finish();
+    assert!(out.status.success(), "{}\n{log}", show(&out));
+    let (out, other_log) = other.finish();
+    assert!(out.status.success(), "{}\n{other_log}", show(&out));
+    assert_eq!(env.outcomes(ids[0]), ["done"], "{log}\n{other_log}");
+    assert_eq!(server.hits("/slow.png"), 1);
 }

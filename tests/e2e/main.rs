@@ -9,3 +9,4 @@ mod lifecycle;
 mod schema;
 mod seed;
 mod support;
+mod torture;

@@ -191,20 +191,43 @@ impl JobState {
     }
 }
 
-/// Waits for a child with the suite's timeout, killing it if it hangs.
+/// Waits for a child with the suite's timeout, killing it if it hangs. Its pipes are read while
+/// it runs: a daemon whose log filled a 64 KiB pipe would otherwise block forever.
 pub fn finish(mut child: Child) -> Output {
+    fn drain(
+        pipe: Option<impl std::io::Read + Send + 'static>,
+    ) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut buf);
+            }
+            buf
+        })
+    }
+    let (stdout, stderr) = (drain(child.stdout.take()), drain(child.stderr.take()));
     let start = Instant::now();
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            return child.wait_with_output().expect("output");
+    let (status, hung) = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break (status, false);
         }
         if start.elapsed() > TIMEOUT {
             let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!("process did not exit within {TIMEOUT:?}: {}", show(&out));
+            break (child.wait().expect("wait"), true);
         }
         std::thread::sleep(Duration::from_millis(10));
-    }
+    };
+    let out = Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    };
+    assert!(
+        !hung,
+        "process did not exit within {TIMEOUT:?}: {}",
+        show(&out)
+    );
+    out
 }
 
 /// A process's exit status, stdout and stderr, for assertion messages.
@@ -247,6 +270,7 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 pub struct Logged {
     pub child: Child,
     log: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: std::thread::JoinHandle<()>,
 }
 
 impl Logged {
@@ -258,7 +282,7 @@ impl Logged {
             .expect("spawn");
         let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let (mut stderr, sink) = (child.stderr.take().expect("stderr"), log.clone());
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             use std::io::Read;
             let mut buf = [0u8; 4096];
             while let Ok(n) = stderr.read(&mut buf) {
@@ -270,7 +294,7 @@ impl Logged {
                     .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
-        Logged { child, log }
+        Logged { child, log, reader }
     }
 
     pub fn log(&self) -> String {
@@ -281,5 +305,13 @@ impl Logged {
         wait_until(&format!("{words:?} in the log"), || {
             self.log().contains(words)
         });
+    }
+
+    /// Waits for the process (with the suite's timeout); returns its output and whole log.
+    pub fn finish(self) -> (Output, String) {
+        let out = finish(self.child);
+        self.reader.join().expect("log reader");
+        let log = self.log.lock().unwrap().clone();
+        (out, log)
     }
 }
