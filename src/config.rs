@@ -33,6 +33,9 @@ pub struct Config {
     pub poll_interval_ms: u64,
     /// On SIGTERM/SIGINT, how long jobs in flight may take to finish before they are put back.
     pub grace_secs: u64,
+    /// Finished jobs (done, failed, cancelled) older than this many days are deleted with their
+    /// attempts, hourly. Blobs stay. 0 keeps everything.
+    pub retention_days: u64,
     pub fetch: FetchConfig,
     pub retry: RetryConfig,
 }
@@ -59,6 +62,9 @@ pub struct FetchConfig {
     /// Turns the address guard off entirely. Anyone who can insert a row can then make jobd
     /// fetch from your private network (cloud metadata, admin panels, databases).
     pub allow_private: bool,
+    /// A PEM file of extra CA certificates (one or more) for servers behind a private PKI. They
+    /// are trusted in addition to the built-in Mozilla roots. Certificates are always verified.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -81,6 +87,7 @@ impl Default for Config {
             lease_secs: 60,
             poll_interval_ms: 20,
             grace_secs: 10,
+            retention_days: 0,
             fetch: FetchConfig::default(),
             retry: RetryConfig::default(),
         }
@@ -99,6 +106,7 @@ impl Default for FetchConfig {
             max_per_host: 16,
             allow_ips: Vec::new(),
             allow_private: false,
+            ca_file: None,
         }
     }
 }
@@ -150,6 +158,7 @@ impl Config {
         let mut config: Config = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
         config.database = resolve(base, &config.database);
         config.blob_dir = resolve(base, &config.blob_dir);
+        config.fetch.ca_file = config.fetch.ca_file.map(|p| resolve(base, &p));
         config.validate()?;
         Ok(config)
     }
@@ -193,6 +202,14 @@ impl Config {
         if let Err(e) = AllowList::parse(&self.fetch.allow_ips) {
             return bad("fetch.allow_ips", &e);
         }
+        if let Some(Err(e)) = self
+            .fetch
+            .ca_file
+            .as_deref()
+            .map(crate::fetch::load_ca_file)
+        {
+            return bad("fetch.ca_file", &e);
+        }
         if self.retry.max_attempts == 0 {
             return bad("retry.max_attempts", "must be at least 1");
         }
@@ -212,6 +229,11 @@ impl Config {
 
     pub fn grace(&self) -> Duration {
         Duration::from_secs(self.grace_secs)
+    }
+
+    /// How long finished jobs are kept, if not forever.
+    pub fn retention(&self) -> Option<Duration> {
+        (self.retention_days > 0).then(|| Duration::from_secs(self.retention_days * 86_400))
     }
 }
 
@@ -269,6 +291,33 @@ mod tests {
     }
 
     #[test]
+    fn ca_file_resolves_against_the_config_folder_and_must_hold_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = Config::parse("[fetch]\nca_file = \"ca.pem\"", dir.path()).unwrap_err();
+        assert!(
+            missing.0.starts_with("fetch.ca_file: cannot read"),
+            "{missing}"
+        );
+        assert!(
+            missing
+                .0
+                .contains(&*dir.path().join("ca.pem").to_string_lossy())
+        );
+        for (text, words) in [
+            ("not PEM at all", "holds no PEM certificate"),
+            (
+                "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+                "certificate 1 cannot be used (BadEncoding)",
+            ),
+        ] {
+            std::fs::write(dir.path().join("ca.pem"), text).unwrap();
+            let err = Config::parse("[fetch]\nca_file = \"ca.pem\"", dir.path()).unwrap_err();
+            assert!(err.0.starts_with("fetch.ca_file: "), "{err}");
+            assert!(err.0.contains(words), "{text:?} gave {err}");
+        }
+    }
+
+    #[test]
     fn the_repos_daemon_toml_parses_and_sets_every_key() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("daemon.toml");
         let text = std::fs::read_to_string(&path).unwrap();
@@ -281,6 +330,7 @@ mod tests {
             "lease_secs",
             "poll_interval_ms",
             "grace_secs",
+            "retention_days",
             "timeout_secs",
             "connect_timeout_secs",
             "max_bytes",

@@ -35,6 +35,7 @@ pub fn run(config: &Config, drain: bool) -> Result<(), String> {
         poll_interval: config.poll_interval(),
         grace: config.grace(),
         lease: config.lease(),
+        retention: config.retention(),
         retry: config.retry.clone(),
     };
     supervisor::run(Arc::new(store), Arc::new(downloader), &options, &stop)

@@ -1,15 +1,18 @@
 //! HTTP: one shared ureq Agent with the address guard as its resolver, timeouts and a pool sized
-//! for the workers, and the mapping of every HTTP or network failure to a retry kind.
+//! for the workers, the trusted TLS roots (Mozilla's, plus `fetch.ca_file`), and the mapping of
+//! every HTTP, TLS or network failure to a retry kind.
 //!
 //! Architecture invariant: this module never touches the database or the blob store; it hands a
 //! response with a body reader to the caller, or a [`Failure`].
 
 use std::io;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ureq::Agent;
 use ureq::config::AutoHeaderValue;
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 use url::Url;
 
 use crate::config::FetchConfig;
@@ -64,6 +67,11 @@ impl Http {
             .max_idle_connections(workers.max(10) * 2)
             .max_idle_connections_per_host(workers.max(3))
             .max_idle_age(Duration::from_secs(30))
+            .tls_config(
+                TlsConfig::builder()
+                    .root_certs(root_certs(config.ca_file.as_deref())?)
+                    .build(),
+            )
             .build();
         Ok(Http {
             agent: Agent::with_parts(
@@ -140,7 +148,12 @@ impl Http {
             E::Timeout(which) => Failure::transient(format!("timed out ({which} deadline)")),
             E::HostNotFound => Failure::transient("host not found (DNS lookup failed)"),
             E::ConnectionFailed => Failure::transient("could not connect"),
-            E::Io(e) => io_failure("network error", e),
+            E::Io(e) => match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                // rustls reports a failed handshake as an io::Error wrapping its own error.
+                Some(tls) => tls_failure(tls),
+                None => io_failure("network error", e),
+            },
+            E::Rustls(e) => tls_failure(e),
             E::TooManyRedirects => Failure::permanent(format!(
                 "too many redirects (more than {})",
                 self.max_redirects
@@ -151,6 +164,81 @@ impl Http {
             E::Protocol(e) => Failure::transient(format!("the server broke HTTP: {e}")),
             other => Failure::transient(other.to_string()),
         }
+    }
+}
+
+/// The roots that server certificates must chain to. Without `ca_file`, ureq's default: Mozilla's
+/// roots from webpki-roots. With it, the same Mozilla set plus the file's certificates: ureq can
+/// only *replace* the root set, and webpki-roots holds bare trust anchors that cannot be handed
+/// back to it, so the set comes as certificates from webpki-root-certs, the same list's twin.
+fn root_certs(ca_file: Option<&Path>) -> Result<RootCerts, String> {
+    let Some(path) = ca_file else {
+        return Ok(RootCerts::WebPki);
+    };
+    let mut roots: Vec<Certificate<'static>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .map(|der| Certificate::from_der(der.as_ref()))
+        .collect();
+    roots.extend(load_ca_file(path).map_err(|e| format!("fetch.ca_file: {e}"))?);
+    Ok(RootCerts::from(roots))
+}
+
+/// Reads a PEM bundle of CA certificates (`fetch.ca_file`). It must hold at least one, and each
+/// must be a certificate rustls accepts as a root: ureq would silently skip a bad one, and a CA
+/// that is quietly missing shows up much later as "unknown issuer" on every job.
+pub fn load_ca_file(path: &Path) -> Result<Vec<Certificate<'static>>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        let bad = |why: String| format!("{} is not a usable PEM CA bundle: {why}", path.display());
+        // A key next to the certificates is not ours to use; it is not an error either.
+        if let PemItem::Certificate(cert) = item.map_err(|e| bad(e.to_string()))? {
+            let der = rustls::pki_types::CertificateDer::from(cert.der());
+            rustls::RootCertStore::empty().add(der).map_err(|e| {
+                // rustls words this for a peer's certificate: keep only the reason.
+                let why = match e {
+                    rustls::Error::InvalidCertificate(why) => why.to_string(),
+                    other => other.to_string(),
+                };
+                bad(format!(
+                    "certificate {} cannot be used ({why})",
+                    certs.len() + 1
+                ))
+            })?;
+            certs.push(cert);
+        }
+    }
+    if certs.is_empty() {
+        return Err(format!(
+            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
+/// A TLS failure. A certificate the server will keep presenting, or a handshake it will keep
+/// refusing, fails the job now: retrying only spends attempts. Anything else (a garbled record,
+/// say) may be the network's doing and gets another try.
+fn tls_failure(e: &rustls::Error) -> Failure {
+    use rustls::CertificateError as C;
+    use rustls::Error as R;
+    // Most of rustls's messages explain themselves; these two are bare names.
+    let hint = match e {
+        R::InvalidCertificate(C::UnknownIssuer) => {
+            " (the certificate is not signed by a trusted CA; for a private CA, set fetch.ca_file)"
+        }
+        R::InvalidCertificate(C::NotValidForName) => " (the certificate is for another host)",
+        _ => "",
+    };
+    let what = format!("TLS error: {e}{hint}");
+    match e {
+        R::InvalidCertificate(_)
+        | R::NoCertificatesPresented
+        | R::UnsupportedNameType
+        | R::PeerIncompatible(_)
+        | R::InvalidCertRevocationList(_) => Failure::permanent(what),
+        _ => Failure::transient(what),
     }
 }
 
@@ -173,4 +261,30 @@ pub fn io_failure(context: &str, e: &io::Error) -> Failure {
         return Failure::transient(format!("{context}: {inner}"));
     }
     Failure::transient(format!("{context}: {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ca_file_adds_to_the_mozilla_roots_instead_of_replacing_them() {
+        assert!(matches!(root_certs(None), Ok(RootCerts::WebPki)));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bundle.pem");
+        let pem = |name: &str| {
+            let made = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
+            made.cert.pem()
+        };
+        std::fs::write(&path, pem("one.test") + &pem("two.test")).unwrap();
+        let Ok(RootCerts::Specific(roots)) = root_certs(Some(&path)) else {
+            panic!("a ca_file gives a specific root set");
+        };
+        let mozilla = webpki_root_certs::TLS_SERVER_ROOT_CERTS;
+        assert_eq!(roots.len(), mozilla.len() + 2);
+        // ureq skips roots that rustls cannot parse; none of Mozilla's may be lost that way.
+        let mut store = rustls::RootCertStore::empty();
+        let (added, ignored) = store.add_parsable_certificates(mozilla.iter().cloned());
+        assert_eq!((added, ignored), (mozilla.len(), 0));
+    }
 }

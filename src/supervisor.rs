@@ -23,6 +23,8 @@ pub struct Options {
     pub grace: Duration,
     pub lease: Duration,
     pub retry: crate::config::RetryConfig,
+    /// Finished jobs older than this are pruned; None keeps them.
+    pub retention: Option<Duration>,
 }
 
 struct Worker {
@@ -67,6 +69,7 @@ pub fn run(
     let extend_every = options.lease / 3;
     let (mut last_reap, mut last_extend, mut last_checkpoint) =
         (Instant::now(), Instant::now(), Instant::now());
+    let mut last_prune: Option<Instant> = None;
     let mut next_due: Option<i64> = None;
     let mut watch_failing = false;
     while !stop.load(Ordering::SeqCst) {
@@ -99,6 +102,12 @@ pub fn run(
         if last_reap.elapsed() >= reap_every {
             reap(&*queue, options);
             last_reap = Instant::now();
+        }
+        if let Some(keep) = options.retention {
+            if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+                prune(&*queue, keep);
+                last_prune = Some(Instant::now());
+            }
         }
         if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
             if let Err(e) = watch.checkpoint() {
@@ -136,6 +145,21 @@ fn tick(
 /// How often the write-ahead log is checkpointed and truncated, on top of SQLite's automatic
 /// checkpoints, which never shrink the file.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
+
+/// How often finished jobs past `retention_days` are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
+
+fn prune(queue: &dyn Queue, keep: Duration) {
+    let before = now_ms() - keep.as_millis() as i64;
+    match queue.prune(before, &["done", "failed", "cancelled"], 1_000) {
+        Ok(0) => {}
+        Ok(n) => log::info!(
+            "retention: pruned {n} finished jobs older than {} days",
+            keep.as_secs() / 86_400
+        ),
+        Err(e) => log::error!("retention: cannot prune finished jobs: {e}"),
+    }
+}
 
 /// Renews the leases of the jobs in hand: a slow but live download is never taken back, while a
 /// dead daemon's jobs return after one lease.

@@ -157,6 +157,9 @@ pub trait Queue: Send + Sync {
     /// Returns jobs whose lease ran out (their daemon died) to the queue, or fails them when their
     /// attempts are spent. Returns how many were reaped.
     fn reap_expired(&self, default_max_attempts: u32) -> Result<usize, StoreError>;
+    /// Deletes finished jobs (in `states`, a subset of done, failed and cancelled) that finished
+    /// before `before`, with their attempts, in transactions of `batch` jobs. Returns how many.
+    fn prune(&self, before: i64, states: &[&str], batch: usize) -> Result<usize, StoreError>;
     /// A watcher with its own connection.
     fn watch(&self) -> Result<Box<dyn Watch>, StoreError>;
 }

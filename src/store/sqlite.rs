@@ -15,7 +15,10 @@ use super::{Applied, Claimed, Context, Outcome, Queue, RawUrl, Report, StoreErro
 
 /// Numbered migrations, embedded. `PRAGMA user_version` holds how many have been applied.
 /// Migrations only ever add.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_init.sql"),
+    include_str!("../../migrations/0002_controls.sql"),
+];
 
 /// How long a connection waits for another writer before giving up. Writers hold the lock for
 /// milliseconds, so reaching this means something is badly wrong (an open shell transaction).
@@ -128,7 +131,8 @@ impl SqliteStore {
     }
 }
 
-/// Picks due jobs in claim order and marks them running, in one statement. `INDEXED BY` pins the
+/// Picks due jobs in claim order and marks them running, in one statement; nothing while the
+/// queue is paused (`jobctl pause`). `INDEXED BY` pins the
 /// partial index that is already in claim order: without statistics the planner prefers
 /// `jobs_state` and sorts every queued row, which costs milliseconds at a million rows.
 const CLAIM: &str = "
@@ -137,6 +141,7 @@ const CLAIM: &str = "
         lease_until = ?2, worker = ?3
     WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_claim
                  WHERE state = 'queued' AND run_at <= ?1
+                   AND NOT EXISTS (SELECT 1 FROM settings WHERE name = 'paused' AND value = '1')
                  ORDER BY priority DESC, run_at, id
                  LIMIT ?4)
     RETURNING id, url, attempts, max_attempts";
@@ -146,14 +151,24 @@ const START_ATTEMPT: &str = "
     VALUES (?1, (SELECT COALESCE(MAX(attempt), 0) + 1 FROM attempts WHERE job_id = ?1), ?2, ?3)
     RETURNING id, attempt";
 
-/// Records an outcome, but only while the claim still holds (`attempt_id` matches).
+/// Records an outcome, but only while the claim still holds (`attempt_id` matches). A job whose
+/// cancellation was requested while it ran is not queued again.
 const FINISH_JOB: &str = "
     UPDATE jobs
-    SET state = ?3, finished_at = ?4, run_at = COALESCE(?5, run_at), error = ?6,
+    SET state = CASE WHEN ?3 = 'queued' AND cancel_requested THEN 'cancelled' ELSE ?3 END,
+        finished_at = ?4, run_at = COALESCE(?5, run_at), error = ?6,
         http_status = ?7, declared_mime = ?8, mime = ?9, bytes = ?10, sha256 = ?11,
         blob_path = ?12, width = ?13, height = ?14, attempts = attempts - ?15,
         worker = NULL, attempt_id = NULL, lease_until = NULL
     WHERE id = ?1 AND attempt_id = ?2 AND state = 'running'";
+
+/// A batch of finished jobs older than ?1 in the given states (comma-separated ?2).
+const PRUNE_PICK: &str = "
+    INSERT INTO prune_ids (id)
+    SELECT id FROM jobs INDEXED BY jobs_finished
+    WHERE state IN ('done', 'failed', 'cancelled') AND finished_at < ?1
+      AND instr(',' || ?2 || ',', ',' || state || ',') > 0
+    LIMIT ?3";
 
 const FINISH_ATTEMPT: &str = "
     UPDATE attempts
@@ -287,7 +302,8 @@ impl Queue for SqliteStore {
         let changed = tx
             .execute(
                 "UPDATE jobs
-                 SET state = 'queued', attempts = attempts - 1,
+                 SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
+                     attempts = attempts - 1,
                      worker = NULL, attempt_id = NULL, lease_until = NULL
                  WHERE id = ?1 AND attempt_id = ?2 AND state = 'running'",
                 params![job.job_id, job.attempt_id],
@@ -316,7 +332,8 @@ impl Queue for SqliteStore {
         let changed = tx
             .execute(
                 "UPDATE jobs
-                 SET state = 'queued', attempts = attempts - 1, run_at = ?3,
+                 SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
+                     attempts = attempts - 1, run_at = ?3,
                      worker = NULL, attempt_id = NULL, lease_until = NULL
                  WHERE id = ?1 AND attempt_id = ?2 AND state = 'running'",
                 params![job.job_id, job.attempt_id, run_at],
@@ -372,8 +389,9 @@ impl Queue for SqliteStore {
         let reaped = tx
             .execute(
                 "UPDATE jobs
-                 SET state = CASE WHEN attempts >= COALESCE(max_attempts, ?2)
-                                  THEN 'failed' ELSE 'queued' END,
+                 SET state = CASE WHEN cancel_requested THEN 'cancelled'
+                                  WHEN attempts >= COALESCE(max_attempts, ?2) THEN 'failed'
+                                  ELSE 'queued' END,
                      error = ?3, finished_at = ?1,
                      worker = NULL, attempt_id = NULL, lease_until = NULL
                  WHERE state = 'running' AND lease_until < ?1",
@@ -382,6 +400,46 @@ impl Queue for SqliteStore {
             .ctx("reaping expired leases")?;
         tx.commit().ctx("reaping expired leases")?;
         Ok(reaped)
+    }
+
+    fn prune(&self, before: i64, states: &[&str], batch: usize) -> Result<usize, StoreError> {
+        let mut pruned = 0;
+        let states = states.join(",");
+        loop {
+            // One short transaction per batch, so the daemon and people at the shell get the
+            // write lock in between.
+            let mut conn = self.conn()?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .ctx("pruning finished jobs")?;
+            tx.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS prune_ids (id INTEGER PRIMARY KEY)",
+                [],
+            )
+            .and_then(|_| tx.execute("DELETE FROM prune_ids", []))
+            .and_then(|_| {
+                tx.prepare_cached(PRUNE_PICK)?
+                    .execute(params![before, states, batch as i64])
+            })
+            .and_then(|_| {
+                tx.execute(
+                    "DELETE FROM attempts WHERE job_id IN (SELECT id FROM prune_ids)",
+                    [],
+                )
+            })
+            .ctx("pruning finished jobs")?;
+            let n = tx
+                .execute(
+                    "DELETE FROM jobs WHERE id IN (SELECT id FROM prune_ids)",
+                    [],
+                )
+                .ctx("pruning finished jobs")?;
+            tx.commit().ctx("pruning finished jobs")?;
+            pruned += n;
+            if n < batch {
+                return Ok(pruned);
+            }
+        }
     }
 
     fn watch(&self) -> Result<Box<dyn Watch>, StoreError> {

@@ -1,5 +1,6 @@
 //! A loopback HTTP/1.1 server for tests and benchmarks: canned replies per path, injected faults
-//! (delays, resets, truncation, trickling, endless bodies, reply sequences) and WAN emulation.
+//! (delays, resets, truncation, trickling, endless bodies, reply sequences) and WAN emulation,
+//! over plain TCP or, with a certificate the caller provides, over TLS ([`TestServer::start_tls`]).
 //!
 //! One thread accepts; each connection gets a thread that serves requests (keep-alive included)
 //! until the client closes, an I/O error, or the server is dropped. Every blocking read, write
@@ -9,6 +10,7 @@
 //! debug level and end only the connection they happened on.
 
 mod conn;
+mod tls;
 
 use std::collections::HashMap;
 use std::io;
@@ -134,6 +136,8 @@ struct Shared {
     connections: AtomicUsize,
     shutdown: AtomicBool,
     wan: Mutex<Wan>,
+    /// Set for an https server; every connection then starts with a TLS handshake.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 struct Route {
@@ -159,9 +163,28 @@ impl TestServer {
 
     /// Starts on the given address, e.g. `127.0.0.2:0`.
     pub fn bind(addr: &str) -> io::Result<TestServer> {
+        TestServer::bind_with(addr, Shared::default())
+    }
+
+    /// Starts an https server on 127.0.0.1 with a free port. `cert_chain_pem` is the server's
+    /// certificate, then any intermediates; `key_pem` its private key (PKCS#8, PKCS#1 or SEC1).
+    /// The caller makes them (tests use rcgen), so the library needs no certificate generator.
+    ///
+    /// # Panics
+    /// If the PEM is unusable or no loopback port can be bound: a broken test fixture.
+    pub fn start_tls(cert_chain_pem: &str, key_pem: &str) -> TestServer {
+        let tls = tls::server_config(cert_chain_pem, key_pem).expect("a usable test certificate");
+        let shared = Shared {
+            tls: Some(tls),
+            ..Shared::default()
+        };
+        TestServer::bind_with("127.0.0.1:0", shared).expect("bind the test server to 127.0.0.1")
+    }
+
+    fn bind_with(addr: &str, shared: Shared) -> io::Result<TestServer> {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(shared);
         let for_thread = Arc::clone(&shared);
         let acceptor = thread::Builder::new()
             .name("testserver-accept".into())
@@ -186,10 +209,15 @@ impl TestServer {
         self.addr
     }
 
-    /// `http://ADDR/path`; `path` should start with '/'.
+    /// `http://ADDR/path` (`https://` for a TLS server); `path` should start with '/'.
     pub fn url(&self, path: &str) -> String {
+        let scheme = if self.shared.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let slash = if path.starts_with('/') { "" } else { "/" };
-        format!("http://{}{slash}{path}", self.addr)
+        format!("{scheme}://{}{slash}{path}", self.addr)
     }
 
     /// Registers or replaces the reply for `path`. A request whose exact target is not routed is

@@ -127,6 +127,7 @@ fn a_panicking_worker_is_replaced_and_its_job_requeued() {
         poll_interval: Duration::from_millis(5),
         grace: Duration::from_secs(5),
         lease: Duration::from_secs(60),
+        retention: None,
         retry: RetryConfig {
             max_attempts: 3,
             base_delay_ms: 10,
@@ -214,4 +215,51 @@ fn leases_are_renewed_during_the_grace_period() {
     assert!(out.status.success(), "{}\n{other_log}", show(&out));
     assert_eq!(env.outcomes(ids[0]), ["done"], "{log}\n{other_log}");
     assert_eq!(server.hits("/slow.png"), 1);
+}
+
+#[test]
+fn retention_prunes_old_finished_jobs_and_keeps_the_rest() {
+    let server = TestServer::start();
+    server.route("/new.png", Reply::image(images::png(4, 4, 9), "image/png"));
+    let env = Env::new("retention_days = 2");
+    env.jobctl_ok(&["stats"]);
+    let three_days_ago = jobd::store::now_ms() - 3 * 86_400_000;
+    let db = env.db();
+    for (state, finished) in [
+        ("done", three_days_ago),
+        ("failed", three_days_ago),
+        ("done", jobd::store::now_ms()),
+    ] {
+        db.execute(
+            "INSERT INTO jobs (url, state, finished_at) VALUES ('http://127.0.0.1/x', ?1, ?2)",
+            rusqlite::params![state, finished],
+        )
+        .unwrap();
+        db.execute(
+            "INSERT INTO attempts (job_id, attempt, started_at, finished_at, outcome)
+             VALUES (last_insert_rowid(), 1, ?1, ?1, ?2)",
+            rusqlite::params![finished, state],
+        )
+        .unwrap();
+    }
+    db.execute(
+        "INSERT INTO jobs (url) VALUES (?1)",
+        [server.url("/new.png")],
+    )
+    .unwrap();
+    drop(db);
+    env.drain(&[]);
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM jobs"),
+        2,
+        "the two old jobs are gone"
+    );
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM jobs WHERE state = 'done'"),
+        2
+    );
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM attempts WHERE job_id IN (1, 2)"),
+        0
+    );
 }

@@ -9,4 +9,5 @@ mod lifecycle;
 mod schema;
 mod seed;
 mod support;
+mod tls;
 mod torture;

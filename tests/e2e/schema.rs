@@ -31,12 +31,15 @@ fn sqlite3(db: &std::path::Path, sql: &str) -> std::process::Output {
 fn the_sqlite3_shell_loads_the_schema_and_a_bare_insert_is_runnable() {
     let env = Env::new("");
     let db = env.path("shell.db");
-    let migration = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/migrations/0001_init.sql"
-    ))
-    .unwrap();
-    sqlite3(&db, &migration);
+    // Every migration, in order, as jobd applies them.
+    let mut files: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for file in files {
+        sqlite3(&db, &std::fs::read_to_string(file).unwrap());
+    }
     sqlite3(
         &db,
         "INSERT INTO jobs(url) VALUES ('https://example.org/a.jpg')",
@@ -79,7 +82,7 @@ fn jobd_and_the_shell_share_a_database() {
         String::from_utf8_lossy(&out.stdout)
             .split_whitespace()
             .collect::<Vec<_>>(),
-        ["wal", "1"]
+        ["wal", "2"]
     );
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(env.path("jobd.db"))

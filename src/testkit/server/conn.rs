@@ -1,5 +1,6 @@
 //! One client connection of the test server: parses requests, applies faults and WAN
-//! emulation, and writes responses, keeping the connection alive when HTTP allows it.
+//! emulation, and writes responses, keeping the connection alive when HTTP allows it. The same
+//! code serves plain TCP and TLS, through [`Stream`].
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -7,6 +8,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::tls::Stream;
 use super::{Fault, Reply, Shared, TICK, Wan, lock, reason};
 
 /// Idle keep-alive connections are closed after this long, as real servers do.
@@ -34,15 +36,20 @@ enum Incoming {
     Refuse(u16),
 }
 
-pub(super) fn serve_connection(mut stream: TcpStream, shared: &Shared) {
+pub(super) fn serve_connection(tcp: TcpStream, shared: &Shared) {
     // Without NODELAY a small keep-alive response can wait ~40 ms for a delayed ACK.
-    let setup = stream
+    let setup = tcp
         .set_nodelay(true)
-        .and_then(|()| stream.set_read_timeout(Some(TICK)));
-    if let Err(e) = setup.and_then(|()| stream.set_write_timeout(Some(TICK))) {
-        log::debug!("test server: cannot configure a connection: {e}");
-        return;
-    }
+        .and_then(|()| tcp.set_read_timeout(Some(TICK)))
+        .and_then(|()| tcp.set_write_timeout(Some(TICK)))
+        .and_then(|()| Stream::new(tcp, shared.tls.as_ref()));
+    let mut stream = match setup {
+        Ok(stream) => stream,
+        Err(e) => {
+            log::debug!("test server: cannot configure a connection: {e}");
+            return;
+        }
+    };
     let mut buf = Vec::new();
     loop {
         let outcome = match read_request(&mut stream, &mut buf, shared) {
@@ -61,7 +68,7 @@ pub(super) fn serve_connection(mut stream: TcpStream, shared: &Shared) {
         };
         match outcome {
             Ok(true) => {}
-            Ok(false) => return, // dropping the stream closes it
+            Ok(false) => return stream.close(),
             Err(e) => {
                 log::debug!("test server: connection ended: {e}");
                 return;
@@ -70,7 +77,7 @@ pub(super) fn serve_connection(mut stream: TcpStream, shared: &Shared) {
     }
 }
 
-fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>, shared: &Shared) -> Incoming {
+fn read_request(stream: &mut Stream, buf: &mut Vec<u8>, shared: &Shared) -> Incoming {
     let idle_since = Instant::now();
     loop {
         // Stray CRLFs between requests are allowed (RFC 9112 §2.2).
@@ -109,7 +116,7 @@ fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>, shared: &Shared) -> I
 }
 
 /// Waits up to one tick for more bytes; false once the client has closed or the server stops.
-fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>, shared: &Shared) -> bool {
+fn read_more(stream: &mut Stream, buf: &mut Vec<u8>, shared: &Shared) -> bool {
     let mut chunk = [0u8; 8192];
     match stream.read(&mut chunk) {
         Ok(0) => false,
@@ -202,14 +209,14 @@ fn parse_head(head: &[u8]) -> Option<(Request, u64)> {
 }
 
 /// Answers one request; Ok(true) means the connection may carry another.
-fn respond(stream: &mut TcpStream, req: &Request, shared: &Shared) -> io::Result<bool> {
+fn respond(stream: &mut Stream, req: &Request, shared: &Shared) -> io::Result<bool> {
     let reply = shared.take_reply(&req.target);
     let wan = *lock(&shared.wan);
     send(stream, req, &reply, wan, shared)
 }
 
 fn send(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     req: &Request,
     reply: &Reply,
     wan: Wan,
@@ -294,7 +301,7 @@ struct Pacer {
 }
 
 impl Pacer {
-    fn send(&mut self, stream: &mut TcpStream, data: &[u8], shared: &Shared) -> io::Result<()> {
+    fn send(&mut self, stream: &mut Stream, data: &[u8], shared: &Shared) -> io::Result<()> {
         for chunk in data.chunks(CHUNK) {
             write_all(stream, chunk, shared)?;
             self.sent += chunk.len() as u64;
@@ -311,7 +318,7 @@ impl Pacer {
 
 /// Like `Write::write_all`, but gives up when the server stops, even if the client has stopped
 /// reading (the socket's write timeout makes each attempt return within a tick).
-fn write_all(stream: &mut TcpStream, mut data: &[u8], shared: &Shared) -> io::Result<()> {
+fn write_all(stream: &mut Stream, mut data: &[u8], shared: &Shared) -> io::Result<()> {
     while !data.is_empty() {
         if shared.stopping() {
             return Err(stopping());
@@ -321,6 +328,15 @@ fn write_all(stream: &mut TcpStream, mut data: &[u8], shared: &Shared) -> io::Re
             Ok(n) => data = &data[n..],
             Err(e) if is_retryable(&e) => {}
             Err(e) => return Err(e),
+        }
+    }
+    // TLS keeps records in user space until flushed; plain TCP has nothing to flush.
+    while let Err(e) = stream.flush() {
+        if !is_retryable(&e) {
+            return Err(e);
+        }
+        if shared.stopping() {
+            return Err(stopping());
         }
     }
     Ok(())
