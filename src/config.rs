@@ -38,6 +38,16 @@ pub struct Config {
     pub retention_days: u64,
     pub fetch: FetchConfig,
     pub retry: RetryConfig,
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Where to serve Prometheus metrics (`/metrics`), e.g. "127.0.0.1:9187"; off when unset.
+    /// Only loopback addresses are accepted: the figures include URLs' error counts and hosts'
+    /// behaviour, which are nobody else's business.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -90,6 +100,7 @@ impl Default for Config {
             retention_days: 0,
             fetch: FetchConfig::default(),
             retry: RetryConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -209,6 +220,12 @@ impl Config {
             .map(crate::fetch::load_ca_file)
         {
             return bad("fetch.ca_file", &e);
+        }
+        if self.metrics.listen.is_some_and(|a| !a.ip().is_loopback()) {
+            return bad(
+                "metrics.listen",
+                "must be a loopback address such as 127.0.0.1:9187 (put a proxy in front to publish it)",
+            );
         }
         if self.retry.max_attempts == 0 {
             return bad("retry.max_attempts", "must be at least 1");

@@ -9,6 +9,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use crate::blobs::BlobStore;
 use crate::config::Config;
 use crate::download::Downloader;
+use crate::metrics::{self, Metrics};
 use crate::store::SqliteStore;
 use crate::supervisor::{self, Options};
 
@@ -38,7 +39,13 @@ pub fn run(config: &Config, drain: bool) -> Result<(), String> {
         retention: config.retention(),
         retry: config.retry.clone(),
     };
-    supervisor::run(Arc::new(store), Arc::new(downloader), &options, &stop)
+    let queue = Arc::new(store);
+    let metrics = Arc::new(Metrics::new(config.workers));
+    if let Some(addr) = config.metrics.listen {
+        let bound = metrics::serve(addr, metrics.clone(), &*queue)?;
+        log::info!("metrics on http://{bound}/metrics");
+    }
+    supervisor::run(queue, Arc::new(downloader), metrics, &options, &stop)
         .map_err(|e| e.to_string())?;
     log::info!("stopped");
     Ok(())

@@ -14,7 +14,7 @@ use crate::config::{Config, RetryConfig};
 use crate::fetch::{Http, Response, io_failure};
 use crate::hosts::{self, Hosts};
 use crate::joburl;
-use crate::retry::{self, Failure, status_means_slow_down};
+use crate::retry::{self, Failure, Reason, status_means_slow_down};
 use crate::sniff::{self, HEAD_LEN, SNIFF_LEN};
 use crate::store::{Claimed, Outcome, RawUrl, Report, Stored, now_ms};
 use crate::worker::{Handled, Handler};
@@ -50,7 +50,11 @@ impl Handler for Downloader {
         };
         let url = match url {
             Ok(url) => url,
-            Err(error) => return Handled::Report(Report::failure(Outcome::Failed { error })),
+            Err(error) => {
+                let mut report = Report::failure(Outcome::Failed { error });
+                report.reason = Some(Reason::BadUrl);
+                return Handled::Report(report);
+            }
         };
         let host = hosts::key(&url);
         let permit = match self.hosts.enter(&host) {
@@ -62,7 +66,10 @@ impl Handler for Downloader {
         let now = now_ms();
         report.outcome = match result {
             Ok(stored) => Outcome::Done(stored),
-            Err(failure) => retry::after_failure(job, failure, &self.retry, now),
+            Err(failure) => {
+                report.reason = Some(failure.reason);
+                retry::after_failure(job, failure, &self.retry, now)
+            }
         };
         if let (Some(status), Outcome::Retry { run_at, .. }) = (report.http_status, &report.outcome)
         {
@@ -111,10 +118,13 @@ impl Downloader {
     /// that it is not an image, or it grows past `max_bytes`.
     fn store_body(&self, response: &mut Response, received: &mut u64) -> Result<Stored, Failure> {
         if let Some(declared) = response.content_length.filter(|&n| n > self.max_bytes) {
-            return Err(Failure::permanent(format!(
-                "too large: the server announced {declared} bytes; the limit is {} ([fetch] max_bytes)",
-                self.max_bytes
-            )));
+            return Err(Failure::permanent(
+                Reason::TooLarge,
+                format!(
+                    "too large: the server announced {declared} bytes; the limit is {} ([fetch] max_bytes)",
+                    self.max_bytes
+                ),
+            ));
         }
         let mut chunk = vec![0u8; 64 * 1024];
         let mut head = Vec::with_capacity(SNIFF_LEN);
@@ -147,10 +157,13 @@ impl Downloader {
             }
             *received += n as u64;
             if *received > self.max_bytes {
-                return Err(Failure::permanent(format!(
-                    "too large: the body grew past the limit of {} bytes ([fetch] max_bytes)",
-                    self.max_bytes
-                )));
+                return Err(Failure::permanent(
+                    Reason::TooLarge,
+                    format!(
+                        "too large: the body grew past the limit of {} bytes ([fetch] max_bytes)",
+                        self.max_bytes
+                    ),
+                ));
             }
             if head.len() < HEAD_LEN {
                 let keep = n.min(HEAD_LEN - head.len());
@@ -159,17 +172,25 @@ impl Downloader {
             blob.write_all(&chunk[..n]).map_err(storage)?;
         }
         if let Some(declared) = response.content_length.filter(|&n| n != *received) {
-            return Err(Failure::transient(format!(
-                "the body was cut short: {received} of {declared} bytes arrived"
-            )));
+            return Err(Failure::transient(
+                Reason::Truncated,
+                format!("the body was cut short: {received} of {declared} bytes arrived"),
+            ));
         }
-        let (width, height) = sniff::dimensions(&head, Some(blob.temp_path()))
-            .map_err(|e| Failure::permanent(format!("{e} (detected {})", format.mime)))?;
+        let (width, height) = sniff::dimensions(&head, Some(blob.temp_path())).map_err(|e| {
+            Failure::permanent(
+                Reason::InvalidImage,
+                format!("{e} (detected {})", format.mime),
+            )
+        })?;
         if u64::from(width) * u64::from(height) > self.max_pixels {
-            return Err(Failure::permanent(format!(
-                "too many pixels: the header says {width}x{height}; the limit is {} ([fetch] max_pixels)",
-                self.max_pixels
-            )));
+            return Err(Failure::permanent(
+                Reason::TooLarge,
+                format!(
+                    "too many pixels: the header says {width}x{height}; the limit is {} ([fetch] max_pixels)",
+                    self.max_pixels
+                ),
+            ));
         }
         let stored = blob.finish(format.ext).map_err(storage)?;
         Ok(Stored {
@@ -195,7 +216,10 @@ fn read(body: &mut impl Read, buf: &mut [u8]) -> Result<usize, Failure> {
 /// Adds the declared type to a not-an-image error: "the server said image/jpeg" helps the reader.
 fn with_declared(error: String, response: &Response) -> Failure {
     match &response.declared_mime {
-        Some(declared) => Failure::permanent(format!("{error}; the server said {declared}")),
-        None => Failure::permanent(error),
+        Some(declared) => Failure::permanent(
+            Reason::NotImage,
+            format!("{error}; the server said {declared}"),
+        ),
+        None => Failure::permanent(Reason::NotImage, error),
     }
 }

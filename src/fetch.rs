@@ -17,7 +17,9 @@ use url::Url;
 
 use crate::config::FetchConfig;
 use crate::guard::{AllowList, Guard, GuardedResolver, blocked_in};
-use crate::retry::{Failure, parse_retry_after, status_is_transient, status_means_slow_down};
+use crate::retry::{
+    Failure, Reason, parse_retry_after, status_is_transient, status_means_slow_down,
+};
 
 /// The HTTP client shared by all workers.
 #[derive(Debug)]
@@ -106,13 +108,14 @@ impl Http {
         if !(200..300).contains(&status) {
             let reason = response.status().canonical_reason().unwrap_or("");
             let mut failure = if (300..400).contains(&status) {
-                Failure::permanent(format!(
-                    "HTTP {status} {reason}: a redirect without a usable Location"
-                ))
+                Failure::permanent(
+                    Reason::Redirects,
+                    format!("HTTP {status} {reason}: a redirect without a usable Location"),
+                )
             } else if status_is_transient(status) {
-                Failure::transient(format!("HTTP {status} {reason}"))
+                Failure::transient(Reason::Http(status), format!("HTTP {status} {reason}"))
             } else {
-                Failure::permanent(format!("HTTP {status} {reason}"))
+                Failure::permanent(Reason::Http(status), format!("HTTP {status} {reason}"))
             };
             if status_means_slow_down(status) {
                 failure.retry_after = response
@@ -142,27 +145,35 @@ impl Http {
     fn describe(&self, error: &ureq::Error) -> Failure {
         use ureq::Error as E;
         if let Some(blocked) = blocked_in(error) {
-            return Failure::permanent(blocked.to_string());
+            return Failure::permanent(Reason::Blocked, blocked.to_string());
         }
         match error {
-            E::Timeout(which) => Failure::transient(format!("timed out ({which} deadline)")),
-            E::HostNotFound => Failure::transient("host not found (DNS lookup failed)"),
-            E::ConnectionFailed => Failure::transient("could not connect"),
+            E::Timeout(which) => {
+                Failure::transient(Reason::Timeout, format!("timed out ({which} deadline)"))
+            }
+            E::HostNotFound => {
+                Failure::transient(Reason::Network, "host not found (DNS lookup failed)")
+            }
+            E::ConnectionFailed => Failure::transient(Reason::Network, "could not connect"),
             E::Io(e) => match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
                 // rustls reports a failed handshake as an io::Error wrapping its own error.
                 Some(tls) => tls_failure(tls),
                 None => io_failure("network error", e),
             },
             E::Rustls(e) => tls_failure(e),
-            E::TooManyRedirects => Failure::permanent(format!(
-                "too many redirects (more than {})",
-                self.max_redirects
-            )),
-            E::RedirectFailed => Failure::permanent("a redirect could not be followed"),
-            E::BadUri(why) => Failure::permanent(format!("unusable URL: {why}")),
-            E::Tls(why) => Failure::permanent(format!("TLS error: {why}")),
-            E::Protocol(e) => Failure::transient(format!("the server broke HTTP: {e}")),
-            other => Failure::transient(other.to_string()),
+            E::TooManyRedirects => Failure::permanent(
+                Reason::Redirects,
+                format!("too many redirects (more than {})", self.max_redirects),
+            ),
+            E::RedirectFailed => {
+                Failure::permanent(Reason::Redirects, "a redirect could not be followed")
+            }
+            E::BadUri(why) => Failure::permanent(Reason::BadUrl, format!("unusable URL: {why}")),
+            E::Tls(why) => Failure::permanent(Reason::Tls, format!("TLS error: {why}")),
+            E::Protocol(e) => {
+                Failure::transient(Reason::Network, format!("the server broke HTTP: {e}"))
+            }
+            other => Failure::transient(Reason::Network, other.to_string()),
         }
     }
 }
@@ -237,8 +248,8 @@ fn tls_failure(e: &rustls::Error) -> Failure {
         | R::NoCertificatesPresented
         | R::UnsupportedNameType
         | R::PeerIncompatible(_)
-        | R::InvalidCertRevocationList(_) => Failure::permanent(what),
-        _ => Failure::transient(what),
+        | R::InvalidCertRevocationList(_) => Failure::permanent(Reason::Tls, what),
+        _ => Failure::transient(Reason::Tls, what),
     }
 }
 
@@ -256,11 +267,11 @@ pub fn io_failure(context: &str, e: &io::Error) -> Failure {
     // ureq wraps its own errors (timeouts among them) in io::Error while a body is read.
     if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<ureq::Error>()) {
         if let ureq::Error::Timeout(which) = inner {
-            return Failure::transient(format!("timed out ({which} deadline)"));
+            return Failure::transient(Reason::Timeout, format!("timed out ({which} deadline)"));
         }
-        return Failure::transient(format!("{context}: {inner}"));
+        return Failure::transient(Reason::Network, format!("{context}: {inner}"));
     }
-    Failure::transient(format!("{context}: {what}"))
+    Failure::transient(Reason::Network, format!("{context}: {what}"))
 }
 
 #[cfg(test)]

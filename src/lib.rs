@@ -13,6 +13,7 @@ pub mod guard;
 pub mod hosts;
 pub mod joburl;
 pub mod logger;
+pub mod metrics;
 pub mod retry;
 pub mod sniff;
 pub mod store;

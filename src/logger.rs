@@ -1,7 +1,10 @@
-//! Logging: one line per event on stderr, `2026-01-02T03:04:05.678Z INFO  message`.
+//! Logging: one line per event on stderr, with the job and host when there is one:
+//! `2026-01-02T03:04:05.678Z INFO  job=12 host=example.org done in 33 ms: ...`.
 //!
 //! The level comes from `JOBD_LOG` (error, warn, info, debug, trace; default info). Dependencies'
 //! own messages (ureq, rustls) are shown only at `trace`, where they help to debug a fetch.
+//! `JOBD_LOG_FORMAT=json` writes JSON lines instead, for log shippers:
+//! `{"ts":"...","level":"info","job":12,"host":"example.org","msg":"done in 33 ms: ..."}`.
 
 use std::io::Write;
 
@@ -9,9 +12,36 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 
 /// The environment variable that sets the log level.
 pub const LOG_ENV: &str = "JOBD_LOG";
+/// The environment variable that selects JSON lines (`json`) over text.
+pub const FORMAT_ENV: &str = "JOBD_LOG_FORMAT";
 
 struct Logger {
     level: LevelFilter,
+    json: bool,
+}
+
+/// Collects a record's key-values (`log::info!(job = 7, host; "...")`) as text.
+#[derive(Default)]
+struct Fields(Vec<(String, FieldValue)>);
+
+enum FieldValue {
+    Number(i64),
+    Text(String),
+}
+
+impl<'kvs> log::kv::VisitSource<'kvs> for Fields {
+    fn visit_pair(
+        &mut self,
+        key: log::kv::Key<'kvs>,
+        value: log::kv::Value<'kvs>,
+    ) -> Result<(), log::kv::Error> {
+        let value = match value.to_i64() {
+            Some(n) => FieldValue::Number(n),
+            None => FieldValue::Text(value.to_string()),
+        };
+        self.0.push((key.to_string(), value));
+        Ok(())
+    }
 }
 
 impl Log for Logger {
@@ -24,23 +54,55 @@ impl Log for Logger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let level = match record.level() {
-            Level::Error => "ERROR",
-            Level::Warn => "WARN ",
-            Level::Info => "INFO ",
-            Level::Debug => "DEBUG",
-            Level::Trace => "TRACE",
+        let mut fields = Fields::default();
+        let _ = record.key_values().visit(&mut fields);
+        let ts = timestamp(crate::store::now_ms());
+        let line = if self.json {
+            json_line(&ts, record.level(), &fields, &record.args().to_string())
+        } else {
+            text_line(&ts, record.level(), &fields, record.args())
         };
-        let line = format!(
-            "{} {level} {}\n",
-            timestamp(crate::store::now_ms()),
-            record.args()
-        );
         // One write per line, so lines from different threads never interleave.
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 
     fn flush(&self) {}
+}
+
+fn text_line(ts: &str, level: Level, fields: &Fields, msg: &std::fmt::Arguments) -> String {
+    let level = match level {
+        Level::Error => "ERROR",
+        Level::Warn => "WARN ",
+        Level::Info => "INFO ",
+        Level::Debug => "DEBUG",
+        Level::Trace => "TRACE",
+    };
+    let mut line = format!("{ts} {level} ");
+    for (key, value) in &fields.0 {
+        match value {
+            FieldValue::Number(n) => line.push_str(&format!("{key}={n} ")),
+            FieldValue::Text(t) => line.push_str(&format!("{key}={t} ")),
+        }
+    }
+    line.push_str(&format!("{msg}\n"));
+    line
+}
+
+fn json_line(ts: &str, level: Level, fields: &Fields, msg: &str) -> String {
+    let mut object = serde_json::Map::new();
+    object.insert("ts".into(), ts.into());
+    object.insert("level".into(), level.as_str().to_ascii_lowercase().into());
+    for (key, value) in &fields.0 {
+        let value = match value {
+            FieldValue::Number(n) => serde_json::Value::from(*n),
+            FieldValue::Text(t) => serde_json::Value::from(t.as_str()),
+        };
+        object.insert(key.clone(), value);
+    }
+    object.insert("msg".into(), msg.into());
+    let mut line = serde_json::Value::Object(object).to_string();
+    line.push('\n');
+    line
 }
 
 /// Installs the logger; the level comes from `JOBD_LOG`. An unknown level falls back to info,
@@ -53,6 +115,7 @@ pub fn init() {
             Some(Ok(level)) => level,
             _ => LevelFilter::Info,
         },
+        json: std::env::var(FORMAT_ENV).is_ok_and(|f| f.eq_ignore_ascii_case("json")),
     };
     let max = logger.level;
     if log::set_boxed_logger(Box::new(logger)).is_ok() {
@@ -95,6 +158,35 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fields() -> Fields {
+        Fields(vec![
+            ("job".into(), FieldValue::Number(12)),
+            ("host".into(), FieldValue::Text("example.org".into())),
+        ])
+    }
+
+    #[test]
+    fn text_lines_put_job_and_host_first() {
+        let line = text_line(
+            "T",
+            Level::Warn,
+            &fields(),
+            &format_args!("failed: HTTP 404"),
+        );
+        assert_eq!(line, "T WARN  job=12 host=example.org failed: HTTP 404\n");
+    }
+
+    #[test]
+    fn json_lines_are_one_object_each() {
+        let line = json_line("T", Level::Info, &fields(), "said \"hi\"\nthen left");
+        assert!(line.ends_with('\n') && line.matches('\n').count() == 1);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["level"], "info");
+        assert_eq!(v["job"], 12);
+        assert_eq!(v["host"], "example.org");
+        assert_eq!(v["msg"], "said \"hi\"\nthen left");
+    }
 
     #[test]
     fn timestamps_are_rfc3339_utc() {

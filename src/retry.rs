@@ -29,34 +29,86 @@ pub enum Kind {
     Local,
 }
 
+/// Why an attempt failed, as a short fixed label for metrics and log filters; the words for
+/// people are in [`Failure::error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The server answered with a status outside 2xx.
+    Http(u16),
+    Timeout,
+    /// Refused, reset or closed connections, DNS failures.
+    Network,
+    Tls,
+    /// A body shorter than its Content-Length.
+    Truncated,
+    Redirects,
+    Blocked,
+    BadUrl,
+    NotImage,
+    InvalidImage,
+    TooLarge,
+    /// Our blob store could not be written.
+    Storage,
+    /// A bug of ours: a worker panicked.
+    Internal,
+}
+
+impl Reason {
+    /// The label: `http_404`-style statuses are folded into their class (`http_4xx`), so that a
+    /// label set stays small whatever servers answer.
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::Http(429) => "http_429",
+            Reason::Http(s) if (400..500).contains(&s) => "http_4xx",
+            Reason::Http(s) if (500..600).contains(&s) => "http_5xx",
+            Reason::Http(_) => "http_other",
+            Reason::Timeout => "timeout",
+            Reason::Network => "network",
+            Reason::Tls => "tls",
+            Reason::Truncated => "truncated",
+            Reason::Redirects => "redirects",
+            Reason::Blocked => "blocked_address",
+            Reason::BadUrl => "bad_url",
+            Reason::NotImage => "not_image",
+            Reason::InvalidImage => "invalid_image",
+            Reason::TooLarge => "too_large",
+            Reason::Storage => "storage",
+            Reason::Internal => "internal",
+        }
+    }
+}
+
 /// A failed attempt, in words for the job's `error` column.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     pub kind: Kind,
+    pub reason: Reason,
     pub error: String,
     /// How long the server asked us to wait (Retry-After), if it did.
     pub retry_after: Option<Duration>,
 }
 
 impl Failure {
-    fn new(kind: Kind, error: impl Into<String>) -> Failure {
+    fn new(kind: Kind, reason: Reason, error: impl Into<String>) -> Failure {
         Failure {
             kind,
+            reason,
             error: error.into(),
             retry_after: None,
         }
     }
 
-    pub fn transient(error: impl Into<String>) -> Failure {
-        Failure::new(Kind::Transient, error)
+    pub fn transient(reason: Reason, error: impl Into<String>) -> Failure {
+        Failure::new(Kind::Transient, reason, error)
     }
 
-    pub fn permanent(error: impl Into<String>) -> Failure {
-        Failure::new(Kind::Permanent, error)
+    pub fn permanent(reason: Reason, error: impl Into<String>) -> Failure {
+        Failure::new(Kind::Permanent, reason, error)
     }
 
+    /// Our storage failed; the reason is always [`Reason::Storage`].
     pub fn local(error: impl Into<String>) -> Failure {
-        Failure::new(Kind::Local, error)
+        Failure::new(Kind::Local, Reason::Storage, error)
     }
 }
 
@@ -189,24 +241,44 @@ mod tests {
     #[test]
     fn transient_failures_retry_until_the_attempts_are_spent() {
         let p = policy();
-        match after_failure(&job(1, None), Failure::transient("reset"), &p, 10_000) {
+        match after_failure(
+            &job(1, None),
+            Failure::transient(Reason::Network, "reset"),
+            &p,
+            10_000,
+        ) {
             Outcome::Retry { run_at, error } => {
                 assert!((10_500..=11_000).contains(&run_at));
                 assert_eq!(error, "reset");
             }
             other => panic!("{other:?}"),
         }
-        match after_failure(&job(3, None), Failure::transient("reset"), &p, 0) {
+        match after_failure(
+            &job(3, None),
+            Failure::transient(Reason::Network, "reset"),
+            &p,
+            0,
+        ) {
             Outcome::Failed { error } => assert_eq!(error, "reset (gave up after 3 attempts)"),
             other => panic!("{other:?}"),
         }
         // The job's own limit wins over the config.
         assert!(matches!(
-            after_failure(&job(3, Some(5)), Failure::transient("x"), &p, 0),
+            after_failure(
+                &job(3, Some(5)),
+                Failure::transient(Reason::Network, "x"),
+                &p,
+                0
+            ),
             Outcome::Retry { .. }
         ));
         assert!(matches!(
-            after_failure(&job(1, Some(1)), Failure::transient("x"), &p, 0),
+            after_failure(
+                &job(1, Some(1)),
+                Failure::transient(Reason::Network, "x"),
+                &p,
+                0
+            ),
             Outcome::Failed { .. }
         ));
     }
@@ -222,7 +294,7 @@ mod tests {
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-5", now), None);
 
-        let mut slow = Failure::transient("HTTP 429");
+        let mut slow = Failure::transient(Reason::Http(429), "HTTP 429");
         slow.retry_after = Some(Duration::from_secs(3));
         assert_eq!(retry_delay_ms(&slow, 1, &policy()), 3_000);
         slow.retry_after = Some(Duration::from_secs(3_600));
@@ -246,7 +318,12 @@ mod tests {
 
     #[test]
     fn permanent_failures_fail_at_once() {
-        match after_failure(&job(1, None), Failure::permanent("HTTP 404"), &policy(), 0) {
+        match after_failure(
+            &job(1, None),
+            Failure::permanent(Reason::Http(404), "HTTP 404"),
+            &policy(),
+            0,
+        ) {
             Outcome::Failed { error } => assert_eq!(error, "HTTP 404"),
             other => panic!("{other:?}"),
         }

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::retry::{self, Failure};
+use crate::metrics::Metrics;
+use crate::retry::{self, Failure, Reason};
 use crate::store::{Claimed, Queue, Report, StoreError, Watch, now_ms};
 use crate::worker::{self, Handler, Shared, Slot, Wake, lock};
 
@@ -47,12 +48,14 @@ fn spawn(shared: &Arc<Shared>, name: String) -> Worker {
 pub fn run(
     queue: Arc<dyn Queue>,
     handler: Arc<dyn Handler>,
+    metrics: Arc<Metrics>,
     options: &Options,
     stop: &AtomicBool,
 ) -> Result<(), StoreError> {
     let shared = Arc::new(Shared {
         queue: queue.clone(),
         handler,
+        metrics,
         wake: Wake::default(),
         stopping: AtomicBool::new(false),
         lease_ms: options.lease.as_millis() as i64,
@@ -197,13 +200,15 @@ fn replace(worker: &mut Worker, shared: &Arc<Shared>, options: &Options) {
     log::error!("{} panicked ({panic}); restarted", dead.name);
     if let Some(job) = lock(&dead.slot).take() {
         // Counted as an attempt, so a job that always crashes its worker ends as failed.
-        let failure = Failure::transient(format!("internal error: the worker panicked: {panic}"));
-        let report = Report::failure(retry::after_failure(
+        let error = format!("internal error: the worker panicked: {panic}");
+        let failure = Failure::transient(Reason::Internal, error);
+        let mut report = Report::failure(retry::after_failure(
             &job,
             failure,
             &options.retry,
             now_ms(),
         ));
+        report.reason = Some(Reason::Internal);
         worker::record(shared, &job, &report);
     }
 }
@@ -244,11 +249,8 @@ fn shut_down(shared: &Shared, workers: Vec<Worker>, grace: Duration, lease: Dura
                 .queue
                 .release(&job, "jobd stopped before the attempt finished")
             {
-                Ok(_) => log::info!("job {}: put back in the queue", job.job_id),
-                Err(e) => log::error!(
-                    "job {}: cannot put it back ({e}); its lease will",
-                    job.job_id
-                ),
+                Ok(_) => log::info!(job = job.job_id; "put back in the queue"),
+                Err(e) => log::error!(job = job.job_id; "cannot put it back ({e}); its lease will"),
             }
         }
     }

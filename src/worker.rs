@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use crate::metrics::Metrics;
 use crate::store::{Applied, Claimed, Outcome, Queue, Report};
 
 /// Does one attempt at one job. The real one downloads ([`crate::download::Downloader`]);
@@ -66,6 +67,7 @@ pub struct Shared {
     /// Set on shutdown: finish the job in hand, claim nothing more.
     pub stopping: AtomicBool,
     pub lease_ms: i64,
+    pub metrics: Arc<Metrics>,
 }
 
 /// The job a worker holds, visible to the supervisor so it can put the job back if the worker
@@ -98,6 +100,8 @@ pub fn run(shared: &Shared, name: &str, slot: &Slot) {
             Ok(jobs) => {
                 for job in jobs {
                     *lock(slot) = Some(job.clone());
+                    let held = std::time::Instant::now();
+                    shared.metrics.started();
                     let local_failure = match shared.handler.handle(&job) {
                         Handled::Report(report) => {
                             record(shared, &job, &report);
@@ -109,6 +113,7 @@ pub fn run(shared: &Shared, name: &str, slot: &Slot) {
                         }
                     };
                     *lock(slot) = None;
+                    shared.metrics.finished(held.elapsed());
                     trouble = local_failure.then(|| next_pause(trouble, name));
                 }
             }
@@ -142,46 +147,40 @@ fn next_pause(previous: Option<Duration>, name: &str) -> Duration {
 }
 
 fn postpone(shared: &Shared, job: &Claimed, run_at: i64) {
+    let (id, host) = (job.job_id, job.host());
     match shared.queue.postpone(job, run_at) {
-        Ok(_) => log::debug!(
-            "job {}: its host is cooling down; back in the queue for {} ms",
-            job.job_id,
-            run_at - crate::store::now_ms()
-        ),
-        Err(e) => log::error!(
-            "job {}: cannot put it back ({e}); its lease will",
-            job.job_id
-        ),
+        Ok(_) => log::debug!(job = id, host; "host cooling down; back in the queue for {} ms",
+            run_at - crate::store::now_ms()),
+        Err(e) => log::error!(job = id, host; "cannot put the job back ({e}); its lease will"),
     }
 }
 
 /// Records a report, retrying while the database is unavailable. If the daemon stops first, the
 /// lease brings the job back later.
 pub fn record(shared: &Shared, job: &Claimed, report: &Report) {
+    let (id, host) = (job.job_id, job.host());
     let mut delay = Duration::from_millis(50);
     loop {
         match shared.queue.complete(job, report) {
-            Ok(Applied::Yes) => return log_outcome(job, report),
+            Ok(Applied::Yes) => {
+                let total = crate::store::now_ms() - job.started_at;
+                shared.metrics.record(report, total);
+                return log_outcome(job, report, total);
+            }
             Ok(Applied::ClaimLost) => {
-                log::warn!(
-                    "job {}: attempt {} ended after its claim was taken back; its outcome is not recorded",
-                    job.job_id,
-                    job.attempt
-                );
+                log::warn!(job = id, host;
+                    "attempt {} ended after its claim was taken back; its outcome is not recorded",
+                    job.attempt);
                 return;
             }
             Err(e) if shared.stopping.load(Ordering::SeqCst) => {
-                log::error!(
-                    "job {}: cannot record the outcome ({e}); its lease will bring it back",
-                    job.job_id
-                );
+                log::error!(job = id, host;
+                    "cannot record the outcome ({e}); its lease will bring the job back");
                 return;
             }
             Err(e) => {
-                log::error!(
-                    "job {}: cannot record the outcome, retrying in {delay:?}: {e}",
-                    job.job_id
-                );
+                log::error!(job = id, host;
+                    "cannot record the outcome, retrying in {delay:?}: {e}");
                 std::thread::sleep(delay);
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
@@ -189,28 +188,17 @@ pub fn record(shared: &Shared, job: &Claimed, report: &Report) {
     }
 }
 
-fn log_outcome(job: &Claimed, report: &Report) {
-    let total = crate::store::now_ms() - job.started_at;
+fn log_outcome(job: &Claimed, report: &Report, total_ms: i64) {
+    let (id, host) = (job.job_id, job.host());
     match &report.outcome {
-        Outcome::Done(s) => log::info!(
-            "job {}: done in {total} ms: {} {}x{}, {} bytes, {}",
-            job.job_id,
-            s.mime,
-            s.width,
-            s.height,
-            s.bytes,
-            s.blob_path
-        ),
-        Outcome::Retry { run_at, error } => log::warn!(
-            "job {}: attempt {} failed, retrying in {} ms: {error}",
-            job.job_id,
-            job.attempt,
-            run_at - crate::store::now_ms()
-        ),
-        Outcome::Failed { error } => log::warn!("job {}: failed: {error}", job.job_id),
-        Outcome::Postponed { error, .. } => log::error!(
-            "job {}: not the URL's fault, back in the queue without spending an attempt: {error}",
-            job.job_id
-        ),
+        Outcome::Done(s) => log::info!(job = id, host;
+            "done in {total_ms} ms: {} {}x{}, {} bytes, {}",
+            s.mime, s.width, s.height, s.bytes, s.blob_path),
+        Outcome::Retry { run_at, error } => log::warn!(job = id, host;
+            "attempt {} failed, retrying in {} ms: {error}",
+            job.attempt, run_at - crate::store::now_ms()),
+        Outcome::Failed { error } => log::warn!(job = id, host; "failed: {error}"),
+        Outcome::Postponed { error, .. } => log::error!(job = id, host;
+            "not the URL's fault, back in the queue without spending an attempt: {error}"),
     }
 }

@@ -49,6 +49,19 @@ pub struct Claimed {
     pub started_at: i64,
 }
 
+impl Claimed {
+    /// The URL's host, for logs; "-" when the url is not a URL at all.
+    pub fn host(&self) -> String {
+        match &self.url {
+            RawUrl::Text(raw) => url::Url::parse(raw)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_else(|| "-".into()),
+            RawUrl::NotText(_) => "-".into(),
+        }
+    }
+}
+
 /// What one attempt found out, recorded by [`Queue::complete`].
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -59,6 +72,8 @@ pub struct Report {
     pub bytes: Option<u64>,
     pub ttfb_ms: Option<i64>,
     pub download_ms: Option<i64>,
+    /// Why the attempt failed, for metrics; None when it succeeded.
+    pub reason: Option<crate::retry::Reason>,
 }
 
 impl Report {
@@ -71,6 +86,7 @@ impl Report {
             bytes: None,
             ttfb_ms: None,
             download_ms: None,
+            reason: None,
         }
     }
 }
@@ -133,6 +149,8 @@ pub trait Watch: Send {
     fn next_due(&mut self) -> Result<Option<i64>, StoreError>;
     /// True while any job is queued or running (`--drain` exits when this turns false).
     fn pending(&mut self) -> Result<bool, StoreError>;
+    /// The number of jobs in each state (states with no job are left out).
+    fn counts(&mut self) -> Result<Vec<(String, i64)>, StoreError>;
     /// Keeps the write-ahead log bounded: checkpoints and truncates it when no reader holds an old
     /// snapshot; gives up at once otherwise (the next call tries again).
     fn checkpoint(&mut self) -> Result<(), StoreError>;

@@ -483,6 +483,16 @@ impl Watch for SqliteWatch {
             .ctx("looking for queued jobs")
     }
 
+    fn counts(&mut self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.conn
+            .prepare_cached("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+            .and_then(|mut stmt| {
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .ctx("counting jobs")
+    }
+
     fn checkpoint(&mut self) -> Result<(), StoreError> {
         // TRUNCATE resets the log to zero bytes once every reader is on the newest snapshot. A
         // reader holding an old one (an open shell transaction) makes it give up, not wait: the

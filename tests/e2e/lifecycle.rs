@@ -137,6 +137,7 @@ fn a_panicking_worker_is_replaced_and_its_job_requeued() {
     supervisor::run(
         Arc::new(store),
         handler.clone(),
+        Arc::new(jobd::metrics::Metrics::new(1)),
         &options,
         &AtomicBool::new(false),
     )

@@ -6,6 +6,7 @@ mod failures;
 mod faults;
 mod jobctl;
 mod lifecycle;
+mod ops;
 mod schema;
 mod seed;
 mod support;

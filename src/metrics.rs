@@ -1,0 +1,257 @@
+//! Prometheus metrics: counters and histograms that workers update with atomics, and an optional
+//! endpoint on a loopback address (tiny_http, on a thread of its own) that renders them in the
+//! text exposition format, with the queue depth read from the database at scrape time.
+//!
+//! Architecture invariant: a scrape never blocks a worker. Workers only touch atomics and one
+//! short mutex around the attempt counters; the endpoint reads the database on its own
+//! connection, and WAL readers never block writers.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::store::{Outcome, Queue, Report, Watch};
+use crate::worker::lock;
+
+/// Upper bounds, in seconds, of the latency histograms' buckets.
+const BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+#[derive(Debug, Default)]
+struct Histogram {
+    counts: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_ms: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, ms: i64) {
+        let ms = ms.max(0) as u64;
+        let secs = ms as f64 / 1000.0;
+        if let Some(i) = BUCKETS.iter().position(|&b| secs <= b) {
+            self.counts[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_ms.fetch_add(ms, Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, count) in BUCKETS.iter().zip(&self.counts) {
+            cumulative += count.load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_ms.load(Relaxed) as f64 / 1000.0
+        );
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+/// What the daemon has done since it started.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Attempts by (outcome, reason); the reason is "none" for successes.
+    attempts: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    bytes_stored: AtomicU64,
+    ttfb: Histogram,
+    total: Histogram,
+    workers: AtomicUsize,
+    busy: AtomicUsize,
+    busy_ms: AtomicU64,
+}
+
+impl Metrics {
+    pub fn new(workers: usize) -> Metrics {
+        let metrics = Metrics::default();
+        metrics.workers.store(workers, Relaxed);
+        metrics
+    }
+
+    /// A worker took a job in hand.
+    pub fn started(&self) {
+        self.busy.fetch_add(1, Relaxed);
+    }
+
+    /// A worker is done with a job it held for `held`.
+    pub fn finished(&self, held: Duration) {
+        self.busy.fetch_sub(1, Relaxed);
+        self.busy_ms.fetch_add(held.as_millis() as u64, Relaxed);
+    }
+
+    /// Counts a recorded attempt.
+    pub fn record(&self, report: &Report, total_ms: i64) {
+        let reason = report.reason.map_or("none", |r| r.label());
+        *lock(&self.attempts)
+            .entry((report.outcome.name(), reason))
+            .or_default() += 1;
+        if let Outcome::Done(stored) = &report.outcome {
+            self.bytes_stored.fetch_add(stored.bytes, Relaxed);
+        }
+        if let Some(ttfb) = report.ttfb_ms {
+            self.ttfb.observe(ttfb);
+        }
+        self.total.observe(total_ms);
+    }
+
+    /// The exposition text; `depth` is the number of jobs per state, read by the caller.
+    pub fn render(&self, depth: &[(String, i64)]) -> String {
+        let mut out = String::with_capacity(4096);
+        out.push_str(
+            "# HELP jobd_attempts_total Attempts recorded, by outcome and failure reason.\n\
+             # TYPE jobd_attempts_total counter\n",
+        );
+        for ((outcome, reason), n) in lock(&self.attempts).iter() {
+            let _ = writeln!(
+                out,
+                "jobd_attempts_total{{outcome=\"{outcome}\",reason=\"{reason}\"}} {n}"
+            );
+        }
+        let gauges = [
+            (
+                "jobd_stored_bytes_total",
+                "counter",
+                "Body bytes of jobs recorded done.",
+                self.bytes_stored.load(Relaxed) as f64,
+            ),
+            (
+                "jobd_workers",
+                "gauge",
+                "Worker threads.",
+                self.workers.load(Relaxed) as f64,
+            ),
+            (
+                "jobd_workers_busy",
+                "gauge",
+                "Workers holding a job right now.",
+                self.busy.load(Relaxed) as f64,
+            ),
+            (
+                "jobd_worker_busy_seconds_total",
+                "counter",
+                "Time workers spent holding jobs; its rate over jobd_workers is utilisation.",
+                self.busy_ms.load(Relaxed) as f64 / 1000.0,
+            ),
+        ];
+        for (name, kind, help, value) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
+        out.push_str("# HELP jobd_jobs Jobs in the database, by state.\n# TYPE jobd_jobs gauge\n");
+        for (state, n) in depth {
+            let _ = writeln!(out, "jobd_jobs{{state=\"{state}\"}} {n}");
+        }
+        self.ttfb.render(
+            &mut out,
+            "jobd_ttfb_seconds",
+            "Time from sending a request to its response headers.",
+        );
+        self.total.render(
+            &mut out,
+            "jobd_attempt_seconds",
+            "Time from claim to recorded outcome, per attempt.",
+        );
+        out
+    }
+}
+
+/// Serves `/metrics` on `addr` from a thread of its own. Returns the bound address (useful with
+/// port 0).
+pub fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    queue: &dyn Queue,
+) -> Result<SocketAddr, String> {
+    let mut watch: Box<dyn Watch> = queue.watch().map_err(|e| e.to_string())?;
+    let server = tiny_http::Server::http(addr)
+        .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+    let bound = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| format!("metrics endpoint on {addr} has no IP address"))?;
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            for request in server.incoming_requests() {
+                let response = if request.url() == "/metrics" {
+                    let depth = watch.counts().unwrap_or_else(|e| {
+                        log::warn!("metrics: cannot count jobs: {e}");
+                        Vec::new()
+                    });
+                    let content_type = tiny_http::Header::from_bytes(
+                        "Content-Type",
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )
+                    .expect("a valid header");
+                    tiny_http::Response::from_string(metrics.render(&depth))
+                        .with_header(content_type)
+                } else {
+                    tiny_http::Response::from_string("not found; try /metrics\n")
+                        .with_status_code(404)
+                };
+                if let Err(e) = request.respond(response) {
+                    log::debug!("metrics: cannot answer a scrape: {e}");
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
+    Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::retry::Reason;
+    use crate::store::Stored;
+
+    #[test]
+    fn renders_counters_gauges_and_cumulative_histograms() {
+        let m = Metrics::new(4);
+        let mut done = Report::failure(Outcome::Done(Stored {
+            mime: "image/png",
+            sha256: String::new(),
+            blob_path: String::new(),
+            bytes: 1234,
+            width: 1,
+            height: 1,
+        }));
+        done.ttfb_ms = Some(40);
+        m.record(&done, 80);
+        let mut failed = Report::failure(Outcome::Failed { error: "x".into() });
+        failed.reason = Some(Reason::Http(404));
+        m.record(&failed, 3_000);
+        m.started();
+        let text = m.render(&[("queued".into(), 7)]);
+        for line in [
+            "jobd_attempts_total{outcome=\"done\",reason=\"none\"} 1",
+            "jobd_attempts_total{outcome=\"failed\",reason=\"http_4xx\"} 1",
+            "jobd_stored_bytes_total 1234",
+            "jobd_workers 4",
+            "jobd_workers_busy 1",
+            "jobd_jobs{state=\"queued\"} 7",
+            "jobd_ttfb_seconds_bucket{le=\"0.025\"} 0",
+            "jobd_ttfb_seconds_bucket{le=\"0.05\"} 1",
+            "jobd_attempt_seconds_bucket{le=\"0.1\"} 1",
+            "jobd_attempt_seconds_bucket{le=\"5\"} 2",
+            "jobd_attempt_seconds_bucket{le=\"+Inf\"} 2",
+            "jobd_attempt_seconds_sum 3.08",
+            "jobd_attempt_seconds_count 2",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+}
