@@ -71,7 +71,7 @@ verify() {
 
 # Shows the lines of a jobd log other than the routine ones at the default level.
 log_oddities() {
-    if grep -v -E 'INFO  (jobd [0-9.]+ on|started [0-9]+ workers|job [0-9]+: done in|queue drained|stop)' "$1" >&2; then
+    if grep -v -E 'INFO  (jobd [0-9.]+ on|started [0-9]+ workers|job=[0-9]+ host=[^ ]+ done in|queue drained|stop)' "$1" >&2; then
         note "(above: unexpected lines in $1)"
     fi
 }

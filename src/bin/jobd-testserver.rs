@@ -10,9 +10,11 @@ use jobd::testkit::{TestServer, images};
 
 const USAGE: &str = "\
 usage: jobd-testserver --seed-dir DIR [--count N]
+       jobd-testserver --small-dir DIR [--count N]
        jobd-testserver --serve DIR [--addr ADDR] [--ttfb-ms MS] [--rate-bytes N]
 
   --seed-dir DIR    write N generated images (default 40) into DIR and exit
+  --small-dir DIR   write N distinct small PNGs (32x32, about 3 KB) into DIR and exit
   --serve DIR       serve every file in DIR at /<file name> until killed;
                     prints 'listening on http://ADDR' first
   --addr ADDR       address to bind (default 127.0.0.1:0)
@@ -21,6 +23,10 @@ usage: jobd-testserver --seed-dir DIR [--count N]
 
 enum Command {
     Seed {
+        dir: PathBuf,
+        count: usize,
+    },
+    Small {
         dir: PathBuf,
         count: usize,
     },
@@ -51,12 +57,14 @@ fn main() -> ExitCode {
 
 /// None for anything malformed: unknown flag, missing value, unparseable number, no mode.
 fn parse(mut args: impl Iterator<Item = String>) -> Option<Command> {
-    let (mut seed, mut serve, mut count, mut addr) = (None, None, 40, "127.0.0.1:0".to_string());
+    let (mut seed, mut small, mut serve) = (None, None, None);
+    let (mut count, mut addr) = (40, "127.0.0.1:0".to_string());
     let (mut ttfb_ms, mut rate) = (150, 20_000_000);
     while let Some(flag) = args.next() {
         let value = args.next()?;
         match flag.as_str() {
             "--seed-dir" => seed = Some(PathBuf::from(value)),
+            "--small-dir" => small = Some(PathBuf::from(value)),
             "--serve" => serve = Some(PathBuf::from(value)),
             "--count" => count = value.parse().ok()?,
             "--addr" => addr = value,
@@ -65,9 +73,10 @@ fn parse(mut args: impl Iterator<Item = String>) -> Option<Command> {
             _ => return None,
         }
     }
-    match (seed, serve) {
-        (Some(dir), None) => Some(Command::Seed { dir, count }),
-        (None, Some(dir)) => Some(Command::Serve {
+    match (seed, small, serve) {
+        (Some(dir), None, None) => Some(Command::Seed { dir, count }),
+        (None, Some(dir), None) => Some(Command::Small { dir, count }),
+        (None, None, Some(dir)) => Some(Command::Serve {
             dir,
             addr,
             ttfb_ms,
@@ -80,6 +89,14 @@ fn parse(mut args: impl Iterator<Item = String>) -> Option<Command> {
 fn run(command: Command) -> Result<(), String> {
     match command {
         Command::Seed { dir, count } => images::write_seed_set(&dir, count)
+            .map_err(|e| format!("cannot write images into {}: {e}", dir.display())),
+        Command::Small { dir, count } => std::fs::create_dir_all(&dir)
+            .and_then(|()| {
+                (0..count).try_for_each(|i| {
+                    let png = images::png(32, 32, 0x5A11_0000 + i as u64);
+                    std::fs::write(dir.join(format!("small-{i:05}.png")), png)
+                })
+            })
             .map_err(|e| format!("cannot write images into {}: {e}", dir.display())),
         Command::Serve {
             dir,
