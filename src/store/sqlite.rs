@@ -468,9 +468,11 @@ struct SqliteWatch {
 
 impl Watch for SqliteWatch {
     fn changed(&mut self) -> Result<bool, StoreError> {
+        // Cached: this runs every poll tick, and preparing it would cost more than running it.
         let version: i64 = self
             .conn
-            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
             .ctx("watching the database")?;
         Ok(self.data_version.replace(version) != Some(version))
     }
