@@ -1,9 +1,12 @@
 //! The content-addressed blob store: `blob_dir/ab/cd/<sha256>.<ext>`.
 //!
-//! A body streams into a temporary file under `blob_dir/.tmp` while it is hashed; the file is
-//! fsynced, then renamed to its content address and the directory fsynced, so a name that exists
-//! always holds complete, durable bytes. Two writers of the same content race harmlessly: both
-//! renames put identical bytes at the same name.
+//! A body streams into a temporary file under `blob_dir/.tmp` while it is hashed, and is then
+//! *sealed*: hashed and closed, not yet durable. [`BlobStore::make_durable`] takes a whole group
+//! of sealed blobs: one filesystem sync makes their bytes durable, they are renamed to their
+//! content addresses, and a second sync makes the names durable. So a name that exists always
+//! holds complete bytes, and a group of a hundred blobs costs two flushes instead of two hundred
+//! fsyncs. Two writers of the same content race harmlessly: both renames put identical bytes at
+//! the same name.
 //!
 //! Architecture invariant: no file or directory name comes from the URL or the server; names are
 //! the hash, a fixed extension per format, and our own process id and counter.
@@ -30,8 +33,8 @@ pub struct BlobStore {
     root: PathBuf,
     tmp: PathBuf,
     counter: AtomicU64,
-    /// Folders `ab/cd` known to exist durably (at most 65,536).
-    durable_dirs: Mutex<HashSet<String>>,
+    /// Folders `ab/cd` known to exist (at most 65,536).
+    known_dirs: Mutex<HashSet<String>>,
 }
 
 /// A blob in its final place.
@@ -57,7 +60,7 @@ impl BlobStore {
             root: root.to_path_buf(),
             tmp,
             counter: AtomicU64::new(0),
-            durable_dirs: Mutex::new(HashSet::new()),
+            known_dirs: Mutex::new(HashSet::new()),
         };
         store.sweep_stale_temp_files();
         Ok(store)
@@ -67,29 +70,65 @@ impl BlobStore {
         &self.root
     }
 
-    /// Makes sure `root/ab/cd` exists and that its entries in `root/ab` and `root` are on disk.
-    /// Both folders' parents are fsynced the first time this process uses them, created or not:
-    /// a crashed process may have left a folder whose own entry never reached the disk.
-    fn durable_dir(&self, rel_dir: &str) -> io::Result<PathBuf> {
+    /// Makes sure `root/ab/cd` exists. Its entries become durable with the group's second sync.
+    fn ensure_dir(&self, rel_dir: &str) -> io::Result<PathBuf> {
         let dir = self.root.join(rel_dir);
-        if lock(&self.durable_dirs).contains(rel_dir) {
-            return Ok(dir);
+        if !lock(&self.known_dirs).contains(rel_dir) {
+            DirBuilder::new().recursive(true).mode(DIR_MODE).create(&dir)?;
+            lock(&self.known_dirs).insert(rel_dir.to_string());
         }
-        let top = dir.parent().unwrap_or(&self.root).to_path_buf();
-        for (folder, parent) in [(&top, &self.root), (&dir, &top)] {
-            match DirBuilder::new().mode(DIR_MODE).create(folder) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e),
-            }
-            File::open(parent)?.sync_all()?;
-        }
-        lock(&self.durable_dirs).insert(rel_dir.to_string());
         Ok(dir)
     }
 
+    /// Flushes the filesystem that holds the blob store: every file and folder written so far is
+    /// durable when it returns. One call covers a whole group of blobs.
+    fn sync(&self) -> io::Result<()> {
+        let root = File::open(&self.root)?;
+        sync_filesystem(&root)
+    }
+
+    /// Makes a group of sealed blobs durable at their content addresses (see the module docs).
+    /// If the same bytes are already stored, that copy is dropped. One result per blob, in order.
+    pub fn make_durable(&self, sealed: Vec<Sealed>) -> Vec<io::Result<Blob>> {
+        if sealed.is_empty() {
+            return Vec::new();
+        }
+        if let Err(e) = self.sync() {
+            return sealed.iter().map(|_| Err(io::Error::new(e.kind(), e.to_string()))).collect();
+        }
+        let mut results: Vec<io::Result<Blob>> =
+            sealed.into_iter().map(|blob| self.place(blob)).collect();
+        if let Err(e) = self.sync() {
+            for result in &mut results {
+                if result.is_ok() {
+                    *result = Err(io::Error::new(e.kind(), e.to_string()));
+                }
+            }
+        }
+        results
+    }
+
+    /// Renames one sealed blob (whose bytes are durable) to its content address.
+    fn place(&self, mut blob: Sealed) -> io::Result<Blob> {
+        self.ensure_dir(&blob.rel_path[..5])?;
+        let target = self.root.join(&blob.rel_path);
+        // An existing name holds these very bytes, durably: it was renamed there only after a
+        // sync, and this group's second sync covers its directory entry too.
+        let written = !target.exists();
+        if written {
+            fs::rename(&blob.temp, &target)?;
+            blob.placed = true;
+        }
+        Ok(Blob {
+            sha256: std::mem::take(&mut blob.sha256),
+            rel_path: std::mem::take(&mut blob.rel_path),
+            bytes: blob.bytes,
+            written,
+        })
+    }
+
     /// Starts a new blob in a temporary file of its own.
-    pub fn create(&self) -> io::Result<BlobWriter<'_>> {
+    pub fn create(&self) -> io::Result<BlobWriter> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let path = self.tmp.join(format!("{}-{n}.part", std::process::id()));
         let open = || {
@@ -111,12 +150,11 @@ impl BlobStore {
             other => other?,
         };
         Ok(BlobWriter {
-            store: self,
             file,
             path,
             hasher: Sha256::new(),
             bytes: 0,
-            finished: false,
+            sealed: false,
         })
     }
 
@@ -150,17 +188,36 @@ fn process_alive(pid: u32) -> bool {
     Path::new("/proc").join(pid.to_string()).exists()
 }
 
-/// A blob being written. Dropped without [`BlobWriter::finish`], its temporary file is removed.
-pub struct BlobWriter<'a> {
-    store: &'a BlobStore,
+/// Flushes the whole filesystem that holds `file` (Linux `syncfs`).
+#[cfg(target_os = "linux")]
+fn sync_filesystem(file: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: syncfs only reads the descriptor, which `file` keeps open for the call.
+    if unsafe { libc::syncfs(file.as_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Elsewhere, `sync` flushes every filesystem: slower, just as safe.
+#[cfg(not(target_os = "linux"))]
+fn sync_filesystem(_file: &File) -> io::Result<()> {
+    // SAFETY: sync takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+    Ok(())
+}
+
+/// A blob being written. Dropped without [`BlobWriter::seal`], its temporary file is removed.
+pub struct BlobWriter {
     file: File,
     path: PathBuf,
     hasher: Sha256,
     bytes: u64,
-    finished: bool,
+    sealed: bool,
 }
 
-impl Write for BlobWriter<'_> {
+impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.file.write(buf)?;
         self.hasher.update(&buf[..n]);
@@ -173,42 +230,51 @@ impl Write for BlobWriter<'_> {
     }
 }
 
-impl BlobWriter<'_> {
+impl BlobWriter {
     /// The temporary file, for reading a header that did not fit in memory.
     pub fn temp_path(&self) -> &Path {
         &self.path
     }
 
-    /// Makes the blob durable at its content address: fsync the file, rename it into place,
-    /// fsync the directory. If the same bytes are already stored, this copy is dropped.
-    pub fn finish(mut self, ext: &str) -> io::Result<Blob> {
+    /// Finishes writing: the content address is known, the bytes are not durable yet.
+    pub fn seal(mut self, ext: &str) -> Sealed {
         let sha256 = hex(&std::mem::take(&mut self.hasher).finalize());
-        let rel_dir = format!("{}/{}", &sha256[..2], &sha256[2..4]);
-        let rel_path = format!("{rel_dir}/{sha256}.{ext}");
-        let dir = self.store.durable_dir(&rel_dir)?;
-        let target = self.store.root.join(&rel_path);
-        let written = !target.exists();
-        if written {
-            self.file.sync_all()?;
-            fs::rename(&self.path, &target)?;
-        }
-        // Also when the name already existed: the process that renamed it there may have died
-        // before its own directory fsync.
-        File::open(&dir)?.sync_all()?;
-        self.finished = written;
-        Ok(Blob {
+        let rel_path = format!("{}/{}/{sha256}.{ext}", &sha256[..2], &sha256[2..4]);
+        self.sealed = true;
+        Sealed {
+            temp: std::mem::take(&mut self.path),
             sha256,
             rel_path,
             bytes: self.bytes,
-            written,
-        })
+            placed: false,
+        }
     }
 }
 
-impl Drop for BlobWriter<'_> {
+impl Drop for BlobWriter {
     fn drop(&mut self) {
-        if !self.finished {
+        if !self.sealed {
             let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A blob fully written to its temporary file, waiting for [`BlobStore::make_durable`]. Dropped
+/// without being placed, its temporary file is removed.
+#[derive(Debug)]
+pub struct Sealed {
+    temp: PathBuf,
+    pub sha256: String,
+    /// Where it will live, relative to the blob store's root.
+    pub rel_path: String,
+    pub bytes: u64,
+    placed: bool,
+}
+
+impl Drop for Sealed {
+    fn drop(&mut self) {
+        if !self.placed {
+            let _ = fs::remove_file(&self.temp);
         }
     }
 }
@@ -233,6 +299,17 @@ mod tests {
         hex(&Sha256::digest(bytes))
     }
 
+    fn sealed(store: &BlobStore, bytes: &[u8], ext: &str) -> Sealed {
+        let mut w = store.create().unwrap();
+        w.write_all(bytes).unwrap();
+        w.seal(ext)
+    }
+
+    fn store_one(store: &BlobStore, bytes: &[u8], ext: &str) -> Blob {
+        let blob = sealed(store, bytes, ext);
+        store.make_durable(vec![blob]).pop().unwrap().unwrap()
+    }
+
     #[test]
     fn stores_by_content_and_keeps_one_copy() {
         let dir = tempfile::tempdir().unwrap();
@@ -240,7 +317,7 @@ mod tests {
         let mut w = store.create().unwrap();
         w.write_all(b"hello ").unwrap();
         w.write_all(b"image").unwrap();
-        let blob = w.finish("png").unwrap();
+        let blob = store.make_durable(vec![w.seal("png")]).pop().unwrap().unwrap();
         let sha = sha256_hex(b"hello image");
         assert_eq!(blob.sha256, sha);
         assert_eq!(
@@ -253,9 +330,7 @@ mod tests {
             b"hello image"
         );
 
-        let mut again = store.create().unwrap();
-        again.write_all(b"hello image").unwrap();
-        let second = again.finish("png").unwrap();
+        let second = store_one(&store, b"hello image", "png");
         assert!(!second.written);
         assert_eq!(second.rel_path, blob.rel_path);
         assert_eq!(fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count(), 0);
@@ -268,6 +343,26 @@ mod tests {
         let mut w = store.create().unwrap();
         w.write_all(b"half a body").unwrap();
         drop(w);
+        // Sealed but never made durable (its job was given back): gone too.
+        drop(sealed(&store, b"a whole body", "png"));
+        assert_eq!(fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_group_places_each_blob_once_even_with_twins_inside() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let group = vec![
+            sealed(&store, b"one", "png"),
+            sealed(&store, b"two", "jpg"),
+            sealed(&store, b"one", "png"),
+        ];
+        let placed: Vec<Blob> = store.make_durable(group).into_iter().map(Result::unwrap).collect();
+        assert_eq!(placed.iter().map(|b| b.written).collect::<Vec<_>>(), [true, true, false]);
+        assert_eq!(placed[0].rel_path, placed[2].rel_path);
+        for blob in &placed {
+            assert_eq!(sha256_hex(&fs::read(dir.path().join(&blob.rel_path)).unwrap()), blob.sha256);
+        }
         assert_eq!(fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count(), 0);
     }
 
@@ -293,9 +388,7 @@ mod tests {
     fn nothing_is_world_writable() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path()).unwrap();
-        let mut w = store.create().unwrap();
-        w.write_all(b"perm").unwrap();
-        let blob = w.finish("gif").unwrap();
+        let blob = store_one(&store, b"perm", "gif");
         let mut path = dir.path().join(&blob.rel_path);
         loop {
             let mode = fs::metadata(&path).unwrap().permissions().mode();

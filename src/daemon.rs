@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicBool;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::blobs::BlobStore;
+use crate::committer::Committer;
 use crate::config::Config;
 use crate::download::Downloader;
 use crate::metrics::{self, Metrics};
@@ -21,7 +22,8 @@ pub fn run(config: &Config, drain: bool) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let blobs = BlobStore::open(&config.blob_dir)
         .map_err(|e| format!("cannot open blob_dir {}: {e}", config.blob_dir.display()))?;
-    let downloader = Downloader::new(config, blobs)?;
+    let blobs = Arc::new(blobs);
+    let downloader = Downloader::new(config, blobs.clone())?;
     log::info!(
         "jobd {} on {} (blobs in {}), {} workers{}",
         env!("CARGO_PKG_VERSION"),
@@ -45,7 +47,8 @@ pub fn run(config: &Config, drain: bool) -> Result<(), String> {
         let bound = metrics::serve(addr, metrics.clone(), &*queue)?;
         log::info!("metrics on http://{bound}/metrics");
     }
-    supervisor::run(queue, Arc::new(downloader), metrics, &options, &stop)
+    let committer = Arc::new(Committer::new(Some(blobs)));
+    supervisor::run(queue, Arc::new(downloader), metrics, committer, &options, &stop)
         .map_err(|e| e.to_string())?;
     log::info!("stopped");
     Ok(())

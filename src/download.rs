@@ -5,11 +5,12 @@
 //! worker records through the queue.
 
 use std::io::{Read, Write};
+use std::sync::Arc;
 use std::time::Instant;
 
 use url::Url;
 
-use crate::blobs::BlobStore;
+use crate::blobs::{BlobStore, Sealed};
 use crate::config::{Config, RetryConfig};
 use crate::fetch::{Http, Response, io_failure};
 use crate::hosts::{self, Hosts};
@@ -21,16 +22,17 @@ use crate::worker::{Handled, Handler};
 
 /// The real job handler: download, verify, store.
 pub struct Downloader {
+    /// Shared with the committer, which makes the sealed blobs durable.
+    blobs: Arc<BlobStore>,
     http: Http,
     hosts: Hosts,
-    blobs: BlobStore,
     max_bytes: u64,
     max_pixels: u64,
     retry: RetryConfig,
 }
 
 impl Downloader {
-    pub fn new(config: &Config, blobs: BlobStore) -> Result<Downloader, String> {
+    pub fn new(config: &Config, blobs: Arc<BlobStore>) -> Result<Downloader, String> {
         Ok(Downloader {
             http: Http::new(&config.fetch, config.workers)?,
             hosts: Hosts::new(config.fetch.max_per_host),
@@ -64,11 +66,15 @@ impl Handler for Downloader {
         let (mut report, result) = self.attempt(&url);
         drop(permit);
         let now = now_ms();
-        report.outcome = match result {
-            Ok(stored) => Outcome::Done(stored),
+        let sealed = match result {
+            Ok((stored, sealed)) => {
+                report.outcome = Outcome::Done(stored);
+                Some(sealed)
+            }
             Err(failure) => {
                 report.reason = Some(failure.reason);
-                retry::after_failure(job, failure, &self.retry, now)
+                report.outcome = retry::after_failure(job, failure, &self.retry, now);
+                None
             }
         };
         if let (Some(status), Outcome::Retry { run_at, .. }) = (report.http_status, &report.outcome)
@@ -82,13 +88,16 @@ impl Handler for Downloader {
                 );
             }
         }
-        Handled::Report(report)
+        match sealed {
+            Some(blob) => Handled::Stored(report, blob),
+            None => Handled::Report(report),
+        }
     }
 }
 
 impl Downloader {
     /// One GET: the report's facts (status, types, timings) and the stored image or the failure.
-    fn attempt(&self, url: &Url) -> (Report, Result<Stored, Failure>) {
+    fn attempt(&self, url: &Url) -> (Report, Result<(Stored, Sealed), Failure>) {
         let mut report = Report::failure(Outcome::Failed {
             error: String::new(),
         });
@@ -115,8 +124,13 @@ impl Downloader {
     }
 
     /// Streams the body into a new blob while hashing it. Stops as soon as the first bytes show
-    /// that it is not an image, or it grows past `max_bytes`.
-    fn store_body(&self, response: &mut Response, received: &mut u64) -> Result<Stored, Failure> {
+    /// that it is not an image, or it grows past `max_bytes`. The blob comes back sealed; the
+    /// committer makes it durable with the rest of its group before recording `done`.
+    fn store_body(
+        &self,
+        response: &mut Response,
+        received: &mut u64,
+    ) -> Result<(Stored, Sealed), Failure> {
         if let Some(declared) = response.content_length.filter(|&n| n > self.max_bytes) {
             return Err(Failure::permanent(
                 Reason::TooLarge,
@@ -192,15 +206,16 @@ impl Downloader {
                 ),
             ));
         }
-        let stored = blob.finish(format.ext).map_err(storage)?;
-        Ok(Stored {
+        let sealed = blob.seal(format.ext);
+        let stored = Stored {
             mime: format.mime,
-            sha256: stored.sha256,
-            blob_path: stored.rel_path,
-            bytes: stored.bytes,
+            sha256: sealed.sha256.clone(),
+            blob_path: sealed.rel_path.clone(),
+            bytes: sealed.bytes,
             width,
             height,
-        })
+        };
+        Ok((stored, sealed))
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod blobs;
 pub mod cli;
+pub mod committer;
 pub mod config;
 pub mod daemon;
 pub mod download;

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::committer::{Committer, Item};
 use crate::metrics::Metrics;
 use crate::retry::{self, Failure, Reason};
 use crate::store::{Claimed, Queue, Report, StoreError, Watch, now_ms};
@@ -49,6 +50,7 @@ pub fn run(
     queue: Arc<dyn Queue>,
     handler: Arc<dyn Handler>,
     metrics: Arc<Metrics>,
+    committer: Arc<Committer>,
     options: &Options,
     stop: &AtomicBool,
 ) -> Result<(), StoreError> {
@@ -56,12 +58,20 @@ pub fn run(
         queue: queue.clone(),
         handler,
         metrics,
+        committer,
         wake: Wake::default(),
         stopping: AtomicBool::new(false),
         lease_ms: options.lease.as_millis() as i64,
     });
     let mut watch = queue.watch()?;
     reap(&*queue, options);
+    let committer = {
+        let shared = shared.clone();
+        thread::Builder::new()
+            .name("committer".into())
+            .spawn(move || shared.committer.run(&*shared.queue, &shared.metrics, &shared.stopping))
+            .map_err(|e| StoreError::new("starting the committer thread", e))?
+    };
     let prefix = worker_prefix();
     let mut workers: Vec<Worker> = (0..options.workers)
         .map(|i| spawn(&shared, format!("{prefix}/w{i}")))
@@ -99,7 +109,7 @@ pub fn run(
             Err(_) => {}
         }
         if last_extend.elapsed() >= extend_every {
-            extend_leases(&*queue, &workers, options.lease);
+            extend_leases(&shared, &workers, options.lease);
             last_extend = Instant::now();
         }
         if last_reap.elapsed() >= reap_every {
@@ -123,7 +133,7 @@ pub fn run(
     if stop.load(Ordering::SeqCst) {
         log::info!("stop signal received: claiming no more jobs");
     }
-    shut_down(&shared, workers, options.grace, options.lease);
+    shut_down(&shared, workers, committer, options.grace, options.lease);
     Ok(())
 }
 
@@ -149,6 +159,9 @@ fn tick(
 /// checkpoints, which never shrink the file.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
 
+/// At shutdown, how long the committer may take to record what it holds.
+const COMMIT_GRACE: Duration = Duration::from_secs(5);
+
 /// How often finished jobs past `retention_days` are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
 
@@ -164,14 +177,15 @@ fn prune(queue: &dyn Queue, keep: Duration) {
     }
 }
 
-/// Renews the leases of the jobs in hand: a slow but live download is never taken back, while a
-/// dead daemon's jobs return after one lease.
-fn extend_leases(queue: &dyn Queue, workers: &[Worker], lease: Duration) {
-    let held: Vec<i64> = workers
+/// Renews the leases of the jobs in hand (with workers or waiting to be recorded): a slow but live
+/// download is never taken back, while a dead daemon's jobs return after one lease.
+fn extend_leases(shared: &Shared, workers: &[Worker], lease: Duration) {
+    let mut held: Vec<i64> = workers
         .iter()
         .filter_map(|w| lock(&w.slot).as_ref().map(|job| job.attempt_id))
         .collect();
-    if let Err(e) = queue.extend_leases(&held, lease.as_millis() as i64) {
+    held.extend(shared.committer.held());
+    if let Err(e) = shared.queue.extend_leases(&held, lease.as_millis() as i64) {
         log::error!(
             "cannot extend the leases of {} jobs in flight: {e}",
             held.len()
@@ -209,7 +223,7 @@ fn replace(worker: &mut Worker, shared: &Arc<Shared>, options: &Options) {
             now_ms(),
         ));
         report.reason = Some(Reason::Internal);
-        worker::record(shared, &job, &report);
+        shared.committer.submit(Item { job, report, blob: None });
     }
 }
 
@@ -222,7 +236,13 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
 }
 
 /// Stops claiming, lets jobs in flight finish within `grace`, and puts the rest back.
-fn shut_down(shared: &Shared, workers: Vec<Worker>, grace: Duration, lease: Duration) {
+fn shut_down(
+    shared: &Shared,
+    workers: Vec<Worker>,
+    committer: JoinHandle<()>,
+    grace: Duration,
+    lease: Duration,
+) {
     shared.stopping.store(true, Ordering::SeqCst);
     shared.wake.notify();
     let busy = workers.iter().filter(|w| lock(&w.slot).is_some()).count();
@@ -237,9 +257,15 @@ fn shut_down(shared: &Shared, workers: Vec<Worker>, grace: Duration, lease: Dura
         // The jobs still finishing are alive: keep their leases, or another daemon would take
         // them back mid-download when the grace period is longer than a lease.
         if last_extend.elapsed() >= lease / 3 {
-            extend_leases(&*shared.queue, &workers, lease);
+            extend_leases(shared, &workers, lease);
             last_extend = Instant::now();
         }
+        thread::sleep(Duration::from_millis(10));
+    }
+    // What the finished workers handed over is recorded before the rest is put back.
+    shared.committer.close();
+    let deadline = Instant::now().max(deadline) + COMMIT_GRACE;
+    while Instant::now() < deadline && !committer.is_finished() {
         thread::sleep(Duration::from_millis(10));
     }
     for worker in workers {

@@ -1,15 +1,18 @@
-//! A worker thread: claim a job, hand it to the [`Handler`], record the report; sleep when the
-//! queue has nothing due until the supervisor says that something may be.
+//! A worker thread: claim a job, hand it to the [`Handler`], pass the result to the committer
+//! (which records it, in groups); sleep when the queue has nothing due until the supervisor says
+//! that something may be.
 //!
-//! Architecture invariant: the worker never holds a transaction while the handler runs; claim and
-//! record are separate short transactions inside the queue.
+//! Architecture invariant: the worker never holds a transaction while the handler runs; the
+//! claim is one short transaction inside the queue, and recording is the committer's.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use crate::blobs::Sealed;
+use crate::committer::{Committer, Item};
 use crate::metrics::Metrics;
-use crate::store::{Applied, Claimed, Outcome, Queue, Report};
+use crate::store::{Claimed, Outcome, Queue, Report};
 
 /// Does one attempt at one job. The real one downloads ([`crate::download::Downloader`]);
 /// tests put in others.
@@ -18,10 +21,12 @@ pub trait Handler: Send + Sync {
 }
 
 /// What became of a claimed job in the handler.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Handled {
     /// The attempt ran: record its report.
     Report(Report),
+    /// The attempt stored an image: make the blob durable, then record the report (`done`).
+    Stored(Report, Sealed),
     /// Nothing was tried (its host is cooling down): give the job back until `run_at`.
     Postpone { run_at: i64 },
 }
@@ -68,6 +73,7 @@ pub struct Shared {
     pub stopping: AtomicBool,
     pub lease_ms: i64,
     pub metrics: Arc<Metrics>,
+    pub committer: Arc<Committer>,
 }
 
 /// The job a worker holds, visible to the supervisor so it can put the job back if the worker
@@ -99,21 +105,7 @@ pub fn run(shared: &Shared, name: &str, slot: &Slot) {
             }
             Ok(jobs) => {
                 for job in jobs {
-                    *lock(slot) = Some(job.clone());
-                    let held = std::time::Instant::now();
-                    shared.metrics.started();
-                    let local_failure = match shared.handler.handle(&job) {
-                        Handled::Report(report) => {
-                            record(shared, &job, &report);
-                            matches!(report.outcome, Outcome::Postponed { .. })
-                        }
-                        Handled::Postpone { run_at } => {
-                            postpone(shared, &job, run_at);
-                            false
-                        }
-                    };
-                    *lock(slot) = None;
-                    shared.metrics.finished(held.elapsed());
+                    let local_failure = work_on(shared, job, slot);
                     trouble = local_failure.then(|| next_pause(trouble, name));
                 }
             }
@@ -126,6 +118,31 @@ pub fn run(shared: &Shared, name: &str, slot: &Slot) {
             }
         }
     }
+}
+
+/// Runs one job through the handler and hands the result to the committer. Returns true when
+/// the attempt failed on our side (storage), so that the worker pauses before its next claim.
+fn work_on(shared: &Shared, job: Claimed, slot: &Slot) -> bool {
+    *lock(slot) = Some(job.clone());
+    let held = std::time::Instant::now();
+    shared.metrics.started();
+    let local_failure = match shared.handler.handle(&job) {
+        Handled::Postpone { run_at } => {
+            postpone(shared, &job, run_at);
+            false
+        }
+        Handled::Report(report) => submit(shared, job, report, None),
+        Handled::Stored(report, blob) => submit(shared, job, report, Some(blob)),
+    };
+    *lock(slot) = None;
+    shared.metrics.finished(held.elapsed());
+    local_failure
+}
+
+fn submit(shared: &Shared, job: Claimed, report: Report, blob: Option<Sealed>) -> bool {
+    let local_failure = matches!(report.outcome, Outcome::Postponed { .. });
+    shared.committer.submit(Item { job, report, blob });
+    local_failure
 }
 
 /// Sleeps for `pause`, waking early only to stop (new work does not cut a pause short).
@@ -152,53 +169,5 @@ fn postpone(shared: &Shared, job: &Claimed, run_at: i64) {
         Ok(_) => log::debug!(job = id, host; "host cooling down; back in the queue for {} ms",
             run_at - crate::store::now_ms()),
         Err(e) => log::error!(job = id, host; "cannot put the job back ({e}); its lease will"),
-    }
-}
-
-/// Records a report, retrying while the database is unavailable. If the daemon stops first, the
-/// lease brings the job back later.
-pub fn record(shared: &Shared, job: &Claimed, report: &Report) {
-    let (id, host) = (job.job_id, job.host());
-    let mut delay = Duration::from_millis(50);
-    loop {
-        match shared.queue.complete(job, report) {
-            Ok(Applied::Yes) => {
-                let total = crate::store::now_ms() - job.started_at;
-                shared.metrics.record(report, total);
-                return log_outcome(job, report, total);
-            }
-            Ok(Applied::ClaimLost) => {
-                log::warn!(job = id, host;
-                    "attempt {} ended after its claim was taken back; its outcome is not recorded",
-                    job.attempt);
-                return;
-            }
-            Err(e) if shared.stopping.load(Ordering::SeqCst) => {
-                log::error!(job = id, host;
-                    "cannot record the outcome ({e}); its lease will bring the job back");
-                return;
-            }
-            Err(e) => {
-                log::error!(job = id, host;
-                    "cannot record the outcome, retrying in {delay:?}: {e}");
-                std::thread::sleep(delay);
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
-}
-
-fn log_outcome(job: &Claimed, report: &Report, total_ms: i64) {
-    let (id, host) = (job.job_id, job.host());
-    match &report.outcome {
-        Outcome::Done(s) => log::info!(job = id, host;
-            "done in {total_ms} ms: {} {}x{}, {} bytes, {}",
-            s.mime, s.width, s.height, s.bytes, s.blob_path),
-        Outcome::Retry { run_at, error } => log::warn!(job = id, host;
-            "attempt {} failed, retrying in {} ms: {error}",
-            job.attempt, run_at - crate::store::now_ms()),
-        Outcome::Failed { error } => log::warn!(job = id, host; "failed: {error}"),
-        Outcome::Postponed { error, .. } => log::error!(job = id, host;
-            "not the URL's fault, back in the queue without spending an attempt: {error}"),
     }
 }

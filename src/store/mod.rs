@@ -161,8 +161,14 @@ pub trait Queue: Send + Sync {
     /// Claims up to `limit` due jobs for `worker` in one short write transaction, starting an
     /// attempt for each. A job is never handed to two claimers.
     fn claim(&self, worker: &str, limit: usize, lease_ms: i64) -> Result<Vec<Claimed>, StoreError>;
-    /// Records an attempt's outcome on the job and its attempt row, in one transaction.
-    fn complete(&self, job: &Claimed, report: &Report) -> Result<Applied, StoreError>;
+    /// Records the outcomes of a group of attempts on their jobs and attempt rows, in one
+    /// transaction; one answer per item, in order.
+    fn complete_many(&self, items: &[(&Claimed, &Report)]) -> Result<Vec<Applied>, StoreError>;
+    /// Records one attempt's outcome.
+    fn complete(&self, job: &Claimed, report: &Report) -> Result<Applied, StoreError> {
+        self.complete_many(&[(job, report)])
+            .map(|applied| applied.first().copied().unwrap_or(Applied::ClaimLost))
+    }
     /// Puts a claimed job back in the queue without counting the attempt (shutdown); its attempt
     /// row stays, as `interrupted`.
     fn release(&self, job: &Claimed, why: &str) -> Result<Applied, StoreError>;

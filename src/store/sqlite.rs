@@ -9,7 +9,7 @@ use std::time::Duration;
 use r2d2::PooledConnection;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::{Applied, Claimed, Context, Outcome, Queue, RawUrl, Report, StoreError, Watch, now_ms};
 
@@ -176,6 +176,58 @@ const FINISH_ATTEMPT: &str = "
         ttfb_ms = ?7, download_ms = ?8, total_ms = ?9
     WHERE id = ?1";
 
+/// Records one outcome inside the caller's transaction, if the claim still holds.
+fn finish(tx: &Transaction<'_>, job: &Claimed, report: &Report, now: i64) -> Result<Applied, StoreError> {
+    // (state, run_at, error, stored blob, attempts given back)
+    let (state, run_at, error, stored, refund) = match &report.outcome {
+        Outcome::Done(stored) => ("done", None, None, Some(stored), 0),
+        Outcome::Retry { run_at, error } => ("queued", Some(*run_at), Some(error), None, 0),
+        Outcome::Failed { error } => ("failed", None, Some(error), None, 0),
+        Outcome::Postponed { run_at, error } => ("queued", Some(*run_at), Some(error), None, 1),
+    };
+    let changed = tx
+        .prepare_cached(FINISH_JOB)
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                job.job_id,
+                job.attempt_id,
+                state,
+                now,
+                run_at,
+                error,
+                report.http_status,
+                report.declared_mime,
+                stored.map(|s| s.mime),
+                report.bytes.map(|b| b as i64),
+                stored.map(|s| &s.sha256),
+                stored.map(|s| &s.blob_path),
+                stored.map(|s| s.width),
+                stored.map(|s| s.height),
+                refund,
+            ])
+        })
+        .ctx(format_args!("recording job {}", job.job_id))?;
+    if changed == 0 {
+        return Ok(Applied::ClaimLost);
+    }
+    tx.prepare_cached(FINISH_ATTEMPT)
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                job.attempt_id,
+                now,
+                report.outcome.name(),
+                report.http_status,
+                error,
+                report.bytes.map(|b| b as i64),
+                report.ttfb_ms,
+                report.download_ms,
+                now - job.started_at,
+            ])
+        })
+        .ctx(format_args!("recording attempt {} of job {}", job.attempt, job.job_id))?;
+    Ok(Applied::Yes)
+}
+
 fn raw_url(value: ValueRef<'_>) -> RawUrl {
     match value {
         ValueRef::Text(bytes) => RawUrl::Text(String::from_utf8_lossy(bytes).into_owned()),
@@ -232,65 +284,19 @@ impl Queue for SqliteStore {
         Ok(claimed)
     }
 
-    fn complete(&self, job: &Claimed, report: &Report) -> Result<Applied, StoreError> {
+    fn complete_many(&self, items: &[(&Claimed, &Report)]) -> Result<Vec<Applied>, StoreError> {
         let mut conn = self.conn()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .ctx(format_args!("recording job {}", job.job_id))?;
+            .ctx(format_args!("recording {} jobs", items.len()))?;
         let now = now_ms();
-        // (state, run_at, error, stored blob, attempts given back)
-        let (state, run_at, error, stored, refund) = match &report.outcome {
-            Outcome::Done(stored) => ("done", None, None, Some(stored), 0),
-            Outcome::Retry { run_at, error } => ("queued", Some(*run_at), Some(error), None, 0),
-            Outcome::Failed { error } => ("failed", None, Some(error), None, 0),
-            Outcome::Postponed { run_at, error } => ("queued", Some(*run_at), Some(error), None, 1),
-        };
-        let changed = tx
-            .prepare_cached(FINISH_JOB)
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    job.job_id,
-                    job.attempt_id,
-                    state,
-                    now,
-                    run_at,
-                    error,
-                    report.http_status,
-                    report.declared_mime,
-                    stored.map(|s| s.mime),
-                    report.bytes.map(|b| b as i64),
-                    stored.map(|s| &s.sha256),
-                    stored.map(|s| &s.blob_path),
-                    stored.map(|s| s.width),
-                    stored.map(|s| s.height),
-                    refund,
-                ])
-            })
-            .ctx(format_args!("recording job {}", job.job_id))?;
-        if changed == 0 {
-            return Ok(Applied::ClaimLost);
-        }
-        tx.prepare_cached(FINISH_ATTEMPT)
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    job.attempt_id,
-                    now,
-                    report.outcome.name(),
-                    report.http_status,
-                    error,
-                    report.bytes.map(|b| b as i64),
-                    report.ttfb_ms,
-                    report.download_ms,
-                    now - job.started_at,
-                ])
-            })
-            .ctx(format_args!(
-                "recording attempt {} of job {}",
-                job.attempt, job.job_id
-            ))?;
+        let applied = items
+            .iter()
+            .map(|(job, report)| finish(&tx, job, report, now))
+            .collect::<Result<Vec<_>, _>>()?;
         tx.commit()
-            .ctx(format_args!("committing job {}", job.job_id))?;
-        Ok(Applied::Yes)
+            .ctx(format_args!("committing {} jobs", items.len()))?;
+        Ok(applied)
     }
 
     fn release(&self, job: &Claimed, why: &str) -> Result<Applied, StoreError> {

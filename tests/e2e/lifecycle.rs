@@ -138,6 +138,7 @@ fn a_panicking_worker_is_replaced_and_its_job_requeued() {
         Arc::new(store),
         handler.clone(),
         Arc::new(jobd::metrics::Metrics::new(1)),
+        Arc::new(jobd::committer::Committer::new(None)),
         &options,
         &AtomicBool::new(false),
     )

@@ -1,0 +1,186 @@
+//! The committer: records what the workers found out, in groups (group commit).
+//!
+//! Workers hand over each finished attempt and go on to the next job. The committer takes
+//! everything that has arrived since its last round: it makes the group's sealed blobs durable
+//! with two filesystem syncs ([`BlobStore::make_durable`]), then records every outcome in one
+//! transaction. Under load a round covers many jobs, so durability costs two flushes and one
+//! commit per group rather than per job; with a single job in flight a round is one job, so
+//! latency stays that of one attempt.
+//!
+//! Architecture invariant: `done` is committed only after the job's blob is durable at its
+//! content address. A blob that cannot be made durable turns its job's outcome into `postponed`
+//! (not the URL's fault).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use crate::blobs::{BlobStore, Sealed};
+use crate::metrics::Metrics;
+use crate::retry::Reason;
+use crate::store::{Applied, Claimed, Outcome, Queue, Report, now_ms};
+use crate::worker::lock;
+
+/// One finished attempt, waiting to be recorded.
+pub struct Item {
+    pub job: Claimed,
+    pub report: Report,
+    /// The image, when the attempt stored one.
+    pub blob: Option<Sealed>,
+}
+
+/// The most attempts recorded in one transaction: large enough to amortise the flushes, small
+/// enough that the write lock is held for only milliseconds.
+const MAX_GROUP: usize = 256;
+/// A group whose blob could not be made durable goes back to the queue this soon.
+const STORAGE_RETRY_MS: i64 = 1_000;
+
+#[derive(Default)]
+struct Inbox {
+    items: VecDeque<Item>,
+    closed: bool,
+}
+
+pub struct Committer {
+    inbox: Mutex<Inbox>,
+    arrived: Condvar,
+    /// Attempt ids of the group being recorded right now, for lease renewal.
+    in_hand: Mutex<Vec<i64>>,
+    blobs: Option<Arc<BlobStore>>,
+}
+
+impl Committer {
+    /// `blobs` is where sealed blobs are made durable; handlers that store none may pass None.
+    pub fn new(blobs: Option<Arc<BlobStore>>) -> Committer {
+        Committer {
+            inbox: Mutex::new(Inbox::default()),
+            arrived: Condvar::new(),
+            in_hand: Mutex::new(Vec::new()),
+            blobs,
+        }
+    }
+
+    /// Hands over a finished attempt.
+    pub fn submit(&self, item: Item) {
+        lock(&self.inbox).items.push_back(item);
+        self.arrived.notify_one();
+    }
+
+    /// Attempt ids of every job waiting here or being recorded: their leases must be renewed.
+    pub fn held(&self) -> Vec<i64> {
+        let mut held: Vec<i64> = lock(&self.inbox).items.iter().map(|i| i.job.attempt_id).collect();
+        held.extend(lock(&self.in_hand).iter());
+        held
+    }
+
+    /// No more items will come: [`Committer::run`] returns once it has recorded what it holds.
+    pub fn close(&self) {
+        lock(&self.inbox).closed = true;
+        self.arrived.notify_all();
+    }
+
+    /// The committer thread's loop. Returns after [`Committer::close`], once empty.
+    pub fn run(&self, queue: &dyn Queue, metrics: &Metrics, stopping: &AtomicBool) {
+        while let Some(group) = self.next_group() {
+            *lock(&self.in_hand) = group.iter().map(|i| i.job.attempt_id).collect();
+            let group = self.make_blobs_durable(group);
+            record(queue, metrics, stopping, &group);
+            lock(&self.in_hand).clear();
+        }
+    }
+
+    /// Waits for at least one item and takes up to [`MAX_GROUP`]; None once closed and empty.
+    fn next_group(&self) -> Option<Vec<Item>> {
+        let mut inbox = lock(&self.inbox);
+        while inbox.items.is_empty() {
+            if inbox.closed {
+                return None;
+            }
+            inbox = self
+                .arrived
+                .wait(inbox)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        let n = inbox.items.len().min(MAX_GROUP);
+        Some(inbox.items.drain(..n).collect())
+    }
+
+    /// Makes the group's blobs durable; a job whose blob failed is postponed instead of done.
+    fn make_blobs_durable(&self, mut group: Vec<Item>) -> Vec<Item> {
+        let Some(store) = &self.blobs else {
+            return group;
+        };
+        let (owners, sealed): (Vec<usize>, Vec<Sealed>) = group
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, item)| item.blob.take().map(|blob| (i, blob)))
+            .unzip();
+        for (i, result) in owners.into_iter().zip(store.make_durable(sealed)) {
+            if let Err(e) = result {
+                let item = &mut group[i];
+                log::error!(job = item.job.job_id; "cannot make the blob durable in {}: {e}",
+                    store.root().display());
+                item.report.reason = Some(Reason::Storage);
+                item.report.outcome = Outcome::Postponed {
+                    run_at: now_ms() + STORAGE_RETRY_MS,
+                    error: format!("cannot store the blob in {}: {e}", store.root().display()),
+                };
+            }
+        }
+        group
+    }
+}
+
+/// Records a group in one transaction, retrying while the database is unavailable. If the daemon
+/// stops first, the leases bring the jobs back later.
+fn record(queue: &dyn Queue, metrics: &Metrics, stopping: &AtomicBool, group: &[Item]) {
+    let items: Vec<(&Claimed, &Report)> = group.iter().map(|i| (&i.job, &i.report)).collect();
+    let mut delay = Duration::from_millis(50);
+    let applied = loop {
+        match queue.complete_many(&items) {
+            Ok(applied) => break applied,
+            Err(e) if stopping.load(Ordering::SeqCst) => {
+                log::error!(
+                    "cannot record {} outcomes ({e}); their leases will bring the jobs back",
+                    items.len()
+                );
+                return;
+            }
+            Err(e) => {
+                log::error!("cannot record {} outcomes, retrying in {delay:?}: {e}", items.len());
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
+    let now = now_ms();
+    for ((job, report), applied) in items.iter().zip(applied) {
+        let (id, host) = (job.job_id, job.host());
+        match applied {
+            Applied::Yes => {
+                let total = now - job.started_at;
+                metrics.record(report, total);
+                log_outcome(job, report, total);
+            }
+            Applied::ClaimLost => log::warn!(job = id, host;
+                "attempt {} ended after its claim was taken back; its outcome is not recorded",
+                job.attempt),
+        }
+    }
+}
+
+fn log_outcome(job: &Claimed, report: &Report, total_ms: i64) {
+    let (id, host) = (job.job_id, job.host());
+    match &report.outcome {
+        Outcome::Done(s) => log::info!(job = id, host;
+            "done in {total_ms} ms: {} {}x{}, {} bytes, {}",
+            s.mime, s.width, s.height, s.bytes, s.blob_path),
+        Outcome::Retry { run_at, error } => log::warn!(job = id, host;
+            "attempt {} failed, retrying in {} ms: {error}",
+            job.attempt, run_at - now_ms()),
+        Outcome::Failed { error } => log::warn!(job = id, host; "failed: {error}"),
+        Outcome::Postponed { error, .. } => log::error!(job = id, host;
+            "not the URL's fault, back in the queue without spending an attempt: {error}"),
+    }
+}
