@@ -74,7 +74,10 @@ impl BlobStore {
     fn ensure_dir(&self, rel_dir: &str) -> io::Result<PathBuf> {
         let dir = self.root.join(rel_dir);
         if !lock(&self.known_dirs).contains(rel_dir) {
-            DirBuilder::new().recursive(true).mode(DIR_MODE).create(&dir)?;
+            DirBuilder::new()
+                .recursive(true)
+                .mode(DIR_MODE)
+                .create(&dir)?;
             lock(&self.known_dirs).insert(rel_dir.to_string());
         }
         Ok(dir)
@@ -94,7 +97,10 @@ impl BlobStore {
             return Vec::new();
         }
         if let Err(e) = self.sync() {
-            return sealed.iter().map(|_| Err(io::Error::new(e.kind(), e.to_string()))).collect();
+            return sealed
+                .iter()
+                .map(|_| Err(io::Error::new(e.kind(), e.to_string())))
+                .collect();
         }
         let mut results: Vec<io::Result<Blob>> =
             sealed.into_iter().map(|blob| self.place(blob)).collect();
@@ -317,7 +323,11 @@ mod tests {
         let mut w = store.create().unwrap();
         w.write_all(b"hello ").unwrap();
         w.write_all(b"image").unwrap();
-        let blob = store.make_durable(vec![w.seal("png")]).pop().unwrap().unwrap();
+        let blob = store
+            .make_durable(vec![w.seal("png")])
+            .pop()
+            .unwrap()
+            .unwrap();
         let sha = sha256_hex(b"hello image");
         assert_eq!(blob.sha256, sha);
         assert_eq!(
@@ -357,11 +367,21 @@ mod tests {
             sealed(&store, b"two", "jpg"),
             sealed(&store, b"one", "png"),
         ];
-        let placed: Vec<Blob> = store.make_durable(group).into_iter().map(Result::unwrap).collect();
-        assert_eq!(placed.iter().map(|b| b.written).collect::<Vec<_>>(), [true, true, false]);
+        let placed: Vec<Blob> = store
+            .make_durable(group)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            placed.iter().map(|b| b.written).collect::<Vec<_>>(),
+            [true, true, false]
+        );
         assert_eq!(placed[0].rel_path, placed[2].rel_path);
         for blob in &placed {
-            assert_eq!(sha256_hex(&fs::read(dir.path().join(&blob.rel_path)).unwrap()), blob.sha256);
+            assert_eq!(
+                sha256_hex(&fs::read(dir.path().join(&blob.rel_path)).unwrap()),
+                blob.sha256
+            );
         }
         assert_eq!(fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count(), 0);
     }

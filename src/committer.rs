@@ -69,7 +69,11 @@ impl Committer {
 
     /// Attempt ids of every job waiting here or being recorded: their leases must be renewed.
     pub fn held(&self) -> Vec<i64> {
-        let mut held: Vec<i64> = lock(&self.inbox).items.iter().map(|i| i.job.attempt_id).collect();
+        let mut held: Vec<i64> = lock(&self.inbox)
+            .items
+            .iter()
+            .map(|i| i.job.attempt_id)
+            .collect();
         held.extend(lock(&self.in_hand).iter());
         held
     }
@@ -148,7 +152,10 @@ fn record(queue: &dyn Queue, metrics: &Metrics, stopping: &AtomicBool, group: &[
                 return;
             }
             Err(e) => {
-                log::error!("cannot record {} outcomes, retrying in {delay:?}: {e}", items.len());
+                log::error!(
+                    "cannot record {} outcomes, retrying in {delay:?}: {e}",
+                    items.len()
+                );
                 std::thread::sleep(delay);
                 delay = (delay * 2).min(Duration::from_secs(5));
             }

@@ -48,8 +48,15 @@ pub fn run(config: &Config, drain: bool) -> Result<(), String> {
         log::info!("metrics on http://{bound}/metrics");
     }
     let committer = Arc::new(Committer::new(Some(blobs)));
-    supervisor::run(queue, Arc::new(downloader), metrics, committer, &options, &stop)
-        .map_err(|e| e.to_string())?;
+    supervisor::run(
+        queue,
+        Arc::new(downloader),
+        metrics,
+        committer,
+        &options,
+        &stop,
+    )
+    .map_err(|e| e.to_string())?;
     log::info!("stopped");
     Ok(())
 }

@@ -69,7 +69,11 @@ pub fn run(
         let shared = shared.clone();
         thread::Builder::new()
             .name("committer".into())
-            .spawn(move || shared.committer.run(&*shared.queue, &shared.metrics, &shared.stopping))
+            .spawn(move || {
+                shared
+                    .committer
+                    .run(&*shared.queue, &shared.metrics, &shared.stopping)
+            })
             .map_err(|e| StoreError::new("starting the committer thread", e))?
     };
     let prefix = worker_prefix();
@@ -223,7 +227,11 @@ fn replace(worker: &mut Worker, shared: &Arc<Shared>, options: &Options) {
             now_ms(),
         ));
         report.reason = Some(Reason::Internal);
-        shared.committer.submit(Item { job, report, blob: None });
+        shared.committer.submit(Item {
+            job,
+            report,
+            blob: None,
+        });
     }
 }
 

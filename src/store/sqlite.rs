@@ -177,7 +177,12 @@ const FINISH_ATTEMPT: &str = "
     WHERE id = ?1";
 
 /// Records one outcome inside the caller's transaction, if the claim still holds.
-fn finish(tx: &Transaction<'_>, job: &Claimed, report: &Report, now: i64) -> Result<Applied, StoreError> {
+fn finish(
+    tx: &Transaction<'_>,
+    job: &Claimed,
+    report: &Report,
+    now: i64,
+) -> Result<Applied, StoreError> {
     // (state, run_at, error, stored blob, attempts given back)
     let (state, run_at, error, stored, refund) = match &report.outcome {
         Outcome::Done(stored) => ("done", None, None, Some(stored), 0),
@@ -224,7 +229,10 @@ fn finish(tx: &Transaction<'_>, job: &Claimed, report: &Report, now: i64) -> Res
                 now - job.started_at,
             ])
         })
-        .ctx(format_args!("recording attempt {} of job {}", job.attempt, job.job_id))?;
+        .ctx(format_args!(
+            "recording attempt {} of job {}",
+            job.attempt, job.job_id
+        ))?;
     Ok(Applied::Yes)
 }
 
