@@ -172,6 +172,27 @@ impl Env {
     }
 }
 
+impl Drop for Env {
+    /// A test that fails half-way leaves its daemons running: end every process that was started
+    /// with this test's config, so none outlives the test.
+    fn drop(&mut self) {
+        let config = self.config();
+        let needle = config.as_os_str().as_encoded_bytes();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if pid != std::process::id() && cmdline.windows(needle.len()).any(|w| w == needle) {
+                let _ = Command::new("kill")
+                    .arg("-KILL")
+                    .arg(pid.to_string())
+                    .status();
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct JobState {
     pub state: String,
