@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks jobd against loopback test servers; see BENCHMARKS.md for what each scenario measures.
 #
-#   scripts/bench.sh [seed|pickup|all]      (default all; BENCH_RUNS=N repeats seed runs, default 3)
+#   scripts/bench.sh [seed|small|pickup|memory|growth|all]
+#       (default all; BENCH_RUNS=N repeats the seed and small runs, default 3)
 #
 # Everything happens in a temporary directory on 127.0.0.1 and is removed on exit. Ratios are the
 # headline: absolute times depend on the machine, which is printed with the results.
@@ -201,6 +202,80 @@ bench_pickup() {
     log_oddities "$dir/jobd.log"
 }
 
+# Small images: 2,000 distinct 3 KB PNGs served at once, jobd with 16 workers against
+# `xargs -P16 -n50 curl`, whose processes reuse their connections. Each run writes into new
+# folders, and nothing is deleted until the end: ext4 makes file creation slow for a while after
+# many deletions, which would punish whichever side ran second.
+bench_small() {
+    local r start curl_s jobd_s dir n
+    "$BIN/jobd-testserver" --small-dir "$WORK/small2000" --count 2000
+    start_server "$WORK/small2000" 0 0
+    for f in "$WORK"/small2000/*; do echo "$SERVER_URL/${f##*/}"; done >"$WORK/small-urls.txt"
+    : >"$WORK/small-curl.rates"
+    : >"$WORK/small-jobd.rates"
+    for ((r = 1; r <= RUNS; r++)); do
+        mkdir "$WORK/small-curl-$r"
+        start=$EPOCHREALTIME
+        xargs -P16 -n50 curl -sS --fail --remote-name-all --output-dir "$WORK/small-curl-$r" \
+            <"$WORK/small-urls.txt"
+        curl_s=$(since "$start")
+        dir=$WORK/small-jobd-$r
+        new_instance "$dir"
+        "$BIN/jobctl" --config "$dir/daemon.toml" import "$WORK/small-urls.txt" >/dev/null
+        start=$EPOCHREALTIME
+        "$BIN/jobd" --config "$dir/daemon.toml" --workers 16 --drain 2>"$dir/jobd.log" \
+            || die "jobd exited non-zero; see $dir/jobd.log"
+        jobd_s=$(since "$start")
+        n=$(sqlite3 "$dir/jobd.db" "SELECT count(*) FROM jobs WHERE state = 'done'")
+        [[ $n == 2000 ]] || die "$dir: only $n of 2000 jobs done"
+        note "small run $r/$RUNS: curl ${curl_s} s, jobd-16 ${jobd_s} s"
+        awk -v s="$curl_s" 'BEGIN { printf "%.0f\n", 2000 / s }' >>"$WORK/small-curl.rates"
+        awk -v s="$jobd_s" 'BEGIN { printf "%.0f\n", 2000 / s }' >>"$WORK/small-jobd.rates"
+    done
+    local curl_rate jobd_rate
+    curl_rate=$(median <"$WORK/small-curl.rates")
+    jobd_rate=$(median <"$WORK/small-jobd.rates")
+    result "small: xargs -P16 -n50 curl (median of $RUNS)" "$curl_rate files/s"
+    result "small: jobd 16 workers (median of $RUNS)" "$jobd_rate jobs/s"
+    result "small: ratio jobd / curl" "$(div "$jobd_rate" "$curl_rate")" ">= 2.0"
+}
+
+# Memory: peak RSS of jobd with 16 workers downloading 8 MB images as fast as loopback allows.
+bench_memory() {
+    local dir=$WORK/memory pid peak=0 hwm
+    mkdir -p "$WORK/big"
+    seed_images
+    # The largest seed images, each served several times under distinct names.
+    find "$WORK/seed" -size +6M -printf '%p\n' | head -4 | while read -r f; do
+        for i in 1 2 3 4 5 6 7 8; do cp "$f" "$WORK/big/$i-${f##*/}"; done
+    done
+    start_server "$WORK/big" 0 0
+    for f in "$WORK"/big/*; do echo "$SERVER_URL/${f##*/}"; done >"$WORK/big-urls.txt"
+    new_instance "$dir"
+    "$BIN/jobctl" --config "$dir/daemon.toml" import "$WORK/big-urls.txt" >/dev/null
+    "$BIN/jobd" --config "$dir/daemon.toml" --workers 16 --drain 2>"$dir/jobd.log" &
+    pid=$!
+    # VmHWM only grows, so the last reading before exit is the peak.
+    while hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$pid/status" 2>/dev/null); do
+        [[ -n $hwm ]] && ((hwm > peak)) && peak=$hwm
+        sleep 0.02
+    done
+    wait "$pid" || die "jobd exited non-zero; see $dir/jobd.log"
+    result "memory: peak RSS, 16 workers, $(wc -l <"$WORK/big-urls.txt") x 6-8 MB" \
+        "$(awk -v k="$peak" 'BEGIN { printf "%.1f MiB", k / 1024 }')" "<= 32 MiB"
+}
+
+# Growth: claims (each recorded, as a daemon does) per second with a million queued rows against
+# 2,000, on a fresh database each.
+bench_growth() {
+    local small big
+    small=$("$BIN/jobd-bench" claims --db "$WORK/growth-small.db" --queued 2000 --claims 2000 | awk '{ print $2 }')
+    big=$("$BIN/jobd-bench" claims --db "$WORK/growth-big.db" --queued 1000000 --claims 2000 | awk '{ print $2 }')
+    result "growth: claims/s with 2,000 queued" "$small"
+    result "growth: claims/s with 1,000,000 queued" "$big"
+    result "growth: ratio 1M / 2k" "$(div "$big" "$small")" ">= 0.95"
+}
+
 print_machine() {
     local cpu dirty=""
     cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
@@ -212,10 +287,16 @@ print_machine() {
 
 main() {
     local which=${1:-all} row label value target
-    case $which in seed | pickup | all) ;; *) echo "usage: scripts/bench.sh [seed|pickup|all]" >&2; exit 2 ;; esac
+    case $which in
+        seed | small | pickup | memory | growth | all) ;;
+        *) echo "usage: scripts/bench.sh [seed|small|pickup|memory|growth|all]" >&2; exit 2 ;;
+    esac
     (cd "$ROOT" && cargo build --release --quiet)
-    [[ $which == pickup ]] || bench_seed
-    [[ $which == seed ]] || bench_pickup
+    [[ $which == all || $which == seed ]] && bench_seed
+    [[ $which == all || $which == small ]] && bench_small
+    [[ $which == all || $which == pickup ]] && bench_pickup
+    [[ $which == all || $which == memory ]] && bench_memory
+    [[ $which == all || $which == growth ]] && bench_growth
     echo
     print_machine
     echo

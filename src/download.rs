@@ -207,6 +207,7 @@ impl Downloader {
             ));
         }
         let sealed = blob.seal(format.ext);
+        self.blobs.prepare(&sealed).map_err(storage)?;
         let stored = Stored {
             mime: format.mime,
             sha256: sealed.sha256.clone(),

@@ -5,7 +5,8 @@
 //! `PRAGMA data_version` costs next to nothing, so an idle daemon stays near 0% CPU.
 
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -59,6 +60,8 @@ pub fn run(
         handler,
         metrics,
         committer,
+        inbox: Mutex::new(VecDeque::new()),
+        idle: AtomicUsize::new(0),
         wake: Wake::default(),
         stopping: AtomicBool::new(false),
         lease_ms: options.lease.as_millis() as i64,
@@ -189,6 +192,7 @@ fn extend_leases(shared: &Shared, workers: &[Worker], lease: Duration) {
         .filter_map(|w| lock(&w.slot).as_ref().map(|job| job.attempt_id))
         .collect();
     held.extend(shared.committer.held());
+    held.extend(lock(&shared.inbox).iter().map(|job| job.attempt_id));
     if let Err(e) = shared.queue.extend_leases(&held, lease.as_millis() as i64) {
         log::error!(
             "cannot extend the leases of {} jobs in flight: {e}",
@@ -253,6 +257,14 @@ fn shut_down(
 ) {
     shared.stopping.store(true, Ordering::SeqCst);
     shared.wake.notify();
+    // Jobs claimed for workers that never started them go back untried.
+    let unstarted: Vec<Claimed> = lock(&shared.inbox).drain(..).collect();
+    for job in unstarted {
+        if let Err(e) = shared.queue.postpone(&job, now_ms()) {
+            log::error!(job = job.job_id; "cannot put it back ({e}); its lease will");
+        }
+    }
+
     let busy = workers.iter().filter(|w| lock(&w.slot).is_some()).count();
     if busy > 0 {
         log::info!(

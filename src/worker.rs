@@ -5,14 +5,15 @@
 //! Architecture invariant: the worker never holds a transaction while the handler runs; the
 //! claim is one short transaction inside the queue, and recording is the committer's.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::blobs::Sealed;
 use crate::committer::{Committer, Item};
 use crate::metrics::Metrics;
-use crate::store::{Claimed, Outcome, Queue, Report};
+use crate::store::{Claimed, Outcome, Queue, Report, StoreError};
 
 /// Does one attempt at one job. The real one downloads ([`crate::download::Downloader`]);
 /// tests put in others.
@@ -74,6 +75,10 @@ pub struct Shared {
     pub lease_ms: i64,
     pub metrics: Arc<Metrics>,
     pub committer: Arc<Committer>,
+    /// Jobs claimed for idle workers that no worker has taken yet.
+    pub inbox: Mutex<VecDeque<Claimed>>,
+    /// Workers waiting for work.
+    pub idle: AtomicUsize,
 }
 
 /// The job a worker holds, visible to the supervisor so it can put the job back if the worker
@@ -98,26 +103,49 @@ pub fn run(shared: &Shared, name: &str, slot: &Slot) {
             }
         }
         let seen = shared.wake.generation();
-        match shared.queue.claim(name, 1, shared.lease_ms) {
-            Ok(jobs) if jobs.is_empty() => {
-                trouble = None;
-                shared.wake.wait(seen, IDLE_RECHECK);
-            }
-            Ok(jobs) => {
-                for job in jobs {
-                    let local_failure = work_on(shared, job, slot);
-                    trouble = local_failure.then(|| next_pause(trouble, name));
+        let next = lock(&shared.inbox).pop_front();
+        let job = match next {
+            Some(job) => job,
+            None => match claim_for_idle_workers(shared, name) {
+                Ok(Some(job)) => job,
+                Ok(None) => {
+                    trouble = None;
+                    shared.idle.fetch_add(1, Ordering::SeqCst);
+                    shared.wake.wait(seen, IDLE_RECHECK);
+                    shared.idle.fetch_sub(1, Ordering::SeqCst);
+                    continue;
                 }
-            }
-            Err(e) => {
-                trouble = Some(next_pause(trouble, name));
-                log::error!(
-                    "{name}: cannot claim jobs (pausing {:?}): {e}",
-                    trouble.unwrap_or_default()
-                );
-            }
-        }
+                Err(e) => {
+                    trouble = Some(next_pause(trouble, name));
+                    log::error!(
+                        "{name}: cannot claim jobs (pausing {:?}): {e}",
+                        trouble.unwrap_or_default()
+                    );
+                    continue;
+                }
+            },
+        };
+        let local_failure = work_on(shared, job, slot);
+        trouble = local_failure.then(|| next_pause(trouble, name));
     }
+}
+
+/// Claims one job for this worker and one for each idle worker, in one transaction: with many
+/// workers, one claim per job would have them queue for the write lock. The extra jobs go to the
+/// shared inbox and the idle workers are woken to take them.
+fn claim_for_idle_workers(shared: &Shared, name: &str) -> Result<Option<Claimed>, StoreError> {
+    let want = 1 + shared.idle.load(Ordering::SeqCst);
+    let mut jobs = shared.queue.claim(name, want, shared.lease_ms)?.into_iter();
+    let mine = jobs.next();
+    let mut inbox = lock(&shared.inbox);
+    let before = inbox.len();
+    inbox.extend(jobs);
+    let extra = inbox.len() > before;
+    drop(inbox);
+    if extra {
+        shared.wake.notify();
+    }
+    Ok(mine)
 }
 
 /// Runs one job through the handler and hands the result to the committer. Returns true when

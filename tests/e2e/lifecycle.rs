@@ -265,3 +265,89 @@ fn retention_prunes_old_finished_jobs_and_keeps_the_rest() {
         0
     );
 }
+
+/// Takes its time over every job, and says how many it has started.
+struct Slow {
+    started: AtomicUsize,
+}
+
+impl Handler for Slow {
+    fn handle(&self, _job: &Claimed) -> Handled {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(100));
+        Handled::Report(Report::failure(Outcome::Failed {
+            error: "slow".into(),
+        }))
+    }
+}
+
+#[test]
+fn a_shutdown_returns_every_job_not_finished_untouched() {
+    let env = Env::new("");
+    let store = SqliteStore::open(&env.path("jobd.db"), 4).unwrap();
+    let jobs: Vec<NewJob> = (0..40)
+        .map(|i| NewJob {
+            url: format!("http://127.0.0.1/{i}"),
+            priority: 0,
+            run_at: None,
+            max_attempts: None,
+        })
+        .collect();
+    store.add(&jobs).unwrap();
+    let handler = Arc::new(Slow {
+        started: AtomicUsize::new(0),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let options = Options {
+        workers: 8,
+        drain: false,
+        poll_interval: Duration::from_millis(5),
+        grace: Duration::from_secs(5),
+        lease: Duration::from_secs(60),
+        retention: None,
+        retry: RetryConfig {
+            max_attempts: 3,
+            base_delay_ms: 10,
+            max_delay_ms: 20,
+        },
+    };
+    let run = {
+        let (handler, stop) = (handler.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let metrics = Arc::new(jobd::metrics::Metrics::new(8));
+            let committer = Arc::new(jobd::committer::Committer::new(None));
+            supervisor::run(
+                Arc::new(store),
+                handler,
+                metrics,
+                committer,
+                &options,
+                &stop,
+            )
+        })
+    };
+    wait_until("several jobs started", || {
+        handler.started.load(Ordering::SeqCst) >= 8
+    });
+    stop.store(true, Ordering::SeqCst);
+    run.join().unwrap().unwrap();
+    // Jobs claimed in a batch but never started are back, untried and uncounted.
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM jobs WHERE state = 'running'"),
+        0
+    );
+    let started = handler.started.load(Ordering::SeqCst) as i64;
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM jobs WHERE state = 'failed'"),
+        started
+    );
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND attempts = 0"),
+        40 - started
+    );
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM attempts"),
+        started,
+        "an untried job kept an attempt row"
+    );
+}
