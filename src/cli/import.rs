@@ -1,186 +1,281 @@
-//! `jobctl import`: one URL per line from a file or stdin, inserted in large transactions, with
-//! memory bounded however long the file or its lines.
+//! `jobctl import`: URLs from a file or stdin (plain lines, CSV or TSV) into the queue, fast and
+//! with bounded memory however long the file or its lines.
+//!
+//! A parser thread reads, checks and (with --skip-existing) de-duplicates the input, and hands
+//! batches to this thread, which writes them with the store's bulk import. The two overlap, so
+//! parsing URLs costs no time on the writer's path.
 
+use std::collections::HashSet;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::{self, BufRead, BufReader, IsTerminal};
 use std::path::Path;
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::time::Duration;
 
-use super::Failure;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use super::args::Format;
+use super::input::{self, CappedLines, Layout, Line};
+use super::{Failure, print_json};
 use crate::joburl::{self, MAX_URL_LEN};
 use crate::store::{NewJob, SqliteStore};
 
-/// Rows per transaction: large enough that commits cost nothing, small enough to keep the write
-/// lock for only a moment, so the daemon and people at the sqlite3 shell get their turn.
+/// Rows the parser hands over at a time; the store gathers them into larger transactions.
 const BATCH: usize = 10_000;
-/// Rejected lines listed one by one on stderr; the rest are only counted.
+/// Batches in flight between the threads: enough to keep the writer busy, little memory.
+const IN_FLIGHT: usize = 4;
+/// Rejected lines listed one by one; the rest are only counted.
 const LISTED_REJECTS: usize = 20;
 
-pub fn run(store: &SqliteStore, file: &Path) -> Result<(), Failure> {
-    let input: Box<dyn BufRead> = if file == Path::new("-") {
-        Box::new(io::stdin().lock())
+/// What the parser found in the input.
+#[derive(Default)]
+struct Parsed {
+    rejected: u64,
+    /// The first LISTED_REJECTS rejected lines: (line number, why).
+    rejects: Vec<(u64, String)>,
+    /// URLs skipped because an earlier line had them (with --skip-existing).
+    repeated: u64,
+    format: &'static str,
+    /// Why reading stopped early (a read error or a bad header), if it did.
+    stopped: Option<Failure>,
+}
+
+pub fn run(
+    store: &SqliteStore,
+    file: &Path,
+    format: Format,
+    skip_existing: bool,
+    as_json: bool,
+) -> Result<(), Failure> {
+    let (input, size): (Box<dyn BufRead + Send>, Option<u64>) = if file == Path::new("-") {
+        (
+            Box::new(BufReader::with_capacity(1 << 20, io::stdin())),
+            None,
+        )
     } else {
         let f = File::open(file)
             .map_err(|e| Failure::BadInput(format!("cannot open {}: {e}", file.display())))?;
-        Box::new(BufReader::with_capacity(256 * 1024, f))
+        let size = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+        (Box::new(BufReader::with_capacity(1 << 20, f)), size)
     };
-    let mut lines = CappedLines::new(input, MAX_URL_LEN);
-    let (mut added, mut rejected) = (0usize, 0usize);
-    let mut batch = Vec::with_capacity(BATCH);
-    loop {
-        let number = lines.number + 1;
-        let line = match lines.next_line() {
-            Ok(Some(line)) => line,
-            Ok(None) => break,
-            Err(e) => {
-                return Err(Failure::Other(format!(
-                    "{}: line {number}: {e}",
-                    file.display()
-                )));
-            }
-        };
-        let text = match line {
-            Line::Text(text) => text.trim(),
-            Line::TooLong(len) => {
-                let why = format!("line is {len} bytes long; a URL may have at most {MAX_URL_LEN}");
-                reject(&mut rejected, number, &why);
-                continue;
-            }
-            Line::NotUtf8 => {
-                reject(&mut rejected, number, "line is not UTF-8 text");
-                continue;
-            }
-        };
-        if text.is_empty() || text.starts_with('#') {
-            continue;
+    let bar = progress_bar(size);
+    let (tx, rx) = sync_channel::<Vec<NewJob>>(IN_FLIGHT);
+    let parser_bar = bar.clone();
+    let parser = std::thread::Builder::new()
+        .name("import-parser".into())
+        .spawn(move || parse(input, format, skip_existing, &tx, parser_bar.as_ref()))
+        .map_err(|e| Failure::Other(format!("cannot start the import: {e}")))?;
+    let imported = store.import(&mut rx.into_iter(), skip_existing, &mut |added| {
+        if let Some(bar) = &bar {
+            bar.set_message(format!("{added} added"));
         }
-        match joburl::parse(text) {
-            Ok(_) => batch.push(NewJob {
-                url: text.to_string(),
-                priority: 0,
-                run_at: None,
-                max_attempts: None,
-            }),
-            Err(e) => reject(&mut rejected, number, &e),
-        }
-        if batch.len() == BATCH {
-            added += store.add(&batch)?.len();
-            batch.clear();
-        }
+    });
+    // The receiver is gone now, so a parser still reading stops at its next batch.
+    let parsed = parser
+        .join()
+        .map_err(|_| Failure::Other("the import's parser thread panicked".into()))?;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
     }
-    added += store.add(&batch)?.len();
-    if rejected > LISTED_REJECTS {
-        eprintln!("... and {} more rejected lines", rejected - LISTED_REJECTS);
+    let name = if file == Path::new("-") {
+        "stdin".to_string()
+    } else {
+        file.display().to_string()
+    };
+    let (added, skipped_existing) = imported.map_err(|e| {
+        Failure::Other(format!(
+            "{e}; the rows committed before this stay (rerun with --skip-existing to add the rest)"
+        ))
+    })?;
+    for (line, why) in &parsed.rejects {
+        eprintln!("line {line}: {why}");
     }
-    println!("added {added}, rejected {rejected}");
-    if rejected > 0 {
+    if parsed.rejected > LISTED_REJECTS as u64 {
+        eprintln!(
+            "... and {} more rejected lines",
+            parsed.rejected - LISTED_REJECTS as u64
+        );
+    }
+    let skipped = skipped_existing + parsed.repeated;
+    if as_json {
+        print_json(&json!({
+            "format": parsed.format,
+            "added": added,
+            "skipped": skipped,
+            "skipped_existing": skipped_existing,
+            "skipped_repeated": parsed.repeated,
+            "rejected": parsed.rejected,
+            "rejects": parsed.rejects.iter()
+                .map(|(line, error)| json!({"line": line, "error": error}))
+                .collect::<Vec<_>>(),
+        }));
+    } else if skip_existing {
+        println!(
+            "added {added}, skipped {skipped} ({skipped_existing} already in the queue, {} repeated \
+             in the input), rejected {}",
+            parsed.repeated, parsed.rejected
+        );
+    } else {
+        // The format that cron scripts already parse; nothing is skipped without the flag.
+        println!("added {added}, rejected {}", parsed.rejected);
+    }
+    match parsed.stopped {
+        Some(Failure::BadInput(why)) => {
+            return Err(Failure::BadInput(format!("{name}: {why}")));
+        }
+        Some(Failure::Other(why) | Failure::NotFound(why)) => {
+            return Err(Failure::Other(format!(
+                "{name}: {why}; the {added} rows before it were added"
+            )));
+        }
+        None => {}
+    }
+    if parsed.rejected > 0 {
         return Err(Failure::BadInput(format!(
-            "{rejected} lines of {} were rejected; the other lines were added",
-            file.display()
+            "{} lines of {name} were rejected; the other lines were added",
+            parsed.rejected
         )));
     }
     Ok(())
 }
 
-fn reject(rejected: &mut usize, line: u64, why: &str) {
-    *rejected += 1;
-    if *rejected <= LISTED_REJECTS {
-        eprintln!("line {line}: {why}");
+/// A bar on stderr when it is a terminal: bytes of a file, or a spinner for a pipe.
+fn progress_bar(size: Option<u64>) -> Option<ProgressBar> {
+    if !io::stderr().is_terminal() {
+        return None;
     }
+    let bar = match size {
+        Some(size) => ProgressBar::new(size).with_style(
+            ProgressStyle::with_template(
+                "{wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+            )
+            .ok()?,
+        ),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} {bytes} read, {bytes_per_sec} {msg}").ok()?,
+        ),
+    };
+    bar.enable_steady_tick(Duration::from_millis(200));
+    Some(bar)
 }
 
-enum Line<'a> {
-    Text(&'a str),
-    /// A line longer than the cap, with its length.
-    TooLong(usize),
-    NotUtf8,
-}
-
-/// Reads lines without ever holding more than `cap` bytes of one: a 1 GB line costs no memory.
-struct CappedLines<R> {
-    input: R,
-    cap: usize,
-    buf: Vec<u8>,
-    number: u64,
-}
-
-impl<R: BufRead> CappedLines<R> {
-    fn new(input: R, cap: usize) -> Self {
-        CappedLines {
-            input,
-            cap,
-            buf: Vec::with_capacity(cap),
-            number: 0,
+/// The parser thread: reads every line, sends the good ones in batches, and reports the rest.
+/// Returns early (without error) when the writer has gone away.
+fn parse(
+    input: Box<dyn BufRead + Send>,
+    format: Format,
+    skip_existing: bool,
+    tx: &SyncSender<Vec<NewJob>>,
+    bar: Option<&ProgressBar>,
+) -> Parsed {
+    let mut lines = CappedLines::new(input, MAX_URL_LEN);
+    let mut parsed = Parsed::default();
+    let mut layout: Option<Layout> = None;
+    // 16 bytes per distinct URL (a million URLs: ~32 MB with the table's slack), whatever
+    // their length. Two URLs share a 128-bit hash with odds of ~1e-27 per pair of a million.
+    let mut seen: HashSet<u128> = HashSet::new();
+    let mut batch = Vec::with_capacity(BATCH);
+    let reject = |parsed: &mut Parsed, line: u64, why: String| {
+        parsed.rejected += 1;
+        if parsed.rejects.len() < LISTED_REJECTS {
+            parsed.rejects.push((line, why));
         }
-    }
-
-    fn next_line(&mut self) -> io::Result<Option<Line<'_>>> {
-        self.buf.clear();
-        let mut seen = 0usize;
-        let mut any = false;
-        loop {
-            let chunk = match self.input.fill_buf() {
-                Ok(chunk) => chunk,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            if chunk.is_empty() {
+    };
+    loop {
+        let (number, line) = match lines.next_line() {
+            Ok(Some(found)) => found,
+            Ok(None) => break,
+            Err(e) => {
+                let number = lines.number + 1;
+                parsed.stopped = Some(Failure::Other(format!("reading line {number}: {e}")));
                 break;
             }
-            any = true;
-            let (part, done) = match chunk.iter().position(|&b| b == b'\n') {
-                Some(i) => (&chunk[..i], Some(i + 1)),
-                None => (chunk, None),
-            };
-            if seen + part.len() <= self.cap {
-                self.buf.extend_from_slice(part);
+        };
+        // Kept untrimmed for records: a TSV line may start with an empty field (a tab).
+        let raw = match line {
+            Line::Text(text) => text,
+            Line::TooLong(len) => {
+                let why = format!("line is {len} bytes long; a URL may have at most {MAX_URL_LEN}");
+                reject(&mut parsed, number, why);
+                continue;
             }
-            seen += part.len();
-            let consumed = done.unwrap_or(chunk.len());
-            self.input.consume(consumed);
-            if done.is_some() {
-                break;
+            Line::NotUtf8 => {
+                reject(&mut parsed, number, "line is not UTF-8 text".into());
+                continue;
             }
+        };
+        let text = raw.trim();
+        if text.is_empty() || text.starts_with('#') {
+            continue;
         }
-        if !any {
-            return Ok(None);
+        let layout = match &layout {
+            Some(layout) => layout,
+            None => {
+                let (found, header) = match input::detect(text, format) {
+                    Ok(found) => found,
+                    Err(e) => {
+                        parsed.stopped = Some(Failure::BadInput(format!("line {number}: {e}")));
+                        break;
+                    }
+                };
+                parsed.format = found.name();
+                let layout = layout.insert(found);
+                if header {
+                    continue;
+                }
+                layout
+            }
+        };
+        let (url, priority) = match input::record(raw, layout) {
+            Ok(found) => found,
+            Err(why) => {
+                reject(&mut parsed, number, why);
+                continue;
+            }
+        };
+        if let Err(why) = joburl::parse(&url) {
+            reject(&mut parsed, number, why);
+            continue;
         }
-        self.number += 1;
-        if seen > self.cap {
-            return Ok(Some(Line::TooLong(seen)));
+        if skip_existing && !seen.insert(hash128(&url)) {
+            parsed.repeated += 1;
+            continue;
         }
-        match std::str::from_utf8(&self.buf) {
-            Ok(text) => Ok(Some(Line::Text(text.trim_end_matches('\r')))),
-            Err(_) => Ok(Some(Line::NotUtf8)),
+        batch.push(NewJob {
+            url: url.into_owned(),
+            priority,
+            run_at: None,
+            max_attempts: None,
+        });
+        if batch.len() == BATCH {
+            if let Some(bar) = bar {
+                bar.set_position(lines.bytes);
+            }
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+            if tx.send(full).is_err() {
+                return parsed;
+            }
         }
     }
+    if let Some(bar) = bar {
+        bar.set_position(lines.bytes);
+    }
+    if !batch.is_empty() {
+        let _ = tx.send(batch);
+    }
+    if parsed.format.is_empty() {
+        parsed.format = Layout::LINES.name();
+    }
+    parsed
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn lines(input: &[u8], cap: usize) -> Vec<String> {
-        let mut reader = CappedLines::new(input, cap);
-        let mut out = Vec::new();
-        while let Some(line) = reader.next_line().unwrap() {
-            out.push(match line {
-                Line::Text(t) => t.to_string(),
-                Line::TooLong(n) => format!("too long: {n}"),
-                Line::NotUtf8 => "not UTF-8".into(),
-            });
-        }
-        out
-    }
-
-    #[test]
-    fn splits_lines_and_caps_long_ones() {
-        assert_eq!(lines(b"a\r\nbb\n\nccc", 5), ["a", "bb", "", "ccc"]);
-        assert_eq!(lines(b"abcdefgh\nok\n", 5), ["too long: 8", "ok"]);
-        assert!(lines(b"", 5).is_empty());
-    }
-
-    #[test]
-    fn invalid_utf8_is_a_line_of_its_own() {
-        assert_eq!(lines(b"\xff\xfe\nok", 10), ["not UTF-8", "ok"]);
-    }
+/// Two independent 64-bit SipHashes of the URL, as one 128-bit fingerprint.
+fn hash128(url: &str) -> u128 {
+    let mut a = DefaultHasher::new();
+    url.hash(&mut a);
+    let mut b = DefaultHasher::new();
+    (0x5eed_u16, url).hash(&mut b);
+    (u128::from(a.finish()) << 64) | u128::from(b.finish())
 }

@@ -1,66 +1,32 @@
-//! `jobctl`: the command line for people and scripts. Each subcommand is one function here;
-//! storage goes through [`SqliteStore`], URL checks through [`crate::joburl`].
+//! `jobctl`: the command line for people and scripts. One file per group of commands, dispatched
+//! by one `match` here; storage goes through [`SqliteStore`], URL checks through
+//! [`crate::joburl`]. Tables go to stdout (`output.rs`), or JSON with `--json` (`json.rs`, whose
+//! shapes the README documents); errors go to stderr.
 //!
-//! Exit codes: 0 success, 1 failure (database, I/O), 2 bad input (usage, rejected URLs or lines),
-//! 3 not found.
+//! Exit codes: 0 success, 1 failure (database, I/O, or a command that could act on none of the
+//! jobs it named), 2 bad input (usage, config, rejected URLs or lines), 3 not found.
+//!
+//! Architecture invariant: no SQL here; what jobctl asks of the database is a method in
+//! `store::admin`.
 
+mod args;
+mod control;
 mod import;
+mod input;
+mod jobs;
+mod json;
 mod output;
+mod prune;
+mod time;
+mod watch;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+pub use args::Args;
+use args::Command;
 
 use crate::config::Config;
-use crate::joburl;
-use crate::store::{ListFilter, NewJob, STATES, SqliteStore, StoreError};
-
-#[derive(Parser)]
-#[command(
-    name = "jobctl",
-    version,
-    about = "Add, inspect and count jobd's image download jobs"
-)]
-pub struct Args {
-    /// Config file [default: $JOBD_CONFIG, else ./daemon.toml]
-    #[arg(long, value_name = "FILE", global = true)]
-    config: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Queue image URLs
-    Add {
-        #[arg(required = true, value_name = "URL")]
-        urls: Vec<String>,
-        /// Higher runs first
-        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
-        priority: i64,
-        /// Attempts for these jobs, overriding [retry] max_attempts
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-        max_attempts: Option<u32>,
-    },
-    /// Queue the URLs of a file (or - for stdin), one per line; blank lines and # comments are
-    /// skipped, invalid lines are reported with their line numbers
-    Import {
-        #[arg(value_name = "FILE|-")]
-        file: PathBuf,
-    },
-    /// List jobs, newest first
-    List {
-        #[arg(long, value_parser = STATES)]
-        state: Option<String>,
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
-    },
-    /// Show one job and its attempt history
-    Show { id: i64 },
-    /// Count jobs per state, scheduled retries, bytes stored and the commonest errors
-    Stats,
-}
+use crate::store::{SqliteStore, StoreError};
 
 /// What a command ended with, mapped to the documented exit codes.
 pub enum Failure {
@@ -97,52 +63,64 @@ fn run(args: Args) -> Result<(), Failure> {
     let path = Config::locate(args.config.as_deref());
     let config = Config::load(&path).map_err(|e| Failure::BadInput(e.to_string()))?;
     let store = SqliteStore::open(&config.database, 2)?;
+    let json = args.json;
     match args.command {
         Command::Add {
             urls,
             priority,
+            at,
             max_attempts,
-        } => add(&store, urls, priority, max_attempts),
-        Command::Import { file } => import::run(&store, &file),
-        Command::List { state, limit } => {
-            let jobs = store.list(&ListFilter { state, limit })?;
-            output::print_list(&jobs);
-            Ok(())
+        } => jobs::add(&store, urls, priority, at, max_attempts, json),
+        Command::Import {
+            file,
+            format,
+            skip_existing,
+        } => import::run(&store, &file, format, skip_existing, json),
+        Command::List {
+            state,
+            error,
+            host,
+            since,
+            until,
+            limit,
+        } => {
+            let filter = crate::store::ListFilter {
+                state,
+                error,
+                host,
+                since,
+                until,
+                limit,
+            };
+            jobs::list(&store, &filter, json)
         }
-        Command::Show { id } => match store.show(id)? {
-            Some((job, attempts)) => {
-                output::print_show(&job, &attempts);
-                Ok(())
+        Command::Show { id } => jobs::show(&store, id, json),
+        Command::Stats => jobs::stats(&store, json),
+        Command::Retry {
+            ids,
+            failed,
+            error,
+            force,
+        } => {
+            if failed {
+                control::retry_failed(&store, error.as_deref(), json)
+            } else {
+                control::retry(&store, &ids, force, json)
             }
-            None => Err(Failure::NotFound(format!("no job with id {id}"))),
-        },
-        Command::Stats => {
-            output::print_stats(&store.stats()?);
-            Ok(())
         }
+        Command::Cancel { ids } => control::cancel(&store, &ids, json),
+        Command::Prune {
+            older_than,
+            state,
+            blobs,
+        } => prune::run(&store, &config.blob_dir, older_than, &state, blobs, json),
+        Command::Watch { interval } => watch::run(&store, interval, json),
+        Command::Pause => control::pause(&store, true, json),
+        Command::Resume => control::pause(&store, false, json),
     }
 }
 
-/// Adds every URL or none: one bad URL rejects the whole command, naming it.
-fn add(
-    store: &SqliteStore,
-    urls: Vec<String>,
-    priority: i64,
-    max_attempts: Option<u32>,
-) -> Result<(), Failure> {
-    let mut jobs = Vec::with_capacity(urls.len());
-    for raw in urls {
-        joburl::parse(&raw).map_err(|e| Failure::BadInput(format!("{raw:?}: {e}")))?;
-        // Stored as typed, so that people find their URL with a plain WHERE url = '...'.
-        jobs.push(NewJob {
-            url: raw,
-            priority,
-            run_at: None,
-            max_attempts,
-        });
-    }
-    for id in store.add(&jobs)? {
-        println!("{id}");
-    }
-    Ok(())
+/// Prints a JSON value on stdout, one document per line.
+fn print_json(value: &serde_json::Value) {
+    println!("{value}");
 }

@@ -1,18 +1,23 @@
-//! jobctl's human-readable tables.
+//! jobctl's human-readable tables (`--json` output is in `json.rs`).
 
+use super::time::{relative, span};
 use crate::logger::timestamp;
-use crate::store::{AttemptRow, JobRow, Stats};
+use crate::store::{AttemptRow, JobRow, Stats, now_ms};
 
 fn or_dash<T: ToString>(v: Option<T>) -> String {
     v.map_or_else(|| "-".into(), |v| v.to_string())
 }
 
-fn time(ms: Option<i64>) -> String {
-    ms.map_or_else(|| "-".into(), timestamp)
+/// An RFC 3339 time with how long ago it was: `2026-11-26T08:00:00.000Z (3 min ago)`.
+fn time(ms: Option<i64>, now: i64) -> String {
+    ms.map_or_else(
+        || "-".into(),
+        |ms| format!("{} ({})", timestamp(ms), relative(ms, now)),
+    )
 }
 
 /// Keeps a table row on one line: control characters out, long text cut.
-fn cell(text: &str, max: usize) -> String {
+pub fn cell(text: &str, max: usize) -> String {
     let clean: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -29,29 +34,40 @@ fn cell(text: &str, max: usize) -> String {
 }
 
 pub fn print_list(jobs: &[JobRow]) {
+    let now = now_ms();
     println!(
-        "{:>8}  {:<9}  {:>3}  {:>4}  {:>10}  URL / ERROR",
-        "ID", "STATE", "TRY", "HTTP", "BYTES"
+        "{:>8}  {:<9}  {:>3}  {:>4}  {:<12}  URL / ERROR",
+        "ID", "STATE", "TRY", "HTTP", "WHEN"
     );
     for job in jobs {
+        // Queued for later: when it is due. Otherwise: when it last did something.
+        let when = if job.state == "queued" && job.run_at > now {
+            relative(job.run_at, now)
+        } else {
+            relative(job.last_activity(), now)
+        };
         let detail = match (&job.state[..], &job.error) {
-            ("failed", Some(error)) | ("queued", Some(error)) => {
+            ("running", _) if job.cancel_requested => {
+                format!("{}  (cancel requested)", cell(&job.url, 80))
+            }
+            ("failed" | "queued" | "cancelled", Some(error)) => {
                 format!("{}  ({})", cell(&job.url, 60), cell(error, 80))
             }
             _ => cell(&job.url, 100),
         };
         println!(
-            "{:>8}  {:<9}  {:>3}  {:>4}  {:>10}  {detail}",
+            "{:>8}  {:<9}  {:>3}  {:>4}  {:<12}  {detail}",
             job.id,
             job.state,
             job.attempts,
             or_dash(job.http_status),
-            or_dash(job.bytes),
+            when,
         );
     }
 }
 
 pub fn print_show(job: &JobRow, attempts: &[AttemptRow]) {
+    let now = now_ms();
     let size = match (job.width, job.height) {
         (Some(w), Some(h)) => format!("{w}x{h}"),
         _ => "-".into(),
@@ -59,7 +75,14 @@ pub fn print_show(job: &JobRow, attempts: &[AttemptRow]) {
     let fields = [
         ("id", job.id.to_string()),
         ("url", cell(&job.url, 2000)),
-        ("state", job.state.clone()),
+        (
+            "state",
+            if job.cancel_requested && job.state == "running" {
+                "running (cancel requested: it stops when this attempt ends)".into()
+            } else {
+                job.state.clone()
+            },
+        ),
         ("priority", job.priority.to_string()),
         (
             "attempts",
@@ -73,10 +96,11 @@ pub fn print_show(job: &JobRow, attempts: &[AttemptRow]) {
                 )
             ),
         ),
-        ("created", timestamp(job.created_at)),
-        ("run after", timestamp(job.run_at)),
-        ("started", time(job.started_at)),
-        ("finished", time(job.finished_at)),
+        ("created", time(Some(job.created_at), now)),
+        ("run after", time(Some(job.run_at), now)),
+        ("started", time(job.started_at, now)),
+        ("finished", time(job.finished_at, now)),
+        ("worker", or_dash(job.worker.as_deref())),
         ("http status", or_dash(job.http_status)),
         ("declared type", or_dash(job.declared_mime.as_deref())),
         ("detected type", or_dash(job.mime.as_deref())),
@@ -121,7 +145,51 @@ pub fn print_stats(stats: &Stats) {
             println!("{state:>10}: {n}");
         }
     }
-    println!("{:>10}: {}", "stored", human_bytes(stats.bytes_done));
+    if stats.paused {
+        println!(
+            "{:>10}: yes: no job is claimed until `jobctl resume`",
+            "paused"
+        );
+    } else {
+        println!("{:>10}: no", "paused");
+    }
+    let rates: Vec<String> = stats
+        .done_within
+        .iter()
+        .map(|&(minutes, done)| {
+            let per_sec = done as f64 / (minutes * 60) as f64;
+            format!("{done} in {minutes} min ({per_sec:.2}/s)")
+        })
+        .collect();
+    println!("\ndone jobs: {}", rates.join(", "));
+    let window = if stats.timings_all_time {
+        "all time (none in the last 15 min)"
+    } else {
+        "the last 15 min"
+    };
+    match (stats.ttfb_ms, stats.total_ms) {
+        (None, None) => println!("timings: no done attempts yet"),
+        (ttfb, total) => {
+            let pair = |p: Option<(i64, i64)>| {
+                p.map_or_else(
+                    || "-".into(),
+                    |(p50, p95)| format!("p50 {}, p95 {}", span(p50), span(p95)),
+                )
+            };
+            println!(
+                "timings of {} done attempts, {window}:\n  time to first byte {}\n  total time         {}",
+                stats.timing_samples,
+                pair(ttfb),
+                pair(total)
+            );
+        }
+    }
+    println!(
+        "stored: {} in {} blobs ({} downloaded by done jobs)",
+        human_bytes(stats.blob_bytes),
+        stats.blobs,
+        human_bytes(stats.bytes_done)
+    );
     if !stats.top_errors.is_empty() {
         println!("\ncommonest errors of failed jobs:");
         for (error, n) in &stats.top_errors {
@@ -130,7 +198,7 @@ pub fn print_stats(stats: &Stats) {
     }
 }
 
-fn human_bytes(n: i64) -> String {
+pub fn human_bytes(n: i64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = n as f64;
     let mut unit = 0;

@@ -1,4 +1,12 @@
-//! The operator's queries behind jobctl: add, list, show, stats.
+//! The operator's queries behind jobctl: add, list and show here; bulk import in `admin/bulk.rs`,
+//! the controls (pause, cancel, retry, blob references) in `admin/ops.rs`, the figures of
+//! `jobctl stats` in `admin/stats.rs`.
+//!
+//! These methods take and return plain values (ids, states, counts), so jobctl decides what to say.
+
+mod bulk;
+mod ops;
+mod stats;
 
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
@@ -38,6 +46,20 @@ pub struct JobRow {
     pub width: Option<i64>,
     pub height: Option<i64>,
     pub error: Option<String>,
+    /// `jobctl cancel` asked a running job to stop when its attempt ends.
+    pub cancel_requested: bool,
+    /// Who holds a running job (`host:pid/wN`).
+    pub worker: Option<String>,
+}
+
+impl JobRow {
+    /// When the job last did something: finished, else started, else was created. `jobctl list
+    /// --since/--until` compare this.
+    pub fn last_activity(&self) -> i64 {
+        self.finished_at
+            .or(self.started_at)
+            .unwrap_or(self.created_at)
+    }
 }
 
 /// A row of `attempts`, for display.
@@ -56,9 +78,18 @@ pub struct AttemptRow {
     pub error: Option<String>,
 }
 
+/// Which jobs `list` returns, newest first. Every filter that is set must hold.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
     pub state: Option<String>,
+    /// A substring of the error, compared case-insensitively (ASCII letters).
+    pub error: Option<String>,
+    /// The URL's host, exactly (case-insensitive); with a leading dot, also its subdomains.
+    pub host: Option<String>,
+    /// Last activity ([`JobRow::last_activity`]) at or after this time (Unix ms).
+    pub since: Option<i64>,
+    /// Last activity before this time (Unix ms).
+    pub until: Option<i64>,
     pub limit: usize,
 }
 
@@ -68,17 +99,32 @@ pub struct Stats {
     pub by_state: Vec<(String, i64)>,
     /// Queued jobs waiting for a later `run_at` (retries, or added with --at).
     pub scheduled: i64,
-    /// Bytes stored by done jobs.
+    /// Bytes downloaded by done jobs (a blob shared by several jobs counts for each).
     pub bytes_done: i64,
+    /// Distinct blobs that done jobs refer to, and the bytes they hold on disk.
+    pub blobs: i64,
+    pub blob_bytes: i64,
     /// The most common errors among failed jobs, with counts.
     pub top_errors: Vec<(String, i64)>,
+    /// Whether `jobctl pause` holds the queue.
+    pub paused: bool,
+    /// Done jobs that finished within the last N minutes, as (N, count) for N = 1, 5, 15.
+    pub done_within: Vec<(i64, i64)>,
+    /// The done attempts the timings below come from: those that finished in the last 15
+    /// minutes, or every done attempt when none did (`timings_all_time`).
+    pub timing_samples: i64,
+    pub timings_all_time: bool,
+    /// Time to first byte, (p50, p95) in ms; None without samples.
+    pub ttfb_ms: Option<(i64, i64)>,
+    /// Claim to recorded outcome, (p50, p95) in ms.
+    pub total_ms: Option<(i64, i64)>,
 }
 
 pub const STATES: [&str; 5] = ["queued", "running", "done", "failed", "cancelled"];
 
 const JOB_COLUMNS: &str = "id, url, state, priority, attempts, max_attempts, run_at, created_at,
     started_at, finished_at, http_status, declared_mime, mime, bytes, sha256, blob_path,
-    width, height, error";
+    width, height, error, cancel_requested, worker";
 
 fn job_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
     let url = match r.get::<_, Value>(1)? {
@@ -108,6 +154,8 @@ fn job_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
         width: r.get(16)?,
         height: r.get(17)?,
         error: r.get(18)?,
+        cancel_requested: r.get(19)?,
+        worker: r.get(20)?,
     })
 }
 
@@ -144,18 +192,68 @@ impl SqliteStore {
         Ok(ids)
     }
 
-    /// Jobs in id order, newest first, optionally of one state.
+    /// Jobs in id order, newest first, that pass every filter that is set.
     pub fn list(&self, filter: &ListFilter) -> Result<Vec<JobRow>, StoreError> {
+        if filter.limit == 0 {
+            return Ok(Vec::new());
+        }
         let conn = self.conn()?;
+        // The host is prefiltered as a substring here and checked exactly on each row below:
+        // SQL has no URL parser. Rows stream in id order, so a small limit stops early.
+        let host = filter
+            .host
+            .as_deref()
+            .map(|h| h.trim_start_matches('.').to_ascii_lowercase());
+        // Only the filters that are set, so that a state filter walks jobs_state.
+        let activity = "COALESCE(finished_at, started_at, created_at)";
+        let terms = [
+            (filter.state.is_some(), "state = :state".to_string()),
+            (
+                filter.error.is_some(),
+                "instr(lower(error), lower(:error)) > 0".into(),
+            ),
+            (host.is_some(), "instr(lower(url), :host) > 0".into()),
+            (filter.since.is_some(), format!("{activity} >= :since")),
+            (filter.until.is_some(), format!("{activity} < :until")),
+        ];
+        let conditions: Vec<&str> = terms.iter().filter(|t| t.0).map(|t| t.1.as_str()).collect();
         let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR state = ?1)
-             ORDER BY id DESC LIMIT ?2"
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE {} ORDER BY id DESC",
+            if conditions.is_empty() {
+                "1".to_string()
+            } else {
+                conditions.join(" AND ")
+            }
         );
         let mut stmt = conn.prepare(&sql).ctx("listing jobs")?;
-        let rows = stmt
-            .query_map(params![filter.state, filter.limit as i64], job_row)
-            .ctx("listing jobs")?;
-        rows.collect::<Result<_, _>>().ctx("listing jobs")
+        let values: [(&str, Value); 5] = [
+            (":state", filter.state.clone().into()),
+            (":error", filter.error.clone().into()),
+            (":host", host.into()),
+            (":since", filter.since.into()),
+            (":until", filter.until.into()),
+        ];
+        for (name, value) in values {
+            if let Some(i) = stmt.parameter_index(name).ctx("listing jobs")? {
+                stmt.raw_bind_parameter(i, value).ctx("listing jobs")?;
+            }
+        }
+        let mut rows = stmt.raw_query();
+        let mut jobs = Vec::new();
+        while let Some(row) = rows.next().ctx("listing jobs")? {
+            let job = job_row(row).ctx("listing jobs")?;
+            if filter
+                .host
+                .as_deref()
+                .is_none_or(|want| host_matches(&job.url, want))
+            {
+                jobs.push(job);
+                if jobs.len() >= filter.limit {
+                    break;
+                }
+            }
+        }
+        Ok(jobs)
     }
 
     /// One job and all its attempts, or None if there is no such job.
@@ -196,53 +294,46 @@ impl SqliteStore {
             .ctx(format_args!("reading the attempts of job {id}"))?;
         Ok(Some((job, attempts)))
     }
+}
 
-    /// Counts per state, scheduled retries, bytes stored and the commonest errors.
-    pub fn stats(&self) -> Result<Stats, StoreError> {
-        let conn = self.conn()?;
-        let count = |state: &str| -> Result<i64, StoreError> {
-            conn.prepare_cached("SELECT COUNT(*) FROM jobs WHERE state = ?1")
-                .and_then(|mut s| s.query_row([state], |r| r.get(0)))
-                .ctx("counting jobs")
-        };
-        let by_state = STATES
-            .iter()
-            .map(|s| Ok((s.to_string(), count(s)?)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let scheduled = conn
-            .query_row(
-                "SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND run_at > ?1",
-                [now_ms()],
-                |r| r.get(0),
-            )
-            .ctx("counting scheduled jobs")?;
-        let bytes_done = conn
-            .query_row(
-                "SELECT COALESCE(SUM(bytes), 0) FROM jobs WHERE state = 'done'",
-                [],
-                |r| r.get(0),
-            )
-            .ctx("summing bytes")?;
-        let mut stmt = conn
-            .prepare(
-                "SELECT error, COUNT(*) AS n FROM jobs WHERE state = 'failed'
-                 GROUP BY error ORDER BY n DESC LIMIT 5",
-            )
-            .ctx("reading errors")?;
-        let top_errors = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, Option<String>>(0)?.unwrap_or_default(),
-                    r.get(1)?,
-                ))
-            })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .ctx("reading errors")?;
-        Ok(Stats {
-            by_state,
-            scheduled,
-            bytes_done,
-            top_errors,
-        })
+/// Whether `url`'s host is `want` (case-insensitive); `.example.org` also takes its subdomains.
+pub(super) fn host_matches(url: &str, want: &str) -> bool {
+    let Some(host) = url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+    else {
+        return false;
+    };
+    let want = want.to_ascii_lowercase();
+    match want.strip_prefix('.') {
+        Some(base) => host == base || host.ends_with(&want),
+        None => host == want,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_matches;
+
+    #[test]
+    fn hosts_match_exactly_or_with_their_subdomains() {
+        assert!(host_matches(
+            "https://Img.Example.org:8443/a.png",
+            "img.example.ORG"
+        ));
+        assert!(!host_matches(
+            "https://img.example.org/a.png",
+            "example.org"
+        ));
+        assert!(host_matches(
+            "https://img.example.org/a.png",
+            ".example.org"
+        ));
+        assert!(host_matches("https://example.org/a.png", ".example.org"));
+        assert!(!host_matches(
+            "https://badexample.org/a.png",
+            ".example.org"
+        ));
+        assert!(!host_matches("not a url", "example.org"));
     }
 }

@@ -18,6 +18,7 @@ use super::{Applied, Claimed, Context, Outcome, Queue, RawUrl, Report, StoreErro
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_controls.sql"),
+    include_str!("../../migrations/0003_blob_refs.sql"),
 ];
 
 /// How long a connection waits for another writer before giving up. Writers hold the lock for

@@ -5,6 +5,7 @@ mod claims;
 mod failures;
 mod faults;
 mod jobctl;
+mod jobctl_ops;
 mod lifecycle;
 mod ops;
 mod schema;

@@ -1,0 +1,198 @@
+//! jobctl's command line: every subcommand, flag and help text, as clap derive structs.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use super::time;
+use crate::store::{JobId, STATES, now_ms};
+
+const EXIT_CODES: &str = "\
+Exit codes: 0 success; 1 failure (database, I/O, or cancel/retry could act on none of the jobs \
+named); 2 bad input (usage, config, rejected URLs or lines); 3 not found.
+
+Times: DURATION is like 30s, 10m, 2h, 1d or 1h30m. TIME is RFC 3339 (2026-11-26T08:00:00Z, \
+2026-11-26T09:00:00+01:00) or a bare date (midnight UTC).";
+
+#[derive(Parser)]
+#[command(
+    name = "jobctl",
+    version,
+    about = "Add, inspect and steer jobd's image download jobs",
+    long_about = "Add, inspect and steer jobd's image download jobs.\n\n\
+        jobctl works on the same SQLite database as jobd (the `database` of the config file), so \
+        it needs no running daemon. Every command prints a table for people, or JSON with --json.",
+    after_help = EXIT_CODES
+)]
+pub struct Args {
+    /// Config file [default: $JOBD_CONFIG, else ./daemon.toml]
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    /// Print JSON for scripts instead of tables (the shapes are in the README and stay stable)
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Queue image URLs; prints the new jobs' ids, one per line
+    ///
+    /// Every URL is checked first (http or https, a host, no spaces); one bad URL rejects the
+    /// whole command and nothing is added.
+    Add {
+        #[arg(required = true, value_name = "URL")]
+        urls: Vec<String>,
+        /// Higher runs first
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        priority: i64,
+        /// Not before TIME: RFC 3339, or from now like +10m, +2h, +1d
+        #[arg(long, value_name = "TIME", value_parser = parse_at)]
+        at: Option<i64>,
+        /// Attempts for these jobs, overriding [retry] max_attempts
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        max_attempts: Option<u32>,
+    },
+    /// Queue the URLs of a file or of stdin: plain lines, CSV or TSV
+    ///
+    /// Plain lines hold one URL each. CSV and TSV have a url column and an optional priority
+    /// column; a header line `url,priority` (or `url<TAB>priority`) makes the format known
+    /// without --format. Blank lines and lines starting with # are skipped. Bad lines are
+    /// reported with their line numbers (the first 20) and the good ones are added all the same;
+    /// the exit code is then 2. On a terminal a progress bar shows on stderr.
+    Import {
+        /// The file to read; - or nothing reads stdin
+        #[arg(value_name = "FILE|-", default_value = "-")]
+        file: PathBuf,
+        /// The input's format; auto looks for a CSV or TSV header line
+        #[arg(long, value_enum, default_value_t = Format::Auto)]
+        format: Format,
+        /// Skip URLs the queue already has (in any state but failed and cancelled), and URLs
+        /// repeated within the input
+        #[arg(long)]
+        skip_existing: bool,
+    },
+    /// List jobs, newest first
+    List {
+        #[arg(long, value_parser = STATES)]
+        state: Option<String>,
+        /// Only jobs whose error contains PATTERN (ignoring case)
+        #[arg(long, value_name = "PATTERN")]
+        error: Option<String>,
+        /// Only jobs whose URL has this host; .example.org also takes its subdomains
+        #[arg(long)]
+        host: Option<String>,
+        /// Only jobs active since TIME, or within the last DURATION (1h: the last hour).
+        /// Activity is when a job finished, else started, else was added.
+        #[arg(long, value_name = "TIME|DURATION", value_parser = parse_since)]
+        since: Option<i64>,
+        /// Only jobs last active before TIME, or more than DURATION ago
+        #[arg(long, value_name = "TIME|DURATION", value_parser = parse_since)]
+        until: Option<i64>,
+        /// At most N jobs
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        limit: usize,
+    },
+    /// Show one job and its whole attempt history
+    Show { id: JobId },
+    /// Counts per state, throughput, timings, storage, commonest errors, and the pause switch
+    ///
+    /// Throughput counts done jobs that finished in the last 1, 5 and 15 minutes. The time to
+    /// first byte and total time percentiles come from the done attempts of the last 15
+    /// minutes, or from all done attempts when there were none (the output says which).
+    Stats,
+    /// Requeue failed or cancelled jobs: queued now, attempts and error cleared
+    ///
+    /// Queued and running jobs are left alone. A done job is requeued only with --force (its
+    /// blob stays until the new attempt replaces the record).
+    Retry {
+        /// The jobs to requeue
+        #[arg(
+            value_name = "ID",
+            required_unless_present = "failed",
+            conflicts_with = "failed"
+        )]
+        ids: Vec<JobId>,
+        /// Requeue every failed job (cancelled ones are not touched)
+        #[arg(long)]
+        failed: bool,
+        /// With --failed: only those whose error contains PATTERN (ignoring case)
+        #[arg(long, value_name = "PATTERN", requires = "failed")]
+        error: Option<String>,
+        /// Requeue done jobs too
+        #[arg(long)]
+        force: bool,
+    },
+    /// Cancel jobs: queued ones at once, running ones when their attempt ends
+    ///
+    /// A running job becomes cancelled when its attempt ends, unless that attempt succeeds
+    /// (done) or fails for good (failed). Finished jobs are reported and left alone. The exit
+    /// code is 0 if any job was cancelled, 3 if no job had these ids, else 1.
+    Cancel {
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<JobId>,
+    },
+    /// Delete finished jobs and their attempts, in small batches
+    ///
+    /// Daemons keep working meanwhile: each batch is one short transaction. Blob files stay
+    /// unless --blobs is given.
+    Prune {
+        /// Only jobs that finished more than DURATION ago
+        #[arg(long, value_name = "DURATION", value_parser = time::parse_duration)]
+        older_than: i64,
+        /// Only jobs in these states [default: done,failed,cancelled]
+        #[arg(long, value_delimiter = ',', value_parser = ["done", "failed", "cancelled"])]
+        state: Vec<String>,
+        /// Also delete the blob files of the pruned jobs that no remaining job refers to
+        #[arg(long)]
+        blobs: bool,
+    },
+    /// Follow the queue until it is drained: progress, rate, ETA and counts per state
+    ///
+    /// Exits 0 once nothing is queued or running (scheduled retries count as queued). On a
+    /// terminal it draws a progress bar; otherwise it prints a line per interval.
+    Watch {
+        /// How often to look
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = time::parse_duration)]
+        interval: i64,
+    },
+    /// Stop every daemon on this database from claiming jobs; running jobs finish
+    ///
+    /// The switch is stored in the database: it survives restarts, and daemons see it within
+    /// their poll interval.
+    Pause,
+    /// Let the daemons claim jobs again
+    Resume,
+}
+
+/// The format of `import`'s input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// CSV or TSV if the first line is a header naming a url column, else plain lines
+    Auto,
+    /// One URL per line
+    Lines,
+    /// Comma-separated url[,priority]; fields may be quoted with "
+    Csv,
+    /// Tab-separated url[<TAB>priority]
+    Tsv,
+}
+
+fn parse_at(text: &str) -> Result<i64, String> {
+    time::parse_at(text, now_ms())
+}
+
+fn parse_since(text: &str) -> Result<i64, String> {
+    time::parse_since(text, now_ms())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Args::command().debug_assert();
+    }
+}

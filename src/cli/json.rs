@@ -1,0 +1,94 @@
+//! The JSON shapes of `jobctl --json`, all in one place. The README documents them; scripts
+//! depend on them, so fields are only ever added, never renamed or removed. Times are Unix
+//! milliseconds, as in the database.
+
+use serde_json::{Value, json};
+
+use crate::store::{AttemptRow, JobRow, Stats};
+
+pub fn job(job: &JobRow) -> Value {
+    json!({
+        "id": job.id,
+        "url": job.url,
+        "state": job.state,
+        "priority": job.priority,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "run_at": job.run_at,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "http_status": job.http_status,
+        "declared_mime": job.declared_mime,
+        "mime": job.mime,
+        "bytes": job.bytes,
+        "width": job.width,
+        "height": job.height,
+        "sha256": job.sha256,
+        "blob_path": job.blob_path,
+        "error": job.error,
+        "cancel_requested": job.cancel_requested,
+        "worker": job.worker,
+    })
+}
+
+pub fn attempt(a: &AttemptRow) -> Value {
+    json!({
+        "attempt": a.attempt,
+        "outcome": a.outcome,
+        "worker": a.worker,
+        "started_at": a.started_at,
+        "finished_at": a.finished_at,
+        "http_status": a.http_status,
+        "bytes": a.bytes,
+        "ttfb_ms": a.ttfb_ms,
+        "download_ms": a.download_ms,
+        "total_ms": a.total_ms,
+        "error": a.error,
+    })
+}
+
+/// `{"p50": n, "p95": n}`, or null without samples.
+fn percentiles(p: Option<(i64, i64)>) -> Value {
+    p.map_or(Value::Null, |(p50, p95)| json!({"p50": p50, "p95": p95}))
+}
+
+pub fn stats(s: &Stats) -> Value {
+    let states: serde_json::Map<String, Value> = s
+        .by_state
+        .iter()
+        .map(|(state, n)| (state.clone(), json!(n)))
+        .collect();
+    let throughput: serde_json::Map<String, Value> = s
+        .done_within
+        .iter()
+        .map(|&(minutes, done)| {
+            (
+                format!("{minutes}m"),
+                json!({
+                    "done": done,
+                    "per_minute": done as f64 / minutes as f64,
+                    "per_second": done as f64 / (minutes * 60) as f64,
+                }),
+            )
+        })
+        .collect();
+    json!({
+        "paused": s.paused,
+        "states": states,
+        "scheduled": s.scheduled,
+        "throughput": throughput,
+        "timings": {
+            "window": if s.timings_all_time { "all" } else { "15m" },
+            "attempts": s.timing_samples,
+            "ttfb_ms": percentiles(s.ttfb_ms),
+            "total_ms": percentiles(s.total_ms),
+        },
+        "bytes_done": s.bytes_done,
+        "blobs": s.blobs,
+        "blob_bytes": s.blob_bytes,
+        "top_errors": s.top_errors.iter()
+            .map(|(error, count)| json!({"error": error, "count": count}))
+            .collect::<Vec<_>>(),
+    })
+}

@@ -1,0 +1,262 @@
+//! The operator's controls: the pause switch, cancel, retry, and the blob references that
+//! `jobctl prune --blobs` checks. Each write is one short IMMEDIATE transaction (bulk retries
+//! run in batches of them).
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::super::{Context, JobId, SqliteStore, StoreError, now_ms};
+
+/// What a cancelled queued job's `error` says.
+const CANCELLED_BY_JOBCTL: &str = "cancelled by jobctl";
+
+/// Jobs requeued per transaction by `retry_failed`.
+const RETRY_BATCH: i64 = 5_000;
+
+/// Whether the pause switch is on (the claim checks the same row).
+pub(super) fn paused(conn: &Connection) -> Result<bool, StoreError> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM settings WHERE name = 'paused' AND value = '1')",
+        [],
+        |r| r.get(0),
+    )
+    .ctx("reading the pause switch")
+}
+
+impl SqliteStore {
+    pub fn paused(&self) -> Result<bool, StoreError> {
+        paused(&*self.conn()?)
+    }
+
+    /// Turns the pause switch on or off. Every daemon on the file stops (or resumes) claiming
+    /// at its next claim; jobs already running finish as usual.
+    pub fn set_paused(&self, on: bool) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        if on {
+            conn.execute(
+                "INSERT INTO settings (name, value) VALUES ('paused', '1')
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                [],
+            )
+        } else {
+            conn.execute("DELETE FROM settings WHERE name = 'paused'", [])
+        }
+        .ctx("setting the pause switch")?;
+        Ok(())
+    }
+
+    /// Cancels jobs: a queued one at once (`cancelled`, finished now); a running one is marked so
+    /// that it ends as `cancelled` when its attempt ends, unless that attempt succeeds or fails
+    /// for good. Finished jobs are left alone. Returns each id with the state it had before
+    /// (None: there is no such job).
+    pub fn cancel(&self, ids: &[JobId]) -> Result<Vec<(JobId, Option<String>)>, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("cancelling jobs")?;
+        let now = now_ms();
+        let mut before = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let state = state_of(&tx, id)?;
+            match state.as_deref() {
+                Some("queued") => tx.execute(
+                    "UPDATE jobs SET state = 'cancelled', finished_at = ?2, error = ?3
+                     WHERE id = ?1 AND state = 'queued'",
+                    params![id, now, CANCELLED_BY_JOBCTL],
+                ),
+                Some("running") => tx.execute(
+                    "UPDATE jobs SET cancel_requested = 1 WHERE id = ?1 AND state = 'running'",
+                    [id],
+                ),
+                _ => Ok(0),
+            }
+            .ctx(format_args!("cancelling job {id}"))?;
+            before.push((id, state));
+        }
+        tx.commit().ctx("committing the cancellations")?;
+        Ok(before)
+    }
+
+    /// Requeues failed and cancelled jobs (done ones too with `force`): queued, due now, attempts
+    /// and error cleared, no cancel request. Returns each id with the state it had before (None:
+    /// no such job); jobs in other states are left alone.
+    pub fn retry(
+        &self,
+        ids: &[JobId],
+        force: bool,
+    ) -> Result<Vec<(JobId, Option<String>)>, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("requeueing jobs")?;
+        let now = now_ms();
+        let mut before = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let state = state_of(&tx, id)?;
+            if matches!(state.as_deref(), Some("failed" | "cancelled"))
+                || (force && state.as_deref() == Some("done"))
+            {
+                tx.execute(REQUEUE_ONE, params![id, now])
+                    .ctx(format_args!("requeueing job {id}"))?;
+            }
+            before.push((id, state));
+        }
+        tx.commit().ctx("committing the requeued jobs")?;
+        Ok(before)
+    }
+
+    /// Requeues every failed job (whose error contains `error`, case-insensitively, if given),
+    /// in batches, each job at most once. Returns how many.
+    pub fn retry_failed(&self, error: Option<&str>) -> Result<u64, StoreError> {
+        let (mut requeued, mut after) = (0u64, 0i64);
+        loop {
+            let mut conn = self.conn()?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .ctx("requeueing failed jobs")?;
+            let ids: Vec<i64> = tx
+                .prepare_cached(REQUEUE_FAILED)
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![now_ms(), error, after, RETRY_BATCH], |r| r.get(0))?
+                        .collect()
+                })
+                .ctx("requeueing failed jobs")?;
+            tx.commit().ctx("requeueing failed jobs")?;
+            requeued += ids.len() as u64;
+            match ids.iter().max() {
+                Some(&last) if ids.len() as i64 == RETRY_BATCH => after = last,
+                _ => return Ok(requeued),
+            }
+        }
+    }
+
+    /// Calls `each` with the blob_path of every job that `prune` would delete (finished before
+    /// `before`, in `states`) and that has one; a blob shared by several of them comes several
+    /// times. Collect these before pruning: afterwards the rows are gone.
+    pub fn blobs_of_finished(
+        &self,
+        before: i64,
+        states: &[&str],
+        each: &mut dyn FnMut(&str),
+    ) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT blob_path FROM jobs INDEXED BY jobs_finished
+                 WHERE state IN ('done', 'failed', 'cancelled') AND finished_at < ?1
+                   AND instr(',' || ?2 || ',', ',' || state || ',') > 0
+                   AND blob_path IS NOT NULL",
+            )
+            .ctx("listing the blobs of finished jobs")?;
+        let mut rows = stmt
+            .query(params![before, states.join(",")])
+            .ctx("listing the blobs of finished jobs")?;
+        while let Some(row) = rows.next().ctx("listing the blobs of finished jobs")? {
+            if let Ok(path) = row.get_ref(0).and_then(|v| Ok(v.as_str()?)) {
+                each(path);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether any job, in any state, refers to the blob with this sha256.
+    pub fn blob_referenced(&self, sha256: &str) -> Result<bool, StoreError> {
+        self.conn()?
+            .prepare_cached(BLOB_REFERENCED)
+            .and_then(|mut stmt| stmt.query_row([sha256], |r| r.get(0)))
+            .ctx(format_args!("looking for jobs that use blob {sha256}"))
+    }
+
+    /// The claim tokens (attempt ids) of the jobs running now under a live lease.
+    pub fn live_attempts(&self) -> Result<Vec<i64>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT attempt_id FROM jobs
+                 WHERE state = 'running' AND lease_until >= ?1 AND attempt_id IS NOT NULL",
+            )
+            .ctx("listing running jobs")?;
+        stmt.query_map([now_ms()], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .ctx("listing running jobs")
+    }
+
+    /// How many of these attempts still run under a live lease. An expired lease means its
+    /// daemon died: that attempt can no longer record anything.
+    pub fn still_live(&self, attempt_ids: &[i64]) -> Result<usize, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM jobs
+                                WHERE attempt_id = ?1 AND state = 'running' AND lease_until >= ?2)",
+            )
+            .ctx("watching running jobs")?;
+        let now = now_ms();
+        let mut live = 0;
+        for id in attempt_ids {
+            if stmt
+                .query_row(params![id, now], |r| r.get::<_, bool>(0))
+                .ctx("watching running jobs")?
+            {
+                live += 1;
+            }
+        }
+        Ok(live)
+    }
+}
+
+fn state_of(conn: &Connection, id: JobId) -> Result<Option<String>, StoreError> {
+    conn.prepare_cached("SELECT state FROM jobs WHERE id = ?1")
+        .and_then(|mut stmt| stmt.query_row([id], |r| r.get(0)).optional())
+        .ctx(format_args!("reading job {id}"))
+}
+
+/// Served by `jobs_sha256` (migration 0003): one index probe per blob.
+const BLOB_REFERENCED: &str = "SELECT EXISTS (SELECT 1 FROM jobs WHERE sha256 = ?1)";
+
+const REQUEUE_ONE: &str = "
+    UPDATE jobs
+    SET state = 'queued', attempts = 0, run_at = ?2, error = NULL, cancel_requested = 0,
+        worker = NULL, attempt_id = NULL, lease_until = NULL
+    WHERE id = ?1";
+
+/// The next batch of failed jobs after id ?3, in id order, requeued; returns their ids.
+const REQUEUE_FAILED: &str = "
+    UPDATE jobs
+    SET state = 'queued', attempts = 0, run_at = ?1, error = NULL, cancel_requested = 0,
+        worker = NULL, attempt_id = NULL, lease_until = NULL
+    WHERE id IN (SELECT id FROM jobs
+                 WHERE state = 'failed' AND id > ?3
+                   AND (?2 IS NULL OR instr(lower(error), lower(?2)) > 0)
+                 ORDER BY id LIMIT ?4)
+    RETURNING id";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_references_are_an_index_probe_and_jobctl_queries_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("q.db"), 2).unwrap();
+        let conn = store.conn().unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {BLOB_REFERENCED}"))
+            .unwrap()
+            .query_map(["x"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(plan.iter().any(|p| p.contains("jobs_sha256")), "{plan:?}");
+        drop(conn);
+        // The pinned (INDEXED BY) queries fail to prepare if their index cannot serve them.
+        let stats = store.stats().unwrap();
+        assert_eq!(
+            (stats.blobs, stats.timing_samples, stats.paused),
+            (0, 0, false)
+        );
+        store.set_paused(true).unwrap();
+        assert!(store.paused().unwrap());
+        store.set_paused(false).unwrap();
+        assert!(!store.paused().unwrap());
+    }
+}

@@ -1,0 +1,197 @@
+//! The figures of `jobctl stats`: counts, recent throughput, timing percentiles, storage, errors.
+
+use rusqlite::Connection;
+
+use super::super::{Context, SqliteStore, StoreError, now_ms};
+use super::{STATES, Stats};
+
+const MINUTE_MS: i64 = 60_000;
+/// The window of recent throughput and timings.
+const RECENT_MINUTES: [i64; 3] = [1, 5, 15];
+
+impl SqliteStore {
+    /// Counts per state, scheduled retries, recent throughput, timing percentiles, bytes and
+    /// blobs stored, the commonest errors, and the pause switch.
+    pub fn stats(&self) -> Result<Stats, StoreError> {
+        let conn = self.conn()?;
+        let now = now_ms();
+        let count = |state: &str| -> Result<i64, StoreError> {
+            conn.prepare_cached("SELECT COUNT(*) FROM jobs WHERE state = ?1")
+                .and_then(|mut s| s.query_row([state], |r| r.get(0)))
+                .ctx("counting jobs")
+        };
+        let by_state = STATES
+            .iter()
+            .map(|s| Ok((s.to_string(), count(s)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let scheduled = conn
+            .query_row(
+                "SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND run_at > ?1",
+                [now],
+                |r| r.get(0),
+            )
+            .ctx("counting scheduled jobs")?;
+        let bytes_done = conn
+            .query_row(
+                "SELECT COALESCE(SUM(bytes), 0) FROM jobs WHERE state = 'done'",
+                [],
+                |r| r.get(0),
+            )
+            .ctx("summing bytes")?;
+        // Walks jobs_sha256 in order: one group per blob, no sort of every done job.
+        let (blobs, blob_bytes) = conn
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(b), 0) FROM
+                   (SELECT MAX(bytes) AS b FROM jobs INDEXED BY jobs_sha256
+                    WHERE sha256 IS NOT NULL AND state = 'done' GROUP BY sha256)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .ctx("counting blobs")?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT error, COUNT(*) AS n FROM jobs WHERE state = 'failed'
+                 GROUP BY error ORDER BY n DESC LIMIT 5",
+            )
+            .ctx("reading errors")?;
+        let top_errors = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                    r.get(1)?,
+                ))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .ctx("reading errors")?;
+        let (timing_samples, timings_all_time, ttfb_ms, total_ms) = timings(&conn, now)?;
+        Ok(Stats {
+            by_state,
+            scheduled,
+            bytes_done,
+            blobs,
+            blob_bytes,
+            top_errors,
+            paused: super::ops::paused(&conn)?,
+            done_within: done_within(&conn, now)?,
+            timing_samples,
+            timings_all_time,
+            ttfb_ms,
+            total_ms,
+        })
+    }
+}
+
+impl SqliteStore {
+    /// Jobs per state (all five, in STATES order) and whether the queue is paused: the cheap
+    /// figures that `jobctl watch` reads every second.
+    pub fn counts(&self) -> Result<(Vec<(String, i64)>, bool), StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare_cached("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+            .ctx("counting jobs")?;
+        let found: Vec<(String, i64)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .ctx("counting jobs")?;
+        let counts = STATES
+            .iter()
+            .map(|&state| {
+                let n = found
+                    .iter()
+                    .find(|(s, _)| s == state)
+                    .map_or(0, |(_, n)| *n);
+                (state.to_string(), n)
+            })
+            .collect();
+        Ok((counts, super::ops::paused(&conn)?))
+    }
+}
+
+/// Done jobs per recent window, in one walk of `jobs_finished` over the longest window (pinned:
+/// without statistics the planner would rather visit every done job through `jobs_state`).
+fn done_within(conn: &Connection, now: i64) -> Result<Vec<(i64, i64)>, StoreError> {
+    let [a, b, c] = RECENT_MINUTES;
+    let counts: (i64, i64, i64) = conn
+        .query_row(
+            "SELECT COALESCE(SUM(finished_at >= ?1), 0), COALESCE(SUM(finished_at >= ?2), 0),
+                    COUNT(*)
+             FROM jobs INDEXED BY jobs_finished
+             WHERE state IN ('done', 'failed', 'cancelled') AND state = 'done'
+               AND finished_at >= ?3",
+            [
+                now - a * MINUTE_MS,
+                now - b * MINUTE_MS,
+                now - c * MINUTE_MS,
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .ctx("counting recently finished jobs")?;
+    Ok(vec![(a, counts.0), (b, counts.1), (c, counts.2)])
+}
+
+type Percentiles = Option<(i64, i64)>;
+
+/// p50 and p95 of time to first byte and total time over the done attempts of the last 15
+/// minutes, or over every done attempt when none finished that recently.
+fn timings(
+    conn: &Connection,
+    now: i64,
+) -> Result<(i64, bool, Percentiles, Percentiles), StoreError> {
+    let since = now - RECENT_MINUTES[2] * MINUTE_MS;
+    let read = |sql: &str, params: &[i64]| -> Result<(Vec<i64>, Vec<i64>, i64), StoreError> {
+        let mut stmt = conn.prepare(sql).ctx("reading attempt timings")?;
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(params))
+            .ctx("reading attempt timings")?;
+        let (mut ttfb, mut total, mut n) = (Vec::new(), Vec::new(), 0);
+        while let Some(row) = rows.next().ctx("reading attempt timings")? {
+            n += 1;
+            ttfb.extend(
+                row.get::<_, Option<i64>>(0)
+                    .ctx("reading attempt timings")?,
+            );
+            total.extend(
+                row.get::<_, Option<i64>>(1)
+                    .ctx("reading attempt timings")?,
+            );
+        }
+        Ok((ttfb, total, n))
+    };
+    let mut all_time = false;
+    let (mut ttfb, mut total, mut n) = read(
+        "SELECT ttfb_ms, total_ms FROM attempts WHERE finished_at >= ?1 AND outcome = 'done'",
+        &[since],
+    )?;
+    if n == 0 {
+        all_time = true;
+        (ttfb, total, n) = read(
+            "SELECT ttfb_ms, total_ms FROM attempts WHERE outcome = 'done'",
+            &[],
+        )?;
+    }
+    Ok((n, all_time, percentiles(&mut ttfb), percentiles(&mut total)))
+}
+
+/// Nearest-rank p50 and p95.
+fn percentiles(values: &mut [i64]) -> Percentiles {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_unstable();
+    let rank = |p: usize| values[(values.len() * p).div_ceil(100).max(1) - 1];
+    Some((rank(50), rank(95)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentiles;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        assert_eq!(percentiles(&mut []), None);
+        assert_eq!(percentiles(&mut [7]), Some((7, 7)));
+        let mut hundred: Vec<i64> = (1..=100).rev().collect();
+        assert_eq!(percentiles(&mut hundred), Some((50, 95)));
+        assert_eq!(percentiles(&mut [1, 2, 3]), Some((2, 3)));
+    }
+}
