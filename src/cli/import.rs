@@ -20,6 +20,11 @@ use super::args::Format;
 use super::input::{self, CappedLines, Layout, Line};
 use super::{Failure, print_json};
 use crate::joburl::{self, MAX_URL_LEN};
+
+/// The longest line read in full: a URL of the maximum length plus room for a CR, blanks and a
+/// priority field. Longer lines are skipped without being held in memory; a URL within a line
+/// is then judged by the URL check itself, with its own limit.
+const MAX_LINE_LEN: usize = MAX_URL_LEN + 256;
 use crate::store::{NewJob, SqliteStore};
 
 /// Rows the parser hands over at a time; the store gathers them into larger transactions.
@@ -170,7 +175,7 @@ fn parse(
     tx: &SyncSender<Vec<NewJob>>,
     bar: Option<&ProgressBar>,
 ) -> Parsed {
-    let mut lines = CappedLines::new(input, MAX_URL_LEN);
+    let mut lines = CappedLines::new(input, MAX_LINE_LEN);
     let mut parsed = Parsed::default();
     let mut layout: Option<Layout> = None;
     // 16 bytes per distinct URL (a million URLs: ~32 MB with the table's slack), whatever
@@ -197,7 +202,9 @@ fn parse(
         let raw = match line {
             Line::Text(text) => text,
             Line::TooLong(len) => {
-                let why = format!("line is {len} bytes long; a URL may have at most {MAX_URL_LEN}");
+                let why = format!(
+                    "line is {len} bytes long; a line may have at most {MAX_LINE_LEN} (a URL {MAX_URL_LEN})"
+                );
                 reject(&mut parsed, number, why);
                 continue;
             }

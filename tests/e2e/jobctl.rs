@@ -557,3 +557,21 @@ fn import_skip_existing_skips_known_urls_and_repeats() {
     let plain = env.jobctl_ok(&["import", file.to_str().unwrap()]);
     assert!(plain.contains("added 9, rejected 0"), "{plain}");
 }
+
+/// Regression: the line cap counted a CRLF line's `\r`, so a URL of exactly the maximum length
+/// was rejected from a Windows-made file although `jobctl add` accepted it.
+#[test]
+fn import_accepts_a_maximum_length_url_on_a_crlf_line() {
+    let env = Env::new("");
+    let url = format!(
+        "http://example.com/{}",
+        "a".repeat(jobd::joburl::MAX_URL_LEN - 19)
+    );
+    assert_eq!(url.len(), jobd::joburl::MAX_URL_LEN);
+    let file = env.path("crlf.txt");
+    std::fs::write(&file, format!("{url}\r\n  {url}x  \r\n")).unwrap();
+    let out = env.jobctl(&["import", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2: url is 8193 bytes long"));
+    assert_eq!(env.count("SELECT COUNT(*) FROM jobs"), 1);
+}
