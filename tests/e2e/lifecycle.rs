@@ -80,6 +80,38 @@ fn sigterm_on_an_idle_daemon_exits_zero_at_once() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("stopped"));
 }
 
+/// A store with `n` queued jobs for in-process supervisor tests (their URLs are never fetched).
+fn store_with_jobs(env: &Env, n: usize) -> SqliteStore {
+    let store = SqliteStore::open(&env.path("jobd.db"), 4).unwrap();
+    let jobs: Vec<NewJob> = (0..n)
+        .map(|i| NewJob {
+            url: format!("http://127.0.0.1/{i}"),
+            priority: 0,
+            run_at: None,
+            max_attempts: None,
+        })
+        .collect();
+    store.add(&jobs).unwrap();
+    store
+}
+
+/// Supervisor options with short ticks and retries, for in-process tests.
+fn quick_options(workers: usize, drain: bool) -> Options {
+    Options {
+        workers,
+        drain,
+        poll_interval: Duration::from_millis(5),
+        grace: Duration::from_secs(5),
+        lease: Duration::from_secs(60),
+        retention: None,
+        retry: RetryConfig {
+            max_attempts: 3,
+            base_delay_ms: 10,
+            max_delay_ms: 20,
+        },
+    }
+}
+
 /// Panics on its first job, then stores every job as done.
 struct PanicsOnce {
     panicked: AtomicBool,
@@ -106,34 +138,13 @@ impl Handler for PanicsOnce {
 #[test]
 fn a_panicking_worker_is_replaced_and_its_job_requeued() {
     let env = Env::new("");
-    let store = SqliteStore::open(&env.path("jobd.db"), 4).unwrap();
-    let jobs: Vec<NewJob> = (0..5)
-        .map(|i| NewJob {
-            url: format!("http://127.0.0.1/{i}"),
-            priority: 0,
-            run_at: None,
-            max_attempts: None,
-        })
-        .collect();
-    store.add(&jobs).unwrap();
+    let store = store_with_jobs(&env, 5);
     let handler = Arc::new(PanicsOnce {
         panicked: AtomicBool::new(false),
         handled: AtomicUsize::new(0),
     });
-    let options = Options {
-        // One worker: the queue can only drain if the panicked worker is replaced.
-        workers: 1,
-        drain: true,
-        poll_interval: Duration::from_millis(5),
-        grace: Duration::from_secs(5),
-        lease: Duration::from_secs(60),
-        retention: None,
-        retry: RetryConfig {
-            max_attempts: 3,
-            base_delay_ms: 10,
-            max_delay_ms: 20,
-        },
-    };
+    // One worker: the queue can only drain if the panicked worker is replaced.
+    let options = quick_options(1, true);
     supervisor::run(
         Arc::new(store),
         handler.clone(),
@@ -284,33 +295,12 @@ impl Handler for Slow {
 #[test]
 fn a_shutdown_returns_every_job_not_finished_untouched() {
     let env = Env::new("");
-    let store = SqliteStore::open(&env.path("jobd.db"), 4).unwrap();
-    let jobs: Vec<NewJob> = (0..40)
-        .map(|i| NewJob {
-            url: format!("http://127.0.0.1/{i}"),
-            priority: 0,
-            run_at: None,
-            max_attempts: None,
-        })
-        .collect();
-    store.add(&jobs).unwrap();
+    let store = store_with_jobs(&env, 40);
     let handler = Arc::new(Slow {
         started: AtomicUsize::new(0),
     });
     let stop = Arc::new(AtomicBool::new(false));
-    let options = Options {
-        workers: 8,
-        drain: false,
-        poll_interval: Duration::from_millis(5),
-        grace: Duration::from_secs(5),
-        lease: Duration::from_secs(60),
-        retention: None,
-        retry: RetryConfig {
-            max_attempts: 3,
-            base_delay_ms: 10,
-            max_delay_ms: 20,
-        },
-    };
+    let options = quick_options(8, false);
     let run = {
         let (handler, stop) = (handler.clone(), stop.clone());
         std::thread::spawn(move || {
