@@ -62,6 +62,7 @@ pub fn run(
         committer,
         inbox: Mutex::new(VecDeque::new()),
         idle: AtomicUsize::new(0),
+        prefetch: options.workers / 4,
         wake: Wake::default(),
         stopping: AtomicBool::new(false),
         lease_ms: options.lease.as_millis() as i64,

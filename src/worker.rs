@@ -79,6 +79,9 @@ pub struct Shared {
     pub inbox: Mutex<VecDeque<Claimed>>,
     /// Workers waiting for work.
     pub idle: AtomicUsize,
+    /// Jobs claimed ahead for busy workers, so that a worker finishing its job usually finds the
+    /// next one in the inbox instead of starting a transaction of its own.
+    pub prefetch: usize,
 }
 
 /// The job a worker holds, visible to the supervisor so it can put the job back if the worker
@@ -130,11 +133,12 @@ pub fn run(shared: &Shared, name: &str, slot: &Slot) {
     }
 }
 
-/// Claims one job for this worker and one for each idle worker, in one transaction: with many
-/// workers, one claim per job would have them queue for the write lock. The extra jobs go to the
-/// shared inbox and the idle workers are woken to take them.
+/// Claims one job for this worker, one for each idle worker and a few for the workers about to
+/// finish, in one transaction: with many workers, one claim per job would have them queue for
+/// the write lock. The extra jobs go to the shared inbox and the idle workers are woken to take
+/// them.
 fn claim_for_idle_workers(shared: &Shared, name: &str) -> Result<Option<Claimed>, StoreError> {
-    let want = 1 + shared.idle.load(Ordering::SeqCst);
+    let want = 1 + shared.idle.load(Ordering::SeqCst) + shared.prefetch;
     let mut jobs = shared.queue.claim(name, want, shared.lease_ms)?.into_iter();
     let mine = jobs.next();
     let mut inbox = lock(&shared.inbox);
