@@ -154,7 +154,10 @@ fn claim_for_idle_workers(shared: &Shared, name: &str) -> Result<Option<Claimed>
 
 /// Runs one job through the handler and hands the result to the committer. Returns true when
 /// the attempt failed on our side (storage), so that the worker pauses before its next claim.
-fn work_on(shared: &Shared, job: Claimed, slot: &Slot) -> bool {
+fn work_on(shared: &Shared, mut job: Claimed, slot: &Slot) -> bool {
+    // A job may have waited in the inbox since its claim: its attempt starts now, and that is the
+    // start the attempt row records.
+    job.started_at = crate::store::now_ms();
     *lock(slot) = Some(job.clone());
     let held = std::time::Instant::now();
     shared.metrics.started();

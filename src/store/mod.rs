@@ -46,6 +46,7 @@ pub struct Claimed {
     /// The job's own limit, if its row sets one.
     pub max_attempts: Option<u32>,
     pub url: RawUrl,
+    /// When the attempt started: set at the claim, and again when a worker takes the job up.
     pub started_at: i64,
 }
 

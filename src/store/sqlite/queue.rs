@@ -9,6 +9,7 @@ use super::{SqliteStore, WATCH_BUSY_TIMEOUT, configure};
 use crate::store::{
     Applied, Claimed, Context, Outcome, Queue, RawUrl, Report, StoreError, Watch, now_ms,
 };
+use crate::worker::lock;
 
 /// Picks due jobs in claim order and marks them running, in one statement; nothing while the
 /// queue is paused (`jobctl pause`). `INDEXED BY` pins the
@@ -38,7 +39,7 @@ const FINISH_JOB: &str = "
         finished_at = ?4, run_at = COALESCE(?5, run_at), error = ?6,
         http_status = ?7, declared_mime = ?8, mime = ?9, bytes = ?10, sha256 = ?11,
         blob_path = ?12, width = ?13, height = ?14, attempts = attempts - ?15,
-        worker = NULL, attempt_id = NULL, lease_until = NULL
+        started_at = ?16, worker = NULL, attempt_id = NULL, lease_until = NULL
     WHERE id = ?1 AND attempt_id = ?2 AND state = 'running'";
 
 /// A batch of finished jobs older than ?1 in the given states (comma-separated ?2).
@@ -52,7 +53,7 @@ const PRUNE_PICK: &str = "
 const FINISH_ATTEMPT: &str = "
     UPDATE attempts
     SET finished_at = ?2, outcome = ?3, http_status = ?4, error = ?5, bytes = ?6,
-        ttfb_ms = ?7, download_ms = ?8, total_ms = ?9
+        ttfb_ms = ?7, download_ms = ?8, total_ms = ?9, started_at = ?10
     WHERE id = ?1";
 
 /// Records one outcome inside the caller's transaction, if the claim still holds.
@@ -88,6 +89,7 @@ fn finish(
                 stored.map(|s| s.width),
                 stored.map(|s| s.height),
                 refund,
+                job.started_at,
             ])
         })
         .ctx(format_args!("recording job {}", job.job_id))?;
@@ -106,6 +108,7 @@ fn finish(
                 report.ttfb_ms,
                 report.download_ms,
                 now - job.started_at,
+                job.started_at,
             ])
         })
         .ctx(format_args!(
@@ -127,6 +130,7 @@ fn raw_url(value: ValueRef<'_>) -> RawUrl {
 
 impl Queue for SqliteStore {
     fn claim(&self, worker: &str, limit: usize, lease_ms: i64) -> Result<Vec<Claimed>, StoreError> {
+        let _turn = lock(&self.write_turn);
         let mut conn = self.conn()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -172,6 +176,7 @@ impl Queue for SqliteStore {
     }
 
     fn complete_many(&self, items: &[(&Claimed, &Report)]) -> Result<Vec<Applied>, StoreError> {
+        let _turn = lock(&self.write_turn);
         let mut conn = self.conn()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -187,6 +192,7 @@ impl Queue for SqliteStore {
     }
 
     fn release(&self, job: &Claimed, why: &str) -> Result<Applied, StoreError> {
+        let _turn = lock(&self.write_turn);
         let mut conn = self.conn()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -218,6 +224,7 @@ impl Queue for SqliteStore {
     }
 
     fn postpone(&self, job: &Claimed, run_at: i64) -> Result<Applied, StoreError> {
+        let _turn = lock(&self.write_turn);
         let mut conn = self.conn()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -246,6 +253,7 @@ impl Queue for SqliteStore {
         if attempt_ids.is_empty() {
             return Ok(());
         }
+        let _turn = lock(&self.write_turn);
         let mut conn = self.conn()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -267,6 +275,7 @@ impl Queue for SqliteStore {
 
     fn reap_expired(&self, default_max_attempts: u32) -> Result<usize, StoreError> {
         const WHY: &str = "the lease ran out: the daemon working on it stopped or died";
+        let _turn = lock(&self.write_turn);
         let mut conn = self.conn()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -301,6 +310,7 @@ impl Queue for SqliteStore {
         loop {
             // One short transaction per batch, so the daemon and people at the shell get the
             // write lock in between.
+            let _turn = lock(&self.write_turn);
             let mut conn = self.conn()?;
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
