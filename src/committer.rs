@@ -86,6 +86,9 @@ impl Committer {
 
     /// The committer thread's loop. Returns after [`Committer::close`], once empty.
     pub fn run(&self, queue: &dyn Queue, metrics: &Metrics, stopping: &AtomicBool) {
+        // A committer that died mid-group lost that group: stop renewing its leases, so that the
+        // reaper brings those jobs back.
+        lock(&self.in_hand).clear();
         while let Some(group) = self.next_group() {
             *lock(&self.in_hand) = group.iter().map(|i| i.job.attempt_id).collect();
             let group = self.make_blobs_durable(group);

@@ -69,17 +69,7 @@ pub fn run(
     });
     let mut watch = queue.watch()?;
     reap(&*queue, options);
-    let committer = {
-        let shared = shared.clone();
-        thread::Builder::new()
-            .name("committer".into())
-            .spawn(move || {
-                shared
-                    .committer
-                    .run(&*shared.queue, &shared.metrics, &shared.stopping)
-            })
-            .map_err(|e| StoreError::new("starting the committer thread", e))?
-    };
+    let mut committer = spawn_committer(&shared)?;
     let prefix = worker_prefix();
     let mut workers: Vec<Worker> = (0..options.workers)
         .map(|i| spawn(&shared, format!("{prefix}/w{i}")))
@@ -98,6 +88,17 @@ pub fn run(
             if worker.thread.is_finished() {
                 replace(worker, &shared, options);
             }
+        }
+        if committer.is_finished() {
+            // Only a bug ends it early; what it held is lost, and the leases bring those jobs
+            // back. A new one takes over what has arrived since.
+            let panic = std::mem::replace(&mut committer, spawn_committer(&shared)?).join();
+            log::error!(
+                "the committer stopped ({}); restarted",
+                panic
+                    .err()
+                    .map_or("no panic".into(), |p| panic_message(&*p))
+            );
         }
         match tick(&mut *watch, &shared, &mut next_due, options.drain) {
             Ok(drained) => {
@@ -210,6 +211,18 @@ fn reap(queue: &dyn Queue, options: &Options) {
         }
         Err(e) => log::error!("cannot reap expired leases: {e}"),
     }
+}
+
+fn spawn_committer(shared: &Arc<Shared>) -> Result<JoinHandle<()>, StoreError> {
+    let shared = shared.clone();
+    thread::Builder::new()
+        .name("committer".into())
+        .spawn(move || {
+            shared
+                .committer
+                .run(&*shared.queue, &shared.metrics, &shared.stopping)
+        })
+        .map_err(|e| StoreError::new("starting the committer thread", e))
 }
 
 /// Joins a finished worker; if it panicked, records its job's failure and starts a new worker.

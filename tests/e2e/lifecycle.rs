@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use jobd::config::RetryConfig;
-use jobd::store::{Claimed, NewJob, Outcome, Report, SqliteStore, Stored};
+use jobd::store::{
+    Applied, Claimed, NewJob, Outcome, Queue, Report, SqliteStore, StoreError, Stored, Watch,
+};
 use jobd::supervisor::{self, Options};
 use jobd::testkit::images;
 use jobd::testkit::server::{Fault, Reply, TestServer};
@@ -340,4 +342,83 @@ fn a_shutdown_returns_every_job_not_finished_untouched() {
         started,
         "an untried job kept an attempt row"
     );
+}
+
+/// A queue whose first group commit panics (a bug in the committer's path), then works.
+struct CommitPanicsOnce {
+    inner: SqliteStore,
+    panicked: AtomicBool,
+}
+
+impl Queue for CommitPanicsOnce {
+    fn claim(&self, worker: &str, limit: usize, lease_ms: i64) -> Result<Vec<Claimed>, StoreError> {
+        self.inner.claim(worker, limit, lease_ms)
+    }
+    fn complete_many(&self, items: &[(&Claimed, &Report)]) -> Result<Vec<Applied>, StoreError> {
+        if !self.panicked.swap(true, Ordering::SeqCst) {
+            panic!("boom in the committer");
+        }
+        self.inner.complete_many(items)
+    }
+    fn release(&self, job: &Claimed, why: &str) -> Result<Applied, StoreError> {
+        self.inner.release(job, why)
+    }
+    fn postpone(&self, job: &Claimed, run_at: i64) -> Result<Applied, StoreError> {
+        self.inner.postpone(job, run_at)
+    }
+    fn extend_leases(&self, attempt_ids: &[i64], lease_ms: i64) -> Result<(), StoreError> {
+        self.inner.extend_leases(attempt_ids, lease_ms)
+    }
+    fn reap_expired(&self, default_max_attempts: u32) -> Result<usize, StoreError> {
+        self.inner.reap_expired(default_max_attempts)
+    }
+    fn prune(&self, before: i64, states: &[&str], batch: usize) -> Result<usize, StoreError> {
+        self.inner.prune(before, states, batch)
+    }
+    fn watch(&self) -> Result<Box<dyn Watch>, StoreError> {
+        self.inner.watch()
+    }
+}
+
+/// Records every job as done, without a blob.
+struct AllDone;
+
+impl Handler for AllDone {
+    fn handle(&self, _job: &Claimed) -> Handled {
+        Handled::Report(Report::failure(Outcome::Done(Stored {
+            mime: "image/png",
+            sha256: "0".repeat(64),
+            blob_path: "none".into(),
+            bytes: 0,
+            width: 1,
+            height: 1,
+        })))
+    }
+}
+
+#[test]
+fn a_dead_committer_is_replaced_and_the_leases_bring_its_jobs_back() {
+    let env = Env::new("");
+    let queue = CommitPanicsOnce {
+        inner: store_with_jobs(&env, 5),
+        panicked: AtomicBool::new(false),
+    };
+    let options = Options {
+        lease: Duration::from_secs(3),
+        ..quick_options(2, true)
+    };
+    supervisor::run(
+        Arc::new(queue),
+        Arc::new(AllDone),
+        Arc::new(jobd::metrics::Metrics::new(2)),
+        Arc::new(jobd::committer::Committer::new(None)),
+        &options,
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM jobs WHERE state = 'done'"),
+        5
+    );
+    assert!(env.count("SELECT COUNT(*) FROM attempts WHERE outcome = 'lease_expired'") >= 1);
 }
