@@ -9,7 +9,7 @@ mod ops;
 mod stats;
 
 use rusqlite::types::Value;
-use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{Context, JobId, SqliteStore, StoreError, now_ms};
 
@@ -159,6 +159,34 @@ fn job_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
     })
 }
 
+/// The insert behind [`SqliteStore::add`], in one transaction.
+fn insert_jobs(conn: &mut Connection, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .ctx("adding jobs")?;
+    let mut ids = Vec::with_capacity(jobs.len());
+    {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO jobs (url, priority, run_at, max_attempts)
+                 VALUES (?1, ?2, COALESCE(?3, ?4), ?5) RETURNING id",
+            )
+            .ctx("adding jobs")?;
+        let now = now_ms();
+        for job in jobs {
+            let id = insert
+                .query_row(
+                    params![job.url, job.priority, job.run_at, now, job.max_attempts],
+                    |r| r.get(0),
+                )
+                .ctx(format_args!("adding {}", job.url))?;
+            ids.push(id);
+        }
+    }
+    tx.commit().ctx("committing the new jobs")?;
+    Ok(ids)
+}
+
 impl SqliteStore {
     /// Inserts jobs in one transaction; returns their ids in order.
     pub fn add(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError> {
@@ -166,30 +194,11 @@ impl SqliteStore {
         // jobctl's inserts are the user's data: make them durable even against power loss.
         conn.pragma_update(None, "synchronous", "FULL")
             .ctx("preparing to add jobs")?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .ctx("adding jobs")?;
-        let mut ids = Vec::with_capacity(jobs.len());
-        {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO jobs (url, priority, run_at, max_attempts)
-                     VALUES (?1, ?2, COALESCE(?3, ?4), ?5) RETURNING id",
-                )
-                .ctx("adding jobs")?;
-            let now = now_ms();
-            for job in jobs {
-                let id = insert
-                    .query_row(
-                        params![job.url, job.priority, job.run_at, now, job.max_attempts],
-                        |r| r.get(0),
-                    )
-                    .ctx(format_args!("adding {}", job.url))?;
-                ids.push(id);
-            }
-        }
-        tx.commit().ctx("committing the new jobs")?;
-        Ok(ids)
+        let added = insert_jobs(&mut conn, jobs);
+        // The connection goes back to the pool: leave it as every connection starts, or a daemon
+        // sharing the pool would fsync every commit.
+        let _ = conn.pragma_update(None, "synchronous", "NORMAL");
+        added
     }
 
     /// Jobs in id order, newest first, that pass every filter that is set.

@@ -158,6 +158,40 @@ mod tests {
         .collect()
     }
 
+    /// Regression: a bare `LIMIT ?` made SQLite re-prepare the claim on every run.
+    #[test]
+    fn the_claim_is_prepared_once() {
+        use crate::store::{NewJob, Outcome, Queue, Report};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("q.db"), 1).unwrap();
+        let jobs: Vec<NewJob> = (0..20)
+            .map(|i| NewJob {
+                url: format!("http://127.0.0.1/{i}"),
+                priority: 0,
+                run_at: None,
+                max_attempts: None,
+            })
+            .collect();
+        store.add(&jobs).unwrap();
+        let failed = Report::failure(Outcome::Failed { error: "x".into() });
+        for limit in [1, 2, 3, 1, 2] {
+            let claimed = store.claim("w", limit, 60_000).unwrap();
+            let items: Vec<_> = claimed.iter().map(|job| (job, &failed)).collect();
+            store.complete_many(&items).unwrap();
+        }
+        let conn = store.conn().unwrap();
+        let claim = conn.prepare_cached(CLAIM).unwrap();
+        assert_eq!(claim.get_status(rusqlite::StatementStatus::Run), 5);
+        assert_eq!(claim.get_status(rusqlite::StatementStatus::RePrepare), 0);
+        let sync: i64 = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            sync, 1,
+            "jobctl's add left the pooled connection fsyncing every commit"
+        );
+    }
+
     #[test]
     fn the_hot_queries_walk_their_indexes_without_sorting() {
         let dir = tempfile::tempdir().unwrap();

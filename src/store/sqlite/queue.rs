@@ -15,6 +15,8 @@ use crate::worker::lock;
 /// queue is paused (`jobctl pause`). `INDEXED BY` pins the
 /// partial index that is already in claim order: without statistics the planner prefers
 /// `jobs_state` and sorts every queued row, which costs milliseconds at a million rows.
+/// The limit is written `(SELECT ?4)`: SQLite re-prepares a statement on every run whose LIMIT
+/// is a bare parameter, and that parse cost more than the claim itself.
 pub(super) const CLAIM: &str = "
     UPDATE jobs
     SET state = 'running', attempts = attempts + 1, started_at = ?1, finished_at = NULL,
@@ -23,7 +25,7 @@ pub(super) const CLAIM: &str = "
                  WHERE state = 'queued' AND run_at <= ?1
                    AND NOT EXISTS (SELECT 1 FROM settings WHERE name = 'paused' AND value = '1')
                  ORDER BY priority DESC, run_at, id
-                 LIMIT ?4)
+                 LIMIT (SELECT ?4))
     RETURNING id, url, attempts, max_attempts";
 
 const START_ATTEMPT: &str = "
