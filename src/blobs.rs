@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
-use crate::worker::lock;
+use crate::lock;
 
 /// Blobs are readable by their owner's group and others, writable by the owner alone.
 const FILE_MODE: u32 = 0o644;

@@ -17,10 +17,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use crate::blobs::{BlobStore, Sealed};
+use crate::lock;
 use crate::metrics::Metrics;
 use crate::retry::Reason;
 use crate::store::{Applied, Claimed, Outcome, Queue, Report, now_ms};
-use crate::worker::lock;
 
 /// One finished attempt, waiting to be recorded.
 pub struct Item {

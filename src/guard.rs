@@ -16,15 +16,19 @@
 //! Caveat for the HTTP client: with a proxy configured, ureq lets the proxy resolve the target and
 //! never asks the resolver about it, so the guard is bypassed. The fetch agent must disable proxies.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use ureq::config::Config;
 use ureq::http::Uri;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::NextTimeout;
+
+use crate::lock;
 
 /// One CIDR block, kept as integers so matching is a shift and a compare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -319,18 +323,69 @@ impl std::error::Error for BlockedAddress {}
 ///
 /// All-or-nothing because ureq tries the addresses in turn: a name resolving to one public and one
 /// private address would otherwise reach the private one whenever the public one fails to answer.
+///
+/// ureq resolves before every request, pooled connection or not, and its resolver starts a thread
+/// per lookup when a deadline is set. So literal addresses skip the lookup, and names are
+/// remembered for [`DNS_CACHE_TTL`]. The guard checks the addresses on every call, cached or not.
 #[derive(Debug)]
 pub struct GuardedResolver {
     guard: Arc<Guard>,
     inner: DefaultResolver,
+    cache: Mutex<HashMap<String, (ResolvedSocketAddrs, Instant)>>,
 }
+
+/// How long a name's addresses are reused. Short, so that a host that moves is followed soon.
+pub const DNS_CACHE_TTL: Duration = Duration::from_secs(30);
+/// Names remembered at most; the cache is emptied when it grows past this.
+const DNS_CACHE_MAX: usize = 10_000;
 
 impl GuardedResolver {
     pub fn new(guard: Arc<Guard>) -> Self {
         GuardedResolver {
             guard,
             inner: DefaultResolver::default(),
+            cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The addresses of `uri`'s host: the literal itself, a fresh cached lookup, or a new one.
+    fn lookup(
+        &self,
+        uri: &Uri,
+        config: &Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let host = uri.host().unwrap_or("");
+        let port = uri
+            .port_u16()
+            .unwrap_or(if uri.scheme_str() == Some("https") {
+                443
+            } else {
+                80
+            });
+        if let Ok(ip) = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        {
+            let mut addrs = self.inner.empty();
+            addrs.push(SocketAddr::new(ip, port));
+            return Ok(addrs);
+        }
+        let key = format!("{host}:{port}");
+        let now = Instant::now();
+        if let Some((addrs, at)) = lock(&self.cache).get(&key) {
+            if now.duration_since(*at) < DNS_CACHE_TTL {
+                return Ok(addrs.clone());
+            }
+        }
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        let mut cache = lock(&self.cache);
+        if cache.len() >= DNS_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(key, (addrs.clone(), now));
+        Ok(addrs)
     }
 }
 
@@ -341,7 +396,7 @@ impl Resolver for GuardedResolver {
         config: &Config,
         timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, ureq::Error> {
-        let addrs = self.inner.resolve(uri, config, timeout)?;
+        let addrs = self.lookup(uri, config, timeout)?;
         // `addrs` derefs to exactly the addresses the connector will try, after ureq's
         // IP-family filter and its 16-address cap.
         self.guard.check_all(&addrs).map_err(|blocked| {
@@ -757,6 +812,22 @@ mod tests {
     fn resolver_passes_an_allowed_literal_through() {
         let addrs = resolve("http://127.0.0.1:9/").expect("127.0.0.1 is allow-listed");
         assert_eq!(&addrs[..], &["127.0.0.1:9".parse::<SocketAddr>().unwrap()]);
+    }
+
+    #[test]
+    fn literals_skip_the_lookup_and_names_are_cached() {
+        let resolver = GuardedResolver::new(Arc::new(Guard::new(AllowList::default(), true)));
+        let resolve = |uri: &str| {
+            let uri: Uri = uri.parse().unwrap();
+            resolver.resolve(&uri, &Config::default(), NextTimeout::default())
+        };
+        let v6 = resolve("https://[::1]/x").unwrap();
+        assert_eq!(&v6[..], &["[::1]:443".parse::<SocketAddr>().unwrap()]);
+        assert!(lock(&resolver.cache).is_empty(), "a literal was looked up");
+        let first = resolve("http://localhost:8080/").unwrap();
+        let again = resolve("http://localhost:8080/").unwrap();
+        assert_eq!(&first[..], &again[..]);
+        assert_eq!(lock(&resolver.cache).len(), 1);
     }
 
     #[test]

@@ -21,3 +21,9 @@ pub mod store;
 pub mod supervisor;
 pub mod testkit;
 pub mod worker;
+
+/// Locks a mutex whose data stays valid even if a holder panicked: every mutex here guards plain
+/// data (queues, counters, maps) that a panic cannot leave half-written.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::lock;
 use crate::store::{Outcome, Queue, Report, Watch};
-use crate::worker::lock;
 
 /// Upper bounds, in seconds, of the latency histograms' buckets.
 const BUCKETS: [f64; 14] = [

@@ -12,10 +12,11 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::committer::{Committer, Item};
+use crate::lock;
 use crate::metrics::Metrics;
 use crate::retry::{self, Failure, Reason};
 use crate::store::{Claimed, Queue, Report, StoreError, Watch, now_ms};
-use crate::worker::{self, Handler, Shared, Slot, Wake, lock};
+use crate::worker::{self, Handler, Shared, Slot, Wake};
 
 #[derive(Debug, Clone)]
 pub struct Options {

@@ -7,7 +7,9 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+use crate::lock;
 use std::time::Duration;
 
 use crate::blobs::Sealed;
@@ -58,11 +60,6 @@ impl Wake {
             .wait_timeout_while(guard, timeout, |g| *g == seen)
             .unwrap_or_else(PoisonError::into_inner);
     }
-}
-
-/// Locks a mutex whose data stays valid even if a holder panicked.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// What all workers share with each other and the supervisor.

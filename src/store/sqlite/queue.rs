@@ -6,10 +6,10 @@ use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
 use super::watch::SqliteWatch;
 use super::{SqliteStore, WATCH_BUSY_TIMEOUT, configure};
+use crate::lock;
 use crate::store::{
     Applied, Claimed, Context, Outcome, Queue, RawUrl, Report, StoreError, Watch, now_ms,
 };
-use crate::worker::lock;
 
 /// Picks due jobs in claim order and marks them running, in one statement; nothing while the
 /// queue is paused (`jobctl pause`). `INDEXED BY` pins the
