@@ -27,6 +27,8 @@ use crate::lock;
 const FILE_MODE: u32 = 0o644;
 const DIR_MODE: u32 = 0o755;
 const TMP_DIR: &str = ".tmp";
+/// Folders under `.tmp` that temporary files are spread over.
+const TMP_SHARDS: u64 = 16;
 
 #[derive(Debug)]
 pub struct BlobStore {
@@ -142,7 +144,10 @@ impl BlobStore {
     /// Starts a new blob in a temporary file of its own.
     pub fn create(&self) -> io::Result<BlobWriter> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let path = self.tmp.join(format!("{}-{n}.part", std::process::id()));
+        // Temporary files are spread over a few folders: every file created in one folder takes
+        // that folder's lock, and 16 workers creating files in one folder queue for it.
+        let shard = self.tmp.join(format!("{:x}", n % TMP_SHARDS));
+        let path = shard.join(format!("{}-{n}.part", std::process::id()));
         let open = || {
             OpenOptions::new()
                 .write(true)
@@ -151,12 +156,12 @@ impl BlobStore {
                 .open(&path)
         };
         let file = match open() {
-            // Someone removed the folder (a cleanup, a remount): make it again and go on.
+            // A folder is missing (first use, a cleanup, a remount): make it and go on.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 DirBuilder::new()
                     .recursive(true)
                     .mode(DIR_MODE)
-                    .create(&self.tmp)?;
+                    .create(&shard)?;
                 open()?
             }
             other => other?,
@@ -170,28 +175,41 @@ impl BlobStore {
         })
     }
 
-    /// Removes `.part` files whose process is gone. Files of live processes (other daemons on the
-    /// same blob_dir) are left alone: they are being written right now.
+    /// Removes `.part` files whose process is gone, in `.tmp` and its shard folders. Files of
+    /// live processes (other daemons on the same blob_dir) are left alone: they are being
+    /// written right now.
     fn sweep_stale_temp_files(&self) {
         let Ok(entries) = fs::read_dir(&self.tmp) else {
             return;
         };
         for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(pid) = name
-                .to_str()
-                .and_then(|n| n.strip_suffix(".part"))
-                .and_then(|n| n.split('-').next())
-                .and_then(|p| p.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if pid == std::process::id() || !process_alive(pid) {
-                match fs::remove_file(entry.path()) {
-                    Ok(()) => log::info!("removed stale temporary file {}", entry.path().display()),
-                    Err(e) => log::warn!("cannot remove {}: {e}", entry.path().display()),
+            let path = entry.path();
+            if path.is_dir() {
+                for inner in fs::read_dir(&path).into_iter().flatten().flatten() {
+                    remove_if_stale(&inner.path());
                 }
+            } else {
+                remove_if_stale(&path);
             }
+        }
+    }
+}
+
+/// Removes a `<pid>-<n>.part` file whose process is gone (or is this one, starting afresh).
+fn remove_if_stale(path: &Path) {
+    let Some(pid) = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".part"))
+        .and_then(|n| n.split('-').next())
+        .and_then(|p| p.parse::<u32>().ok())
+    else {
+        return;
+    };
+    if pid == std::process::id() || !process_alive(pid) {
+        match fs::remove_file(path) {
+            Ok(()) => log::info!("removed stale temporary file {}", path.display()),
+            Err(e) => log::warn!("cannot remove {}: {e}", path.display()),
         }
     }
 }
@@ -311,6 +329,19 @@ mod tests {
         hex(&Sha256::digest(bytes))
     }
 
+    /// Files (not folders) under the temporary folder.
+    fn temp_files(root: &Path) -> usize {
+        let mut n = 0;
+        for entry in fs::read_dir(root.join(TMP_DIR)).unwrap().flatten() {
+            if entry.path().is_dir() {
+                n += fs::read_dir(entry.path()).unwrap().count();
+            } else {
+                n += 1;
+            }
+        }
+        n
+    }
+
     fn sealed(store: &BlobStore, bytes: &[u8], ext: &str) -> Sealed {
         let mut w = store.create().unwrap();
         w.write_all(bytes).unwrap();
@@ -349,7 +380,7 @@ mod tests {
         let second = store_one(&store, b"hello image", "png");
         assert!(!second.written);
         assert_eq!(second.rel_path, blob.rel_path);
-        assert_eq!(fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count(), 0);
+        assert_eq!(temp_files(dir.path()), 0);
     }
 
     #[test]
@@ -361,7 +392,7 @@ mod tests {
         drop(w);
         // Sealed but never made durable (its job was given back): gone too.
         drop(sealed(&store, b"a whole body", "png"));
-        assert_eq!(fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count(), 0);
+        assert_eq!(temp_files(dir.path()), 0);
     }
 
     #[test]
@@ -389,7 +420,7 @@ mod tests {
                 blob.sha256
             );
         }
-        assert_eq!(fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count(), 0);
+        assert_eq!(temp_files(dir.path()), 0);
     }
 
     #[test]
@@ -399,15 +430,23 @@ mod tests {
         fs::create_dir_all(&tmp).unwrap();
         // pid_max on Linux is at most 2^22, so this process cannot exist.
         fs::write(tmp.join("99999999-0.part"), b"x").unwrap();
+        fs::create_dir_all(tmp.join("3")).unwrap();
+        fs::write(tmp.join("3").join("99999999-3.part"), b"x").unwrap();
         let live = format!("{}-0.part", std::os::unix::process::parent_id());
         fs::write(tmp.join(&live), b"x").unwrap();
         BlobStore::open(dir.path()).unwrap();
         let left: Vec<_> = fs::read_dir(&tmp)
             .unwrap()
             .flatten()
+            .filter(|e| e.path().is_file())
             .map(|e| e.file_name())
             .collect();
         assert_eq!(left, vec![std::ffi::OsString::from(live)]);
+        assert_eq!(
+            fs::read_dir(tmp.join("3")).unwrap().count(),
+            0,
+            "a shard was not swept"
+        );
     }
 
     #[test]
