@@ -323,21 +323,7 @@ fn import_reads_stdin_in_large_batches() {
     let urls: String = (0..25_000)
         .map(|i| format!("https://example.org/{i}.jpg\n"))
         .collect();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_jobctl"))
-        .args(["--config", env.config().to_str().unwrap(), "import", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(urls.as_bytes())
-        .unwrap();
-    let out = crate::support::finish(child);
+    let out = env.jobctl_with_input(&["import", "-"], urls.as_bytes());
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(env.count("SELECT COUNT(*) FROM jobs"), 25_000);
 }
@@ -439,26 +425,7 @@ fn import_csv_and_tsv_with_priorities_and_bad_lines() {
 
     // TSV, columns in any order, through stdin.
     let tsv = "priority\turl\n9\thttps://example.org/t1.png\n\thttps://example.org/t2.png\n";
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_jobctl"))
-        .args([
-            "--config",
-            env.config().to_str().unwrap(),
-            "import",
-            "--json",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(tsv.as_bytes())
-        .unwrap();
-    let out = crate::support::finish(child);
+    let out = env.jobctl_with_input(&["import", "--json"], tsv.as_bytes());
     assert!(out.status.success(), "{}", show(&out));
     let report = json(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(

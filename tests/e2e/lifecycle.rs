@@ -114,6 +114,18 @@ fn quick_options(workers: usize, drain: bool) -> Options {
     }
 }
 
+/// A report of a done job that stored no blob, for handlers that do not download.
+fn done_without_blob() -> Handled {
+    Handled::Report(Report::failure(Outcome::Done(Stored {
+        mime: "image/png",
+        sha256: "0".repeat(64),
+        blob_path: "none".into(),
+        bytes: 0,
+        width: 1,
+        height: 1,
+    })))
+}
+
 /// Panics on its first job, then stores every job as done.
 struct PanicsOnce {
     panicked: AtomicBool,
@@ -126,14 +138,7 @@ impl Handler for PanicsOnce {
             panic!("boom on job {}", job.job_id);
         }
         self.handled.fetch_add(1, Ordering::SeqCst);
-        Handled::Report(Report::failure(Outcome::Done(Stored {
-            mime: "image/png",
-            sha256: "0".repeat(64),
-            blob_path: "none".into(),
-            bytes: 0,
-            width: 1,
-            height: 1,
-        })))
+        done_without_blob()
     }
 }
 
@@ -385,14 +390,7 @@ struct AllDone;
 
 impl Handler for AllDone {
     fn handle(&self, _job: &Claimed) -> Handled {
-        Handled::Report(Report::failure(Outcome::Done(Stored {
-            mime: "image/png",
-            sha256: "0".repeat(64),
-            blob_path: "none".into(),
-            bytes: 0,
-            width: 1,
-            height: 1,
-        })))
+        done_without_blob()
     }
 }
 

@@ -74,6 +74,31 @@ impl Env {
             .expect("run jobctl")
     }
 
+    /// Runs jobctl with `input` on its stdin.
+    pub fn jobctl_with_input(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_jobctl"))
+            .arg("--config")
+            .arg(self.config())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run jobctl");
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        let writer = {
+            let input = input.to_vec();
+            std::thread::spawn(move || stdin.write_all(&input))
+        };
+        let out = finish(child);
+        writer
+            .join()
+            .expect("stdin writer")
+            .expect("jobctl read its input");
+        out
+    }
+
     /// Runs jobctl and asserts success, returning stdout.
     pub fn jobctl_ok(&self, args: &[&str]) -> String {
         let out = self.jobctl(args);
