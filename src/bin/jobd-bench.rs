@@ -47,10 +47,8 @@ fn run(args: Vec<String>) -> Result<(), String> {
     let mut jobs = Vec::with_capacity(50_000);
     for i in 0..queued {
         jobs.push(NewJob {
-            url: format!("https://example.org/{i}.jpg"),
             priority: (i % 3) as i64,
-            run_at: None,
-            max_attempts: None,
+            ..NewJob::new(format!("https://example.org/{i}.jpg"))
         });
         if jobs.len() == 50_000 || i + 1 == queued {
             store.add(&jobs).map_err(|e| e.to_string())?;

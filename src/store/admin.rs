@@ -23,6 +23,18 @@ pub struct NewJob {
     pub max_attempts: Option<u32>,
 }
 
+impl NewJob {
+    /// A job for `url` with every other column at its default: priority 0, due now.
+    pub fn new(url: impl Into<String>) -> NewJob {
+        NewJob {
+            url: url.into(),
+            priority: 0,
+            run_at: None,
+            max_attempts: None,
+        }
+    }
+}
+
 /// A row of `jobs`, for display.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobRow {

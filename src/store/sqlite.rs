@@ -165,12 +165,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("q.db"), 1).unwrap();
         let jobs: Vec<NewJob> = (0..20)
-            .map(|i| NewJob {
-                url: format!("http://127.0.0.1/{i}"),
-                priority: 0,
-                run_at: None,
-                max_attempts: None,
-            })
+            .map(|i| NewJob::new(format!("http://127.0.0.1/{i}")))
             .collect();
         store.add(&jobs).unwrap();
         let failed = Report::failure(Outcome::Failed { error: "x".into() });

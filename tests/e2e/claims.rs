@@ -15,10 +15,8 @@ fn threads_racing_for_jobs_claim_each_exactly_once() {
     let store = SqliteStore::open(&env.path("jobd.db"), 16).unwrap();
     let jobs: Vec<NewJob> = (0..2000)
         .map(|i| NewJob {
-            url: format!("http://127.0.0.1/{i}"),
             priority: i % 7,
-            run_at: None,
-            max_attempts: None,
+            ..NewJob::new(format!("http://127.0.0.1/{i}"))
         })
         .collect();
     store.add(&jobs).unwrap();

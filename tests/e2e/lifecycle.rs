@@ -86,12 +86,7 @@ fn sigterm_on_an_idle_daemon_exits_zero_at_once() {
 fn store_with_jobs(env: &Env, n: usize) -> SqliteStore {
     let store = SqliteStore::open(&env.path("jobd.db"), 4).unwrap();
     let jobs: Vec<NewJob> = (0..n)
-        .map(|i| NewJob {
-            url: format!("http://127.0.0.1/{i}"),
-            priority: 0,
-            run_at: None,
-            max_attempts: None,
-        })
+        .map(|i| NewJob::new(format!("http://127.0.0.1/{i}")))
         .collect();
     store.add(&jobs).unwrap();
     store
