@@ -72,6 +72,7 @@ impl Handler for Downloader {
         let (mut report, result) = self.attempt(&url);
         drop(permit);
         let now = now_ms();
+        let mut cool_down_ms = 0;
         let sealed = match result {
             Ok((stored, sealed)) => {
                 report.outcome = Outcome::Done(stored);
@@ -79,20 +80,23 @@ impl Handler for Downloader {
             }
             Err(failure) => {
                 report.reason = Some(failure.reason);
+                cool_down_ms = retry::retry_delay_ms(&failure, job.attempts, &self.retry) as i64;
                 report.outcome = retry::after_failure(job, failure, &self.retry, now);
                 None
             }
         };
-        if let (Some(status), Outcome::Retry { run_at, .. }) = (report.http_status, &report.outcome)
-        {
-            if status_means_slow_down(status) {
-                // The host's other jobs wait as long as this one.
-                self.hosts.cool_down(&host, *run_at);
-                log::info!(
-                    "{host} answered {status}: no requests to it for {} ms",
-                    run_at - now
-                );
-            }
+        if let Some(status) = report.http_status.filter(|&s| status_means_slow_down(s)) {
+            // The host's other jobs wait as long as this one would (also when this one has
+            // spent its attempts: the host still asked for a pause).
+            let until = match &report.outcome {
+                Outcome::Retry { run_at, .. } => *run_at,
+                _ => now + cool_down_ms,
+            };
+            self.hosts.cool_down(&host, until);
+            log::info!(
+                "{host} answered {status}: no requests to it for {} ms",
+                until - now
+            );
         }
         match sealed {
             Some(blob) => Handled::Stored(report, blob),

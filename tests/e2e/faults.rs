@@ -344,3 +344,26 @@ fn three_daemons_and_a_shell_inserting_at_full_speed_never_clash() {
         "an attempt failed or repeated"
     );
 }
+
+#[test]
+fn a_slow_down_on_a_jobs_last_attempt_still_cools_the_host() {
+    let busy = TestServer::start();
+    busy.route("/last", Reply::status(503).header("Retry-After", "2"));
+    busy.route("/next", Reply::image(png(20), "image/png"));
+    let env = Env::with_config(
+        "[fetch]\nallow_ips = [\"127.0.0.1/32\"]\n[retry]\nmax_attempts = 1\nmax_delay_ms = 5000\n",
+    );
+    let ids = env.add(&[busy.url("/last"), busy.url("/next")]);
+    env.drain(&["--workers", "1"]);
+    assert_eq!(env.job(ids[0]).state, "failed");
+    assert_eq!(env.job(ids[1]).state, "done");
+    let gap: i64 = env
+        .db()
+        .query_row(
+            "SELECT b.started_at - a.finished_at FROM jobs a, jobs b WHERE a.id = ?1 AND b.id = ?2",
+            [ids[0], ids[1]],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(gap >= 1_900, "the host was asked again after {gap} ms");
+}
