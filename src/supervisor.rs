@@ -63,6 +63,7 @@ pub fn run(
         committer,
         inbox: Mutex::new(VecDeque::new()),
         idle: AtomicUsize::new(0),
+        claiming: Mutex::new(()),
         prefetch: options.workers / 4,
         wake: Wake::default(),
         stopping: AtomicBool::new(false),

@@ -76,6 +76,8 @@ pub struct Shared {
     pub inbox: Mutex<VecDeque<Claimed>>,
     /// Workers waiting for work.
     pub idle: AtomicUsize,
+    /// Held by the worker that is claiming for the others.
+    pub claiming: Mutex<()>,
     /// Jobs claimed ahead for busy workers, so that a worker finishing its job usually finds the
     /// next one in the inbox instead of starting a transaction of its own.
     pub prefetch: usize,
@@ -135,6 +137,12 @@ pub fn run(shared: &Shared, name: &str, slot: &Slot) {
 /// the write lock. The extra jobs go to the shared inbox and the idle workers are woken to take
 /// them.
 fn claim_for_idle_workers(shared: &Shared, name: &str) -> Result<Option<Claimed>, StoreError> {
+    // One claimer at a time, and it looks in the inbox again first: workers that start (or run
+    // dry) together would otherwise each claim a batch, and jobs would start out of queue order.
+    let _turn = lock(&shared.claiming);
+    if let Some(job) = lock(&shared.inbox).pop_front() {
+        return Ok(Some(job));
+    }
     let want = 1 + shared.idle.load(Ordering::SeqCst) + shared.prefetch;
     let mut jobs = shared.queue.claim(name, want, shared.lease_ms)?.into_iter();
     let mine = jobs.next();
