@@ -172,63 +172,75 @@ fn a_panicking_worker_is_replaced_and_its_job_requeued() {
     assert!(error.contains("worker panicked: boom on job"), "{error}");
 }
 
-#[test]
-fn a_second_signal_exits_at_once_and_the_lease_brings_the_job_back() {
+/// A daemon with a 3 s lease, stopping (first SIGTERM seen) while it downloads `/slow.png`,
+/// which takes `delay` to answer.
+struct Stopping {
+    server: TestServer,
+    env: Env,
+    job: i64,
+    daemon: Logged,
+}
+
+fn stop_mid_download(grace_secs: u64, delay: Duration) -> Stopping {
     let server = TestServer::start();
     server.route(
         "/slow.png",
-        Reply::image(images::png(4, 4, 5), "image/png")
-            .fault(Fault::Delay(Duration::from_secs(30))),
+        Reply::image(images::png(4, 4, 5), "image/png").fault(Fault::Delay(delay)),
     );
-    // A long grace period: only the second signal can make jobd exit quickly.
-    let env = Env::with_config(
-        "grace_secs = 60\nlease_secs = 3\n[fetch]\nallow_ips = [\"127.0.0.1/32\"]\n",
-    );
-    let ids = env.add(&[server.url("/slow.png")]);
+    let env = Env::with_config(&format!(
+        "grace_secs = {grace_secs}\nlease_secs = 3\n[fetch]\nallow_ips = [\"127.0.0.1/32\"]\n"
+    ));
+    let job = env.add(&[server.url("/slow.png")])[0];
     let daemon = Logged::spawn(env.jobd(&[]));
-    wait_until("the job to be running", || {
-        env.job(ids[0]).state == "running"
-    });
+    wait_until("the job to be running", || env.job(job).state == "running");
     signal(&daemon.child, "TERM");
-    // Signals of one kind merge while pending: send the second once the first has been seen.
+    // Signals of one kind merge while pending: a second one may only follow once this is seen.
     daemon.wait_for_log("stop signal received");
+    Stopping {
+        server,
+        env,
+        job,
+        daemon,
+    }
+}
+
+#[test]
+fn a_second_signal_exits_at_once_and_the_lease_brings_the_job_back() {
+    // A long grace period: only the second signal can make jobd exit quickly.
+    let Stopping {
+        server,
+        env,
+        job,
+        daemon,
+    } = stop_mid_download(60, Duration::from_secs(30));
     signal(&daemon.child, "TERM");
     let (out, log) = daemon.finish();
     assert_eq!(out.status.code(), Some(128 + 15), "{}\n{log}", show(&out));
     // The job was left running; any daemon's reaper returns it once the lease runs out.
-    assert_eq!(env.job(ids[0]).state, "running");
+    assert_eq!(env.job(job).state, "running");
     server.route("/slow.png", Reply::image(images::png(4, 4, 5), "image/png"));
     env.drain(&[]);
-    assert_eq!(env.job(ids[0]).state, "done");
-    assert_eq!(env.outcomes(ids[0]), ["lease_expired", "done"]);
+    assert_eq!(env.job(job).state, "done");
+    assert_eq!(env.outcomes(job), ["lease_expired", "done"]);
 }
 
 /// Regression: leases were not renewed during the grace period, so a second daemon reaped a job
 /// that the stopping daemon was still downloading, and the URL was fetched twice.
 #[test]
 fn leases_are_renewed_during_the_grace_period() {
-    let server = TestServer::start();
-    server.route(
-        "/slow.png",
-        Reply::image(images::png(4, 4, 6), "image/png").fault(Fault::Delay(Duration::from_secs(5))),
-    );
-    let env = Env::with_config(
-        "grace_secs = 20\nlease_secs = 3\n[fetch]\nallow_ips = [\"127.0.0.1/32\"]\n",
-    );
-    let ids = env.add(&[server.url("/slow.png")]);
-    let stopping = Logged::spawn(env.jobd(&[]));
-    wait_until("the job to be running", || {
-        env.job(ids[0]).state == "running"
-    });
-    signal(&stopping.child, "TERM");
-    stopping.wait_for_log("stop signal received");
+    let Stopping {
+        server,
+        env,
+        job,
+        daemon,
+    } = stop_mid_download(20, Duration::from_secs(5));
     // Another daemon on the same file, reaping expired leases while the first one finishes.
     let other = Logged::spawn(env.jobd(&["--drain"]));
-    let (out, log) = stopping.finish();
+    let (out, log) = daemon.finish();
     assert!(out.status.success(), "{}\n{log}", show(&out));
     let (out, other_log) = other.finish();
     assert!(out.status.success(), "{}\n{other_log}", show(&out));
-    assert_eq!(env.outcomes(ids[0]), ["done"], "{log}\n{other_log}");
+    assert_eq!(env.outcomes(job), ["done"], "{log}\n{other_log}");
     assert_eq!(server.hits("/slow.png"), 1);
 }
 
