@@ -11,17 +11,22 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::guard::AllowList;
+use crate::store::Database;
 
 /// The environment variable that names the config file when `--config` is not given.
 pub const CONFIG_ENV: &str = "JOBD_CONFIG";
+/// The environment variable that, when set, names the database instead of the config file's
+/// `database` key (a path relative to the working folder, or a PostgreSQL URL).
+pub const DATABASE_ENV: &str = "JOBD_DATABASE";
 /// The config file used when neither `--config` nor `JOBD_CONFIG` is given.
 pub const DEFAULT_CONFIG: &str = "daemon.toml";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// The SQLite database file. Created, with its tables, on first use.
-    pub database: PathBuf,
+    /// The queue: an SQLite file (created, with its tables, on first use) or a PostgreSQL URL.
+    #[serde(deserialize_with = "database")]
+    pub database: Database,
     /// Where blobs are stored, as `ab/cd/<sha256>.<ext>`.
     pub blob_dir: PathBuf,
     /// Worker threads, each downloading one job at a time.
@@ -88,10 +93,21 @@ pub struct RetryConfig {
     pub max_delay_ms: u64,
 }
 
+/// `database` as written; relative SQLite paths are resolved in [`Config::parse`].
+fn database<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Database, D::Error> {
+    let value = String::deserialize(d)?;
+    if value.is_empty() {
+        return Err(serde::de::Error::custom(
+            "must name an SQLite file or a postgres:// URL",
+        ));
+    }
+    Ok(Database::parse(&value, Path::new("")))
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
-            database: PathBuf::from("jobd.db"),
+            database: Database::Sqlite(PathBuf::from("jobd.db")),
             blob_dir: PathBuf::from("blobs"),
             workers: 10,
             lease_secs: 60,
@@ -160,14 +176,23 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Config::parse(&text, base)
-            .map_err(|ConfigError(msg)| ConfigError(format!("{}: {msg}", path.display())))
+        let mut config = Config::parse(&text, base)
+            .map_err(|ConfigError(msg)| ConfigError(format!("{}: {msg}", path.display())))?;
+        if let Some(value) = std::env::var_os(DATABASE_ENV) {
+            let value = value.to_str().ok_or_else(|| {
+                ConfigError(format!("{DATABASE_ENV} is not valid UTF-8: {value:?}"))
+            })?;
+            config.database = Database::parse(value, Path::new(""));
+        }
+        Ok(config)
     }
 
     /// Parses and validates config text; relative paths resolve against `base`.
     pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
         let mut config: Config = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
-        config.database = resolve(base, &config.database);
+        if let Database::Sqlite(path) = &config.database {
+            config.database = Database::Sqlite(resolve(base, path));
+        }
         config.blob_dir = resolve(base, &config.blob_dir);
         config.fetch.ca_file = config.fetch.ca_file.map(|p| resolve(base, &p));
         config.validate()?;
@@ -270,7 +295,10 @@ mod tests {
     fn empty_file_gives_the_defaults() {
         let config = Config::parse("", Path::new("/etc/jobd")).unwrap();
         assert_eq!(config.workers, 10);
-        assert_eq!(config.database, Path::new("/etc/jobd/jobd.db"));
+        assert_eq!(
+            config.database.sqlite_path(),
+            Some(Path::new("/etc/jobd/jobd.db"))
+        );
         assert_eq!(config.blob_dir, Path::new("/etc/jobd/blobs"));
         assert_eq!(config.fetch.max_bytes, 50 * 1024 * 1024);
         assert_eq!(config.fetch.max_redirects, 5);
@@ -287,7 +315,10 @@ mod tests {
     #[test]
     fn absolute_paths_stay_put() {
         let config = Config::parse("database = \"/var/lib/jobd/q.db\"", Path::new("/etc")).unwrap();
-        assert_eq!(config.database, Path::new("/var/lib/jobd/q.db"));
+        assert_eq!(
+            config.database.sqlite_path(),
+            Some(Path::new("/var/lib/jobd/q.db"))
+        );
     }
 
     #[test]

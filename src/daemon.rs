@@ -11,15 +11,15 @@ use crate::committer::Committer;
 use crate::config::Config;
 use crate::download::Downloader;
 use crate::metrics::{self, Metrics};
-use crate::store::SqliteStore;
+use crate::store;
 use crate::supervisor::{self, Options};
 
 /// Runs jobd until a signal stops it, or, with `drain`, until the queue is empty.
 pub fn run(config: &Config, drain: bool) -> Result<(), String> {
     // First, so that a signal during start-up is a clean stop too.
     let stop = install_signal_handlers()?;
-    let store = SqliteStore::open(&config.database, config.workers as u32 + 2)
-        .map_err(|e| e.to_string())?;
+    let store =
+        store::open(&config.database, config.workers as u32 + 2).map_err(|e| e.to_string())?;
     let blobs = BlobStore::open(&config.blob_dir)
         .map_err(|e| format!("cannot open blob_dir {}: {e}", config.blob_dir.display()))?;
     let blobs = Arc::new(blobs);
@@ -27,7 +27,7 @@ pub fn run(config: &Config, drain: bool) -> Result<(), String> {
     log::info!(
         "jobd {} on {} (blobs in {}), {} workers{}",
         env!("CARGO_PKG_VERSION"),
-        config.database.display(),
+        config.database,
         config.blob_dir.display(),
         config.workers,
         if drain { ", exiting when drained" } else { "" }
@@ -41,7 +41,7 @@ pub fn run(config: &Config, drain: bool) -> Result<(), String> {
         retention: config.retention(),
         retry: config.retry.clone(),
     };
-    let queue = Arc::new(store);
+    let queue: Arc<dyn store::Queue> = store;
     let metrics = Arc::new(Metrics::new(config.workers));
     if let Some(addr) = config.metrics.listen {
         let bound = metrics::serve(addr, metrics.clone(), &*queue)?;

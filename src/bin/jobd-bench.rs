@@ -1,21 +1,22 @@
 //! jobd-bench: micro-benchmarks of the queue itself, for scripts/bench.sh.
 //!
-//! `jobd-bench claims --db FILE --queued N --claims M [--batch B]` fills a fresh database with N
+//! `jobd-bench claims --db FILE|URL --queued N --claims M [--batch B]` fills a fresh database
+//! (an SQLite file, or an empty PostgreSQL database by URL) with N
 //! queued jobs (in transactions of 50,000), then times M claims of B jobs each, each followed by
 //! recording the jobs as failed, as a daemon would. Prints `claims_per_s <rate>` on stdout.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use jobd::store::{NewJob, Outcome, Queue, Report, SqliteStore};
+use jobd::store::{self, Database, NewJob, Outcome, Report};
 
 fn main() -> ExitCode {
     match run(std::env::args().skip(1).collect()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!(
-                "jobd-bench: {e}\nusage: jobd-bench claims --db FILE --queued N --claims M [--batch B]"
+                "jobd-bench: {e}\nusage: jobd-bench claims --db FILE|URL --queued N --claims M [--batch B]"
             );
             ExitCode::from(2)
         }
@@ -32,7 +33,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
         let number = || value.parse::<usize>().map_err(|e| format!("{flag}: {e}"));
         match flag.as_str() {
-            "--db" => db = Some(PathBuf::from(&value)),
+            "--db" => db = Some(Database::parse(&value, Path::new(""))),
             "--queued" => queued = number()?,
             "--claims" => claims = number()?,
             "--batch" => batch = number()?,
@@ -43,7 +44,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
     if claims * batch > queued {
         return Err("--claims x --batch must not exceed --queued".into());
     }
-    let store = SqliteStore::open(&db, 2).map_err(|e| e.to_string())?;
+    let store = store::open(&db, 2).map_err(|e| e.to_string())?;
     let mut jobs = Vec::with_capacity(50_000);
     for i in 0..queued {
         jobs.push(NewJob {

@@ -7,9 +7,9 @@
 use serde_json::{Value, json};
 
 use super::{Failure, print_json};
-use crate::store::{JobId, SqliteStore};
+use crate::store::{JobId, Store};
 
-pub fn pause(store: &SqliteStore, on: bool, as_json: bool) -> Result<(), Failure> {
+pub fn pause(store: &dyn Store, on: bool, as_json: bool) -> Result<(), Failure> {
     store.set_paused(on)?;
     if as_json {
         print_json(&json!({ "paused": on }));
@@ -73,7 +73,7 @@ fn join(ids: &[JobId]) -> String {
         .join(", ")
 }
 
-pub fn cancel(store: &SqliteStore, ids: &[JobId], as_json: bool) -> Result<(), Failure> {
+pub fn cancel(store: &dyn Store, ids: &[JobId], as_json: bool) -> Result<(), Failure> {
     let (mut cancelled, mut requested) = (Vec::new(), Vec::new());
     let mut left = Leftovers::default();
     for (id, state) in store.cancel(ids)? {
@@ -106,12 +106,7 @@ pub fn cancel(store: &SqliteStore, ids: &[JobId], as_json: bool) -> Result<(), F
     left.outcome(cancelled.len() + requested.len(), "no job was cancelled")
 }
 
-pub fn retry(
-    store: &SqliteStore,
-    ids: &[JobId],
-    force: bool,
-    as_json: bool,
-) -> Result<(), Failure> {
+pub fn retry(store: &dyn Store, ids: &[JobId], force: bool, as_json: bool) -> Result<(), Failure> {
     let mut requeued = Vec::new();
     let mut left = Leftovers::default();
     for (id, state) in store.retry(ids, force)? {
@@ -139,11 +134,7 @@ pub fn retry(
     left.outcome(requeued.len(), "no job was requeued")
 }
 
-pub fn retry_failed(
-    store: &SqliteStore,
-    error: Option<&str>,
-    as_json: bool,
-) -> Result<(), Failure> {
+pub fn retry_failed(store: &dyn Store, error: Option<&str>, as_json: bool) -> Result<(), Failure> {
     let requeued = store.retry_failed(error)?;
     if as_json {
         print_json(&json!({ "requeued": requeued }));

@@ -25,7 +25,7 @@ use crate::joburl::{self, MAX_URL_LEN};
 /// priority field. Longer lines are skipped without being held in memory; a URL within a line
 /// is then judged by the URL check itself, with its own limit.
 const MAX_LINE_LEN: usize = MAX_URL_LEN + 256;
-use crate::store::{NewJob, SqliteStore};
+use crate::store::{NewJob, Store};
 
 /// Rows the parser hands over at a time; the store gathers them into larger transactions.
 const BATCH: usize = 10_000;
@@ -48,7 +48,7 @@ struct Parsed {
 }
 
 pub fn run(
-    store: &SqliteStore,
+    store: &dyn Store,
     file: &Path,
     format: Format,
     skip_existing: bool,

@@ -4,11 +4,11 @@ use serde_json::json;
 
 use super::{Failure, json, output, print_json};
 use crate::joburl;
-use crate::store::{JobId, ListFilter, NewJob, SqliteStore};
+use crate::store::{JobId, ListFilter, NewJob, Store};
 
 /// Adds every URL or none: one bad URL rejects the whole command, naming it.
 pub fn add(
-    store: &SqliteStore,
+    store: &dyn Store,
     urls: Vec<String>,
     priority: i64,
     run_at: Option<i64>,
@@ -37,7 +37,7 @@ pub fn add(
     Ok(())
 }
 
-pub fn list(store: &SqliteStore, filter: &ListFilter, as_json: bool) -> Result<(), Failure> {
+pub fn list(store: &dyn Store, filter: &ListFilter, as_json: bool) -> Result<(), Failure> {
     let jobs = store.list(filter)?;
     if as_json {
         print_json(&json!({ "jobs": jobs.iter().map(json::job).collect::<Vec<_>>() }));
@@ -47,7 +47,7 @@ pub fn list(store: &SqliteStore, filter: &ListFilter, as_json: bool) -> Result<(
     Ok(())
 }
 
-pub fn show(store: &SqliteStore, id: JobId, as_json: bool) -> Result<(), Failure> {
+pub fn show(store: &dyn Store, id: JobId, as_json: bool) -> Result<(), Failure> {
     let Some((job, attempts)) = store.show(id)? else {
         return Err(Failure::NotFound(format!("no job with id {id}")));
     };
@@ -62,7 +62,7 @@ pub fn show(store: &SqliteStore, id: JobId, as_json: bool) -> Result<(), Failure
     Ok(())
 }
 
-pub fn stats(store: &SqliteStore, as_json: bool) -> Result<(), Failure> {
+pub fn stats(store: &dyn Store, as_json: bool) -> Result<(), Failure> {
     let stats = store.stats()?;
     if as_json {
         print_json(&json::stats(&stats));

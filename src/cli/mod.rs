@@ -1,5 +1,5 @@
 //! `jobctl`: the command line for people and scripts. One file per group of commands, dispatched
-//! by one `match` here; storage goes through [`SqliteStore`], URL checks through
+//! by one `match` here; storage goes through [`store::Admin`], URL checks through
 //! [`crate::joburl`]. Tables go to stdout (`output.rs`), or JSON with `--json` (`json.rs`, whose
 //! shapes the README documents); errors go to stderr.
 //!
@@ -7,7 +7,7 @@
 //! jobs it named), 2 bad input (usage, config, rejected URLs or lines), 3 not found.
 //!
 //! Architecture invariant: no SQL here; what jobctl asks of the database is a method in
-//! `store::admin`.
+//! `store::Admin`.
 
 mod args;
 mod control;
@@ -26,7 +26,7 @@ pub use args::Args;
 use args::Command;
 
 use crate::config::Config;
-use crate::store::{SqliteStore, StoreError};
+use crate::store::{self, StoreError};
 
 /// What a command ended with, mapped to the documented exit codes.
 pub enum Failure {
@@ -62,7 +62,8 @@ pub fn main(args: Args) -> ExitCode {
 fn run(args: Args) -> Result<(), Failure> {
     let path = Config::locate(args.config.as_deref());
     let config = Config::load(&path).map_err(|e| Failure::BadInput(e.to_string()))?;
-    let store = SqliteStore::open(&config.database, 2)?;
+    let store = store::open(&config.database, 2)?;
+    let store = &*store;
     let json = args.json;
     match args.command {
         Command::Add {
@@ -70,12 +71,12 @@ fn run(args: Args) -> Result<(), Failure> {
             priority,
             at,
             max_attempts,
-        } => jobs::add(&store, urls, priority, at, max_attempts, json),
+        } => jobs::add(store, urls, priority, at, max_attempts, json),
         Command::Import {
             file,
             format,
             skip_existing,
-        } => import::run(&store, &file, format, skip_existing, json),
+        } => import::run(store, &file, format, skip_existing, json),
         Command::List {
             state,
             error,
@@ -92,10 +93,10 @@ fn run(args: Args) -> Result<(), Failure> {
                 until,
                 limit,
             };
-            jobs::list(&store, &filter, json)
+            jobs::list(store, &filter, json)
         }
-        Command::Show { id } => jobs::show(&store, id, json),
-        Command::Stats => jobs::stats(&store, json),
+        Command::Show { id } => jobs::show(store, id, json),
+        Command::Stats => jobs::stats(store, json),
         Command::Retry {
             ids,
             failed,
@@ -103,20 +104,20 @@ fn run(args: Args) -> Result<(), Failure> {
             force,
         } => {
             if failed {
-                control::retry_failed(&store, error.as_deref(), json)
+                control::retry_failed(store, error.as_deref(), json)
             } else {
-                control::retry(&store, &ids, force, json)
+                control::retry(store, &ids, force, json)
             }
         }
-        Command::Cancel { ids } => control::cancel(&store, &ids, json),
+        Command::Cancel { ids } => control::cancel(store, &ids, json),
         Command::Prune {
             older_than,
             state,
             blobs,
-        } => prune::run(&store, &config.blob_dir, older_than, &state, blobs, json),
-        Command::Watch { interval } => watch::run(&store, interval, json),
-        Command::Pause => control::pause(&store, true, json),
-        Command::Resume => control::pause(&store, false, json),
+        } => prune::run(store, &config.blob_dir, older_than, &state, blobs, json),
+        Command::Watch { interval } => watch::run(store, interval, json),
+        Command::Pause => control::pause(store, true, json),
+        Command::Resume => control::pause(store, false, json),
     }
 }
 

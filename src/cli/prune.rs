@@ -16,14 +16,14 @@ use serde_json::json;
 
 use super::output::human_bytes;
 use super::{Failure, print_json};
-use crate::store::{Queue, SqliteStore, StoreError, now_ms};
+use crate::store::{Store, StoreError, now_ms};
 
 /// Jobs deleted per transaction.
 const PRUNE_BATCH: usize = 1_000;
 const FINISHED: [&str; 3] = ["done", "failed", "cancelled"];
 
 pub fn run(
-    store: &SqliteStore,
+    store: &dyn Store,
     blob_dir: &Path,
     older_than: i64,
     states: &[String],
@@ -135,7 +135,7 @@ struct Aside {
 }
 
 fn remove_unreferenced(
-    store: &SqliteStore,
+    store: &dyn Store,
     blob_dir: &Path,
     mut candidates: Candidates,
 ) -> Result<Removed, Failure> {
@@ -210,7 +210,7 @@ fn put_back(blob: &Aside) {
 }
 
 /// Waits until every attempt that runs now has ended (or its daemon died: its lease expired).
-fn wait_for_running_attempts(store: &SqliteStore) -> Result<(), StoreError> {
+fn wait_for_running_attempts(store: &dyn Store) -> Result<(), StoreError> {
     let attempts = store.live_attempts()?;
     let start = Instant::now();
     let mut told = false;

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::time::span;
 use super::{Failure, print_json};
 use crate::logger::timestamp;
-use crate::store::{SqliteStore, now_ms};
+use crate::store::{Store, now_ms};
 
 /// The rate is measured over this much of the recent past.
 const RATE_WINDOW: Duration = Duration::from_secs(10);
@@ -24,7 +24,7 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    fn take(store: &SqliteStore) -> Result<Snapshot, Failure> {
+    fn take(store: &dyn Store) -> Result<Snapshot, Failure> {
         let (counts, paused) = store.counts()?;
         Ok(Snapshot { counts, paused })
     }
@@ -54,7 +54,7 @@ impl Snapshot {
     }
 }
 
-pub fn run(store: &SqliteStore, interval_ms: i64, as_json: bool) -> Result<(), Failure> {
+pub fn run(store: &dyn Store, interval_ms: i64, as_json: bool) -> Result<(), Failure> {
     let interval = Duration::from_millis(interval_ms.clamp(10, 3_600_000) as u64);
     let first = Snapshot::take(store)?;
     let finished_at_start = first.finished();

@@ -1,17 +1,8 @@
-//! The operator's queries behind jobctl: add, list and show here; bulk import in `admin/bulk.rs`,
-//! the controls (pause, cancel, retry, blob references) in `admin/ops.rs`, the figures of
-//! `jobctl stats` in `admin/stats.rs`.
-//!
-//! These methods take and return plain values (ids, states, counts), so jobctl decides what to say.
+//! The operator's side of a store, behind jobctl: the [`Admin`] trait and the plain values it
+//! takes and returns (ids, states, counts, rows), so that jobctl decides what to say and each
+//! backend only how to ask.
 
-mod bulk;
-mod ops;
-mod stats;
-
-use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
-
-use super::{Context, JobId, SqliteStore, StoreError, now_ms};
+use super::{JobId, StoreError};
 
 /// A job to insert, already validated by the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,187 +125,77 @@ pub struct Stats {
 
 pub const STATES: [&str; 5] = ["queued", "running", "done", "failed", "cancelled"];
 
-const JOB_COLUMNS: &str = "id, url, state, priority, attempts, max_attempts, run_at, created_at,
-    started_at, finished_at, http_status, declared_mime, mime, bytes, sha256, blob_path,
-    width, height, error, cancel_requested, worker";
+/// What an import did: rows added, and rows skipped because the database had their URL.
+pub type Imported = (u64, u64);
 
-fn job_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
-    let url = match r.get::<_, Value>(1)? {
-        Value::Text(t) => t,
-        Value::Null => "(NULL)".into(),
-        Value::Integer(i) => i.to_string(),
-        Value::Real(f) => f.to_string(),
-        Value::Blob(b) => format!("(blob of {} bytes)", b.len()),
-    };
-    Ok(JobRow {
-        id: r.get(0)?,
-        url,
-        state: r.get(2)?,
-        priority: r.get(3)?,
-        attempts: r.get(4)?,
-        max_attempts: r.get(5)?,
-        run_at: r.get(6)?,
-        created_at: r.get(7)?,
-        started_at: r.get(8)?,
-        finished_at: r.get(9)?,
-        http_status: r.get(10)?,
-        declared_mime: r.get(11)?,
-        mime: r.get(12)?,
-        bytes: r.get(13)?,
-        sha256: r.get(14)?,
-        blob_path: r.get(15)?,
-        width: r.get(16)?,
-        height: r.get(17)?,
-        error: r.get(18)?,
-        cancel_requested: r.get(19)?,
-        worker: r.get(20)?,
-    })
-}
-
-/// The insert behind [`SqliteStore::add`], in one transaction.
-fn insert_jobs(conn: &mut Connection, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .ctx("adding jobs")?;
-    let mut ids = Vec::with_capacity(jobs.len());
-    {
-        let mut insert = tx
-            .prepare_cached(
-                "INSERT INTO jobs (url, priority, run_at, max_attempts)
-                 VALUES (?1, ?2, COALESCE(?3, ?4), ?5) RETURNING id",
-            )
-            .ctx("adding jobs")?;
-        let now = now_ms();
-        for job in jobs {
-            let id = insert
-                .query_row(
-                    params![job.url, job.priority, job.run_at, now, job.max_attempts],
-                    |r| r.get(0),
-                )
-                .ctx(format_args!("adding {}", job.url))?;
-            ids.push(id);
-        }
-    }
-    tx.commit().ctx("committing the new jobs")?;
-    Ok(ids)
-}
-
-impl SqliteStore {
-    /// Inserts jobs in one transaction; returns their ids in order.
-    pub fn add(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError> {
-        let mut conn = self.conn()?;
-        // jobctl's inserts are the user's data: make them durable even against power loss.
-        conn.pragma_update(None, "synchronous", "FULL")
-            .ctx("preparing to add jobs")?;
-        let added = insert_jobs(&mut conn, jobs);
-        // The connection goes back to the pool: leave it as every connection starts, or a daemon
-        // sharing the pool would fsync every commit.
-        let _ = conn.pragma_update(None, "synchronous", "NORMAL");
-        added
-    }
-
+/// The operator's queries and controls, as jobctl uses them. Every backend answers them alike;
+/// the contract tests run each one against both.
+pub trait Admin: Send + Sync {
+    /// Inserts jobs in one transaction, durably; returns their ids in order.
+    fn add(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError>;
+    /// Inserts every job of `batches` (already validated) in large transactions. With
+    /// `skip_existing`, a URL already in the database in a state other than failed or cancelled
+    /// is skipped (URLs repeated within the input are the caller's to drop). When it returns,
+    /// every row is durable. `progress` gets the number of rows added so far after each commit.
+    fn import(
+        &self,
+        batches: &mut dyn Iterator<Item = Vec<NewJob>>,
+        skip_existing: bool,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Imported, StoreError>;
     /// Jobs in id order, newest first, that pass every filter that is set.
-    pub fn list(&self, filter: &ListFilter) -> Result<Vec<JobRow>, StoreError> {
-        if filter.limit == 0 {
-            return Ok(Vec::new());
-        }
-        let conn = self.conn()?;
-        // The host is prefiltered as a substring here and checked exactly on each row below:
-        // SQL has no URL parser. Rows stream in id order, so a small limit stops early.
-        let host = filter
-            .host
-            .as_deref()
-            .map(|h| h.trim_start_matches('.').to_ascii_lowercase());
-        // Only the filters that are set, so that a state filter walks jobs_state.
-        let activity = "COALESCE(finished_at, started_at, created_at)";
-        let terms = [
-            (filter.state.is_some(), "state = :state".to_string()),
-            (
-                filter.error.is_some(),
-                "instr(lower(error), lower(:error)) > 0".into(),
-            ),
-            (host.is_some(), "instr(lower(url), :host) > 0".into()),
-            (filter.since.is_some(), format!("{activity} >= :since")),
-            (filter.until.is_some(), format!("{activity} < :until")),
-        ];
-        let conditions: Vec<&str> = terms.iter().filter(|t| t.0).map(|t| t.1.as_str()).collect();
-        let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE {} ORDER BY id DESC",
-            if conditions.is_empty() {
-                "1".to_string()
-            } else {
-                conditions.join(" AND ")
-            }
-        );
-        let mut stmt = conn.prepare(&sql).ctx("listing jobs")?;
-        let values: [(&str, Value); 5] = [
-            (":state", filter.state.clone().into()),
-            (":error", filter.error.clone().into()),
-            (":host", host.into()),
-            (":since", filter.since.into()),
-            (":until", filter.until.into()),
-        ];
-        for (name, value) in values {
-            if let Some(i) = stmt.parameter_index(name).ctx("listing jobs")? {
-                stmt.raw_bind_parameter(i, value).ctx("listing jobs")?;
-            }
-        }
-        let mut rows = stmt.raw_query();
-        let mut jobs = Vec::new();
-        while let Some(row) = rows.next().ctx("listing jobs")? {
-            let job = job_row(row).ctx("listing jobs")?;
-            if filter
-                .host
-                .as_deref()
-                .is_none_or(|want| host_matches(&job.url, want))
-            {
-                jobs.push(job);
-                if jobs.len() >= filter.limit {
-                    break;
-                }
-            }
-        }
-        Ok(jobs)
-    }
-
+    fn list(&self, filter: &ListFilter) -> Result<Vec<JobRow>, StoreError>;
     /// One job and all its attempts, or None if there is no such job.
-    pub fn show(&self, id: JobId) -> Result<Option<(JobRow, Vec<AttemptRow>)>, StoreError> {
-        let conn = self.conn()?;
-        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1");
-        let Some(job) = conn
-            .query_row(&sql, [id], job_row)
-            .optional()
-            .ctx(format_args!("reading job {id}"))?
-        else {
-            return Ok(None);
-        };
-        let mut stmt = conn
-            .prepare(
-                "SELECT attempt, outcome, worker, started_at, finished_at, http_status, bytes,
-                        ttfb_ms, download_ms, total_ms, error
-                 FROM attempts WHERE job_id = ?1 ORDER BY attempt",
-            )
-            .ctx(format_args!("reading the attempts of job {id}"))?;
-        let attempts = stmt
-            .query_map([id], |r| {
-                Ok(AttemptRow {
-                    attempt: r.get(0)?,
-                    outcome: r.get(1)?,
-                    worker: r.get(2)?,
-                    started_at: r.get(3)?,
-                    finished_at: r.get(4)?,
-                    http_status: r.get(5)?,
-                    bytes: r.get(6)?,
-                    ttfb_ms: r.get(7)?,
-                    download_ms: r.get(8)?,
-                    total_ms: r.get(9)?,
-                    error: r.get(10)?,
-                })
-            })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .ctx(format_args!("reading the attempts of job {id}"))?;
-        Ok(Some((job, attempts)))
+    fn show(&self, id: JobId) -> Result<Option<(JobRow, Vec<AttemptRow>)>, StoreError>;
+    /// Counts per state, scheduled retries, recent throughput, timing percentiles, bytes and
+    /// blobs stored, the commonest errors, and the pause switch.
+    fn stats(&self) -> Result<Stats, StoreError>;
+    /// Jobs per state (all five, in STATES order) and whether the queue is paused: the cheap
+    /// figures that `jobctl watch` reads every second.
+    fn counts(&self) -> Result<(Vec<(String, i64)>, bool), StoreError>;
+    fn paused(&self) -> Result<bool, StoreError>;
+    /// Turns the pause switch on or off. Every daemon on the queue stops (or resumes) claiming
+    /// at its next claim; jobs already running finish as usual.
+    fn set_paused(&self, on: bool) -> Result<(), StoreError>;
+    /// Cancels jobs: a queued one at once (`cancelled`, finished now); a running one is marked so
+    /// that it ends as `cancelled` when its attempt ends, unless that attempt succeeds or fails
+    /// for good. Finished jobs are left alone. Returns each id with the state it had before
+    /// (None: there is no such job).
+    fn cancel(&self, ids: &[JobId]) -> Result<Vec<(JobId, Option<String>)>, StoreError>;
+    /// Requeues failed and cancelled jobs (done ones too with `force`): queued, due now, attempts
+    /// and error cleared, no cancel request. Returns each id with the state it had before (None:
+    /// no such job); jobs in other states are left alone.
+    fn retry(&self, ids: &[JobId], force: bool)
+    -> Result<Vec<(JobId, Option<String>)>, StoreError>;
+    /// Requeues every failed job (whose error contains `error`, case-insensitively, if given),
+    /// in batches, each job at most once. Returns how many.
+    fn retry_failed(&self, error: Option<&str>) -> Result<u64, StoreError>;
+    /// Calls `each` with the blob_path of every job that `prune` would delete (finished before
+    /// `before`, in `states`) and that has one; a blob shared by several of them comes several
+    /// times. Collect these before pruning: afterwards the rows are gone.
+    fn blobs_of_finished(
+        &self,
+        before: i64,
+        states: &[&str],
+        each: &mut dyn FnMut(&str),
+    ) -> Result<(), StoreError>;
+    /// Whether any job, in any state, refers to the blob with this sha256.
+    fn blob_referenced(&self, sha256: &str) -> Result<bool, StoreError>;
+    /// The claim tokens (attempt ids) of the jobs running now under a live lease.
+    fn live_attempts(&self) -> Result<Vec<i64>, StoreError>;
+    /// How many of these attempts still run under a live lease. An expired lease means its
+    /// daemon died: that attempt can no longer record anything.
+    fn still_live(&self, attempt_ids: &[i64]) -> Result<usize, StoreError>;
+}
+
+/// Nearest-rank p50 and p95, for `jobctl stats`.
+pub(super) fn percentiles(values: &mut [i64]) -> Option<(i64, i64)> {
+    if values.is_empty() {
+        return None;
     }
+    values.sort_unstable();
+    let rank = |p: usize| values[(values.len() * p).div_ceil(100).max(1) - 1];
+    Some((rank(50), rank(95)))
 }
 
 /// Whether `url`'s host is `want` (case-insensitive); `.example.org` also takes its subdomains.
@@ -334,7 +215,16 @@ pub(super) fn host_matches(url: &str, want: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::host_matches;
+    use super::{host_matches, percentiles};
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        assert_eq!(percentiles(&mut []), None);
+        assert_eq!(percentiles(&mut [7]), Some((7, 7)));
+        let mut hundred: Vec<i64> = (1..=100).rev().collect();
+        assert_eq!(percentiles(&mut hundred), Some((50, 95)));
+        assert_eq!(percentiles(&mut [1, 2, 3]), Some((2, 3)));
+    }
 
     #[test]
     fn hosts_match_exactly_or_with_their_subdomains() {

@@ -1,19 +1,22 @@
 //! The queue's storage: every SQL statement of the project lives below this module.
 //!
 //! Workers see only the [`Queue`] trait: claim, complete, release, plus the watch that wakes them.
-//! A second backend (PostgreSQL with `FOR UPDATE SKIP LOCKED`) implements the same trait without
-//! touching the workers. The operator's queries (jobctl) sit on [`SqliteStore`] in `admin.rs`.
+//! jobctl sees only [`Admin`]. Each backend implements both: SQLite (`sqlite.rs`, the embedded
+//! default) and PostgreSQL (`postgres.rs`, for fleets of daemons on one queue). [`open`] picks
+//! one from the [`Database`] the configuration names.
 //!
 //! Architecture invariant: no write transaction here is ever held across network or disk I/O;
 //! each operation is one short transaction and returns.
 
 mod admin;
+mod database;
 mod sqlite;
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use admin::{AttemptRow, JobRow, ListFilter, NewJob, STATES, Stats};
+pub use admin::{Admin, AttemptRow, Imported, JobRow, ListFilter, NewJob, STATES, Stats};
+pub use database::{Database, open};
 pub use sqlite::SqliteStore;
 
 pub type JobId = i64;
@@ -188,6 +191,11 @@ pub trait Queue: Send + Sync {
     /// A watcher with its own connection.
     fn watch(&self) -> Result<Box<dyn Watch>, StoreError>;
 }
+
+/// A whole backend: the daemon's queue and jobctl's queries on one database.
+pub trait Store: Queue + Admin {}
+
+impl<T: Queue + Admin> Store for T {}
 
 /// A storage failure, with what was being done when it happened.
 #[derive(Debug)]

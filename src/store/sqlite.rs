@@ -1,7 +1,12 @@
 //! The SQLite backend: opening and migrating the file, the connection pool and the settings every
-//! connection gets. The queue operations are in `queue.rs`, the watcher in `watch.rs`.
+//! connection gets. The queue operations are in `queue.rs`, the watcher in `watch.rs`, the
+//! operator's queries in `admin.rs` and the files it names.
 
+mod admin;
+mod bulk;
+mod ops;
 mod queue;
+mod stats;
 mod watch;
 
 use std::fs::OpenOptions;
@@ -161,7 +166,7 @@ mod tests {
     /// Regression: a bare `LIMIT ?` made SQLite re-prepare the claim on every run.
     #[test]
     fn the_claim_is_prepared_once() {
-        use crate::store::{NewJob, Outcome, Queue, Report};
+        use crate::store::{Admin, NewJob, Outcome, Queue, Report};
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("q.db"), 1).unwrap();
         let jobs: Vec<NewJob> = (0..20)

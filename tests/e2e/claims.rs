@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use jobd::store::{NewJob, Queue, SqliteStore};
+use jobd::store::{Admin, NewJob, Queue, SqliteStore};
 use jobd::testkit::images;
 use jobd::testkit::server::{Reply, TestServer};
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use jobd::config::RetryConfig;
 use jobd::store::{
-    Applied, Claimed, NewJob, Outcome, Queue, Report, SqliteStore, StoreError, Stored, Watch,
+    Admin, Applied, Claimed, NewJob, Outcome, Queue, Report, SqliteStore, StoreError, Stored, Watch,
 };
 use jobd::supervisor::{self, Options};
 use jobd::testkit::images;

@@ -2,8 +2,9 @@
 
 use rusqlite::Connection;
 
-use super::super::{Context, SqliteStore, StoreError, now_ms};
-use super::{STATES, Stats};
+use super::SqliteStore;
+use crate::store::admin::percentiles;
+use crate::store::{Context, STATES, Stats, StoreError, now_ms};
 
 const MINUTE_MS: i64 = 60_000;
 /// The window of recent throughput and timings.
@@ -12,7 +13,7 @@ const RECENT_MINUTES: [i64; 3] = [1, 5, 15];
 impl SqliteStore {
     /// Counts per state, scheduled retries, recent throughput, timing percentiles, bytes and
     /// blobs stored, the commonest errors, and the pause switch.
-    pub fn stats(&self) -> Result<Stats, StoreError> {
+    pub(super) fn read_stats(&self) -> Result<Stats, StoreError> {
         let conn = self.conn()?;
         let now = now_ms();
         let count = |state: &str| -> Result<i64, StoreError> {
@@ -84,7 +85,7 @@ impl SqliteStore {
 impl SqliteStore {
     /// Jobs per state (all five, in STATES order) and whether the queue is paused: the cheap
     /// figures that `jobctl watch` reads every second.
-    pub fn counts(&self) -> Result<(Vec<(String, i64)>, bool), StoreError> {
+    pub(super) fn read_counts(&self) -> Result<(Vec<(String, i64)>, bool), StoreError> {
         let conn = self.conn()?;
         let mut stmt = conn
             .prepare_cached("SELECT state, COUNT(*) FROM jobs GROUP BY state")
@@ -170,28 +171,4 @@ fn timings(
         )?;
     }
     Ok((n, all_time, percentiles(&mut ttfb), percentiles(&mut total)))
-}
-
-/// Nearest-rank p50 and p95.
-fn percentiles(values: &mut [i64]) -> Percentiles {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_unstable();
-    let rank = |p: usize| values[(values.len() * p).div_ceil(100).max(1) - 1];
-    Some((rank(50), rank(95)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::percentiles;
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        assert_eq!(percentiles(&mut []), None);
-        assert_eq!(percentiles(&mut [7]), Some((7, 7)));
-        let mut hundred: Vec<i64> = (1..=100).rev().collect();
-        assert_eq!(percentiles(&mut hundred), Some((50, 95)));
-        assert_eq!(percentiles(&mut [1, 2, 3]), Some((2, 3)));
-    }
 }

@@ -4,7 +4,8 @@
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::super::{Context, JobId, SqliteStore, StoreError, now_ms};
+use super::SqliteStore;
+use crate::store::{Context, JobId, StoreError, now_ms};
 
 /// What a cancelled queued job's `error` says.
 const CANCELLED_BY_JOBCTL: &str = "cancelled by jobctl";
@@ -23,13 +24,9 @@ pub(super) fn paused(conn: &Connection) -> Result<bool, StoreError> {
 }
 
 impl SqliteStore {
-    pub fn paused(&self) -> Result<bool, StoreError> {
-        paused(&*self.conn()?)
-    }
-
     /// Turns the pause switch on or off. Every daemon on the file stops (or resumes) claiming
     /// at its next claim; jobs already running finish as usual.
-    pub fn set_paused(&self, on: bool) -> Result<(), StoreError> {
+    pub(super) fn set_pause_switch(&self, on: bool) -> Result<(), StoreError> {
         let conn = self.conn()?;
         if on {
             conn.execute(
@@ -48,7 +45,10 @@ impl SqliteStore {
     /// that it ends as `cancelled` when its attempt ends, unless that attempt succeeds or fails
     /// for good. Finished jobs are left alone. Returns each id with the state it had before
     /// (None: there is no such job).
-    pub fn cancel(&self, ids: &[JobId]) -> Result<Vec<(JobId, Option<String>)>, StoreError> {
+    pub(super) fn cancel_jobs(
+        &self,
+        ids: &[JobId],
+    ) -> Result<Vec<(JobId, Option<String>)>, StoreError> {
         let mut conn = self.conn()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -79,7 +79,7 @@ impl SqliteStore {
     /// Requeues failed and cancelled jobs (done ones too with `force`): queued, due now, attempts
     /// and error cleared, no cancel request. Returns each id with the state it had before (None:
     /// no such job); jobs in other states are left alone.
-    pub fn retry(
+    pub(super) fn retry_jobs(
         &self,
         ids: &[JobId],
         force: bool,
@@ -106,7 +106,7 @@ impl SqliteStore {
 
     /// Requeues every failed job (whose error contains `error`, case-insensitively, if given),
     /// in batches, each job at most once. Returns how many.
-    pub fn retry_failed(&self, error: Option<&str>) -> Result<u64, StoreError> {
+    pub(super) fn retry_failed_jobs(&self, error: Option<&str>) -> Result<u64, StoreError> {
         let (mut requeued, mut after) = (0u64, 0i64);
         loop {
             let mut conn = self.conn()?;
@@ -132,7 +132,7 @@ impl SqliteStore {
     /// Calls `each` with the blob_path of every job that `prune` would delete (finished before
     /// `before`, in `states`) and that has one; a blob shared by several of them comes several
     /// times. Collect these before pruning: afterwards the rows are gone.
-    pub fn blobs_of_finished(
+    pub(super) fn finished_blobs(
         &self,
         before: i64,
         states: &[&str],
@@ -159,7 +159,7 @@ impl SqliteStore {
     }
 
     /// Whether any job, in any state, refers to the blob with this sha256.
-    pub fn blob_referenced(&self, sha256: &str) -> Result<bool, StoreError> {
+    pub(super) fn blob_in_use(&self, sha256: &str) -> Result<bool, StoreError> {
         self.conn()?
             .prepare_cached(BLOB_REFERENCED)
             .and_then(|mut stmt| stmt.query_row([sha256], |r| r.get(0)))
@@ -167,7 +167,7 @@ impl SqliteStore {
     }
 
     /// The claim tokens (attempt ids) of the jobs running now under a live lease.
-    pub fn live_attempts(&self) -> Result<Vec<i64>, StoreError> {
+    pub(super) fn running_attempts(&self) -> Result<Vec<i64>, StoreError> {
         let conn = self.conn()?;
         let mut stmt = conn
             .prepare(
@@ -182,7 +182,7 @@ impl SqliteStore {
 
     /// How many of these attempts still run under a live lease. An expired lease means its
     /// daemon died: that attempt can no longer record anything.
-    pub fn still_live(&self, attempt_ids: &[i64]) -> Result<usize, StoreError> {
+    pub(super) fn live_among(&self, attempt_ids: &[i64]) -> Result<usize, StoreError> {
         let conn = self.conn()?;
         let mut stmt = conn
             .prepare_cached(
@@ -233,6 +233,7 @@ const REQUEUE_FAILED: &str = "
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Admin;
 
     #[test]
     fn blob_references_are_an_index_probe_and_jobctl_queries_run() {

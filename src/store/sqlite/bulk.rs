@@ -11,8 +11,8 @@ use std::sync::LazyLock;
 
 use rusqlite::{CachedStatement, Connection, TransactionBehavior, params};
 
-use super::super::{Context, SqliteStore, StoreError, now_ms};
-use super::NewJob;
+use super::SqliteStore;
+use crate::store::{Context, Imported, NewJob, StoreError, now_ms};
 
 /// Rows per transaction: a fraction of a second of the write lock, so that daemons claiming and
 /// people at the sqlite3 shell get their turn, and few enough commits that they cost little.
@@ -46,16 +46,13 @@ fn multi_insert(table: &str) -> String {
 static INSERT_JOBS: LazyLock<String> = LazyLock::new(|| multi_insert("main.jobs"));
 static INSERT_STAGE: LazyLock<String> = LazyLock::new(|| multi_insert("temp.import_stage"));
 
-/// What an import did: rows added, and rows skipped because the database had their URL.
-pub type Imported = (u64, u64);
-
 impl SqliteStore {
     /// Inserts every job of `batches` (already validated), in transactions of about TX_ROWS.
     /// With `skip_existing`, a URL already in the database in a state other than failed or
     /// cancelled is skipped. (URLs repeated within the input are the caller's to drop.) The
     /// last commit is durable (synchronous=FULL), and with it every commit before it.
     /// `progress` gets the number of rows added so far after each commit.
-    pub fn import(
+    pub(super) fn import_jobs(
         &self,
         batches: &mut dyn Iterator<Item = Vec<NewJob>>,
         skip_existing: bool,
