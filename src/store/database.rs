@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{SqliteStore, Store, StoreError};
+use super::{PgStore, SqliteStore, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Database {
@@ -60,7 +60,7 @@ impl fmt::Display for Database {
 pub fn open(database: &Database, pool_size: u32) -> Result<Arc<dyn Store>, StoreError> {
     match database {
         Database::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path, pool_size)?)),
-        Database::Postgres(_) => Err(StoreError::new("opening", "PostgreSQL: not yet")),
+        Database::Postgres(url) => Ok(Arc::new(PgStore::open(url, pool_size)?)),
     }
 }
 

@@ -10,6 +10,7 @@
 
 mod admin;
 mod database;
+mod postgres;
 mod sqlite;
 
 use std::fmt;
@@ -17,6 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use admin::{Admin, AttemptRow, Imported, JobRow, ListFilter, NewJob, STATES, Stats};
 pub use database::{Database, open};
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 pub type JobId = i64;

@@ -1,0 +1,144 @@
+//! The PostgreSQL backend, for fleets of daemons on many machines sharing one queue: opening the
+//! pool, the migrations, and the connection settings. The queue operations are in `queue.rs`
+//! (claims with `FOR UPDATE SKIP LOCKED`), the LISTEN/NOTIFY watcher in `watch.rs`, the
+//! operator's queries in `admin.rs` and the files it names.
+//!
+//! Times that decide who holds a job (run_at against now, leases) are read from the database's
+//! clock, `jobd_now_ms()`, so that daemons whose clocks disagree still agree on them.
+
+mod admin;
+mod bulk;
+mod ops;
+mod queue;
+mod stats;
+mod watch;
+
+use std::time::Duration;
+
+use postgres::{Client, Config, NoTls};
+use r2d2::PooledConnection;
+use r2d2_postgres::PostgresConnectionManager;
+
+use super::{Context, Database, StoreError};
+
+/// Numbered migrations, embedded; `schema_migrations` records which ran. The same numbers as the
+/// SQLite ones, each doing the same for this backend. Migrations only ever add.
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/postgres/0001_init.sql"),
+    include_str!("../../migrations/postgres/0002_controls.sql"),
+    include_str!("../../migrations/postgres/0003_blob_refs.sql"),
+];
+
+/// Serialises migrations between daemons starting at once (`pg_advisory_xact_lock`): "jobd" in
+/// ASCII.
+const MIGRATION_LOCK: i64 = 0x6a_6f_62_64;
+
+/// How long to wait for a connection, from the pool or to the server.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The name every notification goes out on (the triggers of migration 0001 send it).
+pub(super) const CHANNEL: &str = "jobd";
+
+type Manager = PostgresConnectionManager<NoTls>;
+
+/// The PostgreSQL queue. Cheap to clone: clones share one pool.
+#[derive(Clone)]
+pub struct PgStore {
+    pub(super) pool: r2d2::Pool<Manager>,
+    /// For the watcher's own connection, which LISTENs and so stays out of the pool.
+    pub(super) config: Config,
+    /// The URL without its password, for messages.
+    pub(super) name: String,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("database", &self.name)
+            .finish()
+    }
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (a `postgres://` URL or a libpq `key=value` string) with
+    /// a pool of up to `pool_size` connections, and applies pending migrations.
+    pub fn open(url: &str, pool_size: u32) -> Result<PgStore, StoreError> {
+        let name = Database::Postgres(url.to_string()).to_string();
+        let mut config: Config = url
+            .parse()
+            .ctx(format_args!("reading the database URL {name}"))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            // What pg_stat_activity shows for our connections.
+            config.application_name("jobd");
+        }
+        // A daemon on the far side of a dead network path notices within about a minute.
+        config.keepalives_idle(Duration::from_secs(30));
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size.max(1))
+            .min_idle(Some(1))
+            .connection_timeout(CONNECT_TIMEOUT)
+            .build(PostgresConnectionManager::new(config.clone(), NoTls))
+            .ctx(format_args!("connecting to {name}"))?;
+        let store = PgStore { pool, config, name };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    pub(super) fn conn(&self) -> Result<PooledConnection<Manager>, StoreError> {
+        self.pool
+            .get()
+            .ctx(format_args!("connecting to {}", self.name))
+    }
+
+    /// A connection of its own, outside the pool (the watcher's).
+    pub(super) fn connect(&self) -> Result<Client, StoreError> {
+        self.config
+            .connect(NoTls)
+            .ctx(format_args!("connecting to {}", self.name))
+    }
+
+    /// Applies pending migrations in one transaction, under an advisory lock so that daemons
+    /// starting together apply each one once.
+    fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().ctx("starting the migration")?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .ctx("waiting for other daemons' migrations")?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version    BIGINT PRIMARY KEY,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .ctx("creating schema_migrations")?;
+        let applied: i64 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                &[],
+            )
+            .and_then(|row| row.try_get(0))
+            .ctx("reading the schema version")?;
+        let applied = usize::try_from(applied).unwrap_or(usize::MAX);
+        if applied > MIGRATIONS.len() {
+            return Err(StoreError::new(
+                "checking the schema version",
+                format!(
+                    "the database has schema version {applied}, newer than this jobd knows ({}); upgrade jobd",
+                    MIGRATIONS.len()
+                ),
+            ));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+            tx.batch_execute(sql)
+                .ctx(format_args!("applying migration {}", i + 1))?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version) VALUES ($1)",
+                &[&(i as i64 + 1)],
+            )
+            .ctx("recording the schema version")?;
+        }
+        tx.commit().ctx("committing the migration")
+    }
+}

@@ -1,0 +1,342 @@
+//! The queue operations on PostgreSQL: each one statement (or a few in one transaction), so that
+//! a daemon far from its database pays one round trip per claim and one per group of results.
+
+use postgres::Row;
+use postgres::types::ToSql;
+
+use super::PgStore;
+use super::watch::PgWatch;
+use crate::store::{Applied, Claimed, Context, Outcome, Queue, RawUrl, Report, StoreError, Watch};
+
+/// Picks due jobs in claim order, skipping rows that other daemons are claiming at this moment
+/// (`SKIP LOCKED`: claimers never wait for each other), starts an attempt for each and marks
+/// them running; nothing while the queue is paused. $1 limit, $2 worker, $3 lease (ms), $4 the
+/// daemon's clock for started_at (display only: run_at and the lease use the database's).
+const CLAIM: &str = "
+    WITH picked AS (
+        SELECT id FROM jobs
+        WHERE state = 'queued' AND run_at <= jobd_now_ms()
+          AND NOT EXISTS (SELECT 1 FROM settings WHERE name = 'paused' AND value = '1')
+        ORDER BY priority DESC, run_at, id
+        LIMIT $1
+        FOR UPDATE SKIP LOCKED
+    ), started AS (
+        INSERT INTO attempts (job_id, attempt, worker, started_at)
+        SELECT p.id,
+               COALESCE((SELECT MAX(a.attempt) FROM attempts a WHERE a.job_id = p.id), 0) + 1,
+               $2, $4
+        FROM picked p
+        RETURNING id, job_id, attempt
+    ), claimed AS (
+        UPDATE jobs j
+        SET state = 'running', attempts = j.attempts + 1, started_at = $4, finished_at = NULL,
+            lease_until = jobd_now_ms() + $3, worker = $2, attempt_id = s.id
+        FROM started s
+        WHERE j.id = s.job_id
+        RETURNING j.id, j.url, j.attempts, j.max_attempts, s.id AS attempt_id, s.attempt,
+                  j.priority, j.run_at
+    )
+    SELECT id, url, attempts, max_attempts, attempt_id, attempt FROM claimed
+    ORDER BY priority DESC, run_at, id";
+
+/// Records a group of outcomes in one statement, each only while its claim still holds
+/// (`attempt_id` matches). A job whose cancellation was requested while it ran is not queued
+/// again. Returns the attempt ids that were recorded. $19 is the time of the record.
+const COMPLETE: &str = "
+    WITH r AS (
+        SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[],
+                             $6::BIGINT[], $7::TEXT[], $8::TEXT[], $9::BIGINT[], $10::TEXT[],
+                             $11::TEXT[], $12::BIGINT[], $13::BIGINT[], $14::BIGINT[],
+                             $15::BIGINT[], $16::TEXT[], $17::BIGINT[], $18::BIGINT[])
+            AS r (job_id, attempt_id, state, run_at, error, http_status, declared_mime, mime,
+                  bytes, sha256, blob_path, width, height, refund, started_at, outcome,
+                  ttfb_ms, download_ms)
+    ), finished AS (
+        UPDATE jobs j
+        SET state = CASE WHEN r.state = 'queued' AND j.cancel_requested THEN 'cancelled'
+                         ELSE r.state END,
+            finished_at = $19, run_at = COALESCE(r.run_at, j.run_at), error = r.error,
+            http_status = r.http_status, declared_mime = r.declared_mime, mime = r.mime,
+            bytes = r.bytes, sha256 = r.sha256, blob_path = r.blob_path, width = r.width,
+            height = r.height, attempts = j.attempts - r.refund, started_at = r.started_at,
+            worker = NULL, attempt_id = NULL, lease_until = NULL
+        FROM r
+        WHERE j.id = r.job_id AND j.attempt_id = r.attempt_id AND j.state = 'running'
+        RETURNING r.attempt_id
+    ), recorded AS (
+        UPDATE attempts a
+        SET finished_at = $19, outcome = r.outcome, http_status = r.http_status, error = r.error,
+            bytes = r.bytes, ttfb_ms = r.ttfb_ms, download_ms = r.download_ms,
+            total_ms = $19 - r.started_at, started_at = r.started_at
+        FROM r JOIN finished f ON f.attempt_id = r.attempt_id
+        WHERE a.id = r.attempt_id
+    )
+    SELECT attempt_id FROM finished";
+
+/// Gives a claimed job back: queued (or cancelled, if that was asked) without counting the try.
+/// $1 job, $2 attempt, $3 new run_at or NULL to keep it.
+const GIVE_BACK: &str = "
+    UPDATE jobs
+    SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
+        attempts = attempts - 1, run_at = COALESCE($3, run_at),
+        worker = NULL, attempt_id = NULL, lease_until = NULL
+    WHERE id = $1 AND attempt_id = $2 AND state = 'running'";
+
+/// Jobs whose lease ran out go back to the queue, or fail when their attempts are spent. Rows
+/// another daemon is recording at this moment are skipped (they are not lost, only late).
+/// $1 now (the daemon's clock, for finished_at), $2 the default max_attempts, $3 why.
+const REAP: &str = "
+    WITH expired AS (
+        SELECT id, attempt_id FROM jobs
+        WHERE state = 'running' AND lease_until < jobd_now_ms()
+        FOR UPDATE SKIP LOCKED
+    ), closed AS (
+        UPDATE attempts SET finished_at = $1, outcome = 'lease_expired', error = $3
+        WHERE id IN (SELECT attempt_id FROM expired)
+    )
+    UPDATE jobs j
+    SET state = CASE WHEN j.cancel_requested THEN 'cancelled'
+                     WHEN j.attempts >= COALESCE(j.max_attempts, $2) THEN 'failed'
+                     ELSE 'queued' END,
+        error = $3, finished_at = $1, worker = NULL, attempt_id = NULL, lease_until = NULL
+    FROM expired e
+    WHERE j.id = e.id";
+
+/// One batch of finished jobs older than $1 in the states $2; their attempts go with them
+/// (ON DELETE CASCADE).
+const PRUNE: &str = "
+    DELETE FROM jobs WHERE id IN (
+        SELECT id FROM jobs
+        WHERE state IN ('done', 'failed', 'cancelled') AND finished_at < $1
+          AND state = ANY($2)
+        LIMIT $3)";
+
+fn claimed(row: &Row, now: i64) -> Result<Claimed, postgres::Error> {
+    let url: Option<String> = row.try_get(1)?;
+    let count = |i: usize| -> Result<u32, postgres::Error> {
+        Ok(u32::try_from(row.try_get::<_, i64>(i)?).unwrap_or(u32::MAX))
+    };
+    Ok(Claimed {
+        job_id: row.try_get(0)?,
+        url: url.map_or(RawUrl::NotText("NULL"), RawUrl::Text),
+        attempts: count(2)?,
+        max_attempts: row
+            .try_get::<_, Option<i64>>(3)?
+            .map(|n| u32::try_from(n.max(0)).unwrap_or(u32::MAX)),
+        attempt_id: row.try_get(4)?,
+        attempt: count(5)?,
+        started_at: now,
+    })
+}
+
+/// The columns of [`COMPLETE`], one array per column, one element per job.
+#[derive(Default)]
+struct Columns<'a> {
+    job_id: Vec<i64>,
+    attempt_id: Vec<i64>,
+    state: Vec<&'static str>,
+    run_at: Vec<Option<i64>>,
+    error: Vec<Option<&'a str>>,
+    http_status: Vec<Option<i64>>,
+    declared_mime: Vec<Option<&'a str>>,
+    mime: Vec<Option<&'static str>>,
+    bytes: Vec<Option<i64>>,
+    sha256: Vec<Option<&'a str>>,
+    blob_path: Vec<Option<&'a str>>,
+    width: Vec<Option<i64>>,
+    height: Vec<Option<i64>>,
+    refund: Vec<i64>,
+    started_at: Vec<i64>,
+    outcome: Vec<&'static str>,
+    ttfb_ms: Vec<Option<i64>>,
+    download_ms: Vec<Option<i64>>,
+}
+
+impl<'a> Columns<'a> {
+    fn push(&mut self, job: &Claimed, report: &'a Report) {
+        // (state, run_at, error, stored blob, attempts given back), as on SQLite.
+        let (state, run_at, error, stored, refund) = match &report.outcome {
+            Outcome::Done(stored) => ("done", None, None, Some(stored), 0),
+            Outcome::Retry { run_at, error } => ("queued", Some(*run_at), Some(error), None, 0),
+            Outcome::Failed { error } => ("failed", None, Some(error), None, 0),
+            Outcome::Postponed { run_at, error } => ("queued", Some(*run_at), Some(error), None, 1),
+        };
+        self.job_id.push(job.job_id);
+        self.attempt_id.push(job.attempt_id);
+        self.state.push(state);
+        self.run_at.push(run_at);
+        self.error.push(error.map(String::as_str));
+        self.http_status.push(report.http_status.map(i64::from));
+        self.declared_mime.push(report.declared_mime.as_deref());
+        self.mime.push(stored.map(|s| s.mime));
+        self.bytes.push(report.bytes.map(|b| b as i64));
+        self.sha256.push(stored.map(|s| s.sha256.as_str()));
+        self.blob_path.push(stored.map(|s| s.blob_path.as_str()));
+        self.width.push(stored.map(|s| i64::from(s.width)));
+        self.height.push(stored.map(|s| i64::from(s.height)));
+        self.refund.push(refund);
+        self.started_at.push(job.started_at);
+        self.outcome.push(report.outcome.name());
+        self.ttfb_ms.push(report.ttfb_ms);
+        self.download_ms.push(report.download_ms);
+    }
+
+    fn params<'s>(&'s self, now: &'s i64) -> [&'s (dyn ToSql + Sync); 19] {
+        [
+            &self.job_id,
+            &self.attempt_id,
+            &self.state,
+            &self.run_at,
+            &self.error,
+            &self.http_status,
+            &self.declared_mime,
+            &self.mime,
+            &self.bytes,
+            &self.sha256,
+            &self.blob_path,
+            &self.width,
+            &self.height,
+            &self.refund,
+            &self.started_at,
+            &self.outcome,
+            &self.ttfb_ms,
+            &self.download_ms,
+            now,
+        ]
+    }
+}
+
+impl PgStore {
+    /// Gives a claimed job back (release, postpone): the job row and its attempt row in one
+    /// transaction; `attempt_sql` runs only if the claim still held.
+    fn give_back(
+        &self,
+        job: &Claimed,
+        run_at: Option<i64>,
+        attempt_sql: &str,
+        attempt_params: &[&(dyn ToSql + Sync)],
+        doing: &str,
+    ) -> Result<Applied, StoreError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn
+            .transaction()
+            .ctx(format_args!("{doing} job {}", job.job_id))?;
+        let changed = tx
+            .execute(GIVE_BACK, &[&job.job_id, &job.attempt_id, &run_at])
+            .ctx(format_args!("{doing} job {}", job.job_id))?;
+        if changed == 0 {
+            return Ok(Applied::ClaimLost);
+        }
+        tx.execute(attempt_sql, attempt_params)
+            .ctx(format_args!("{doing} job {}", job.job_id))?;
+        tx.commit()
+            .ctx(format_args!("{doing} job {}", job.job_id))?;
+        Ok(Applied::Yes)
+    }
+}
+
+impl Queue for PgStore {
+    fn claim(&self, worker: &str, limit: usize, lease_ms: i64) -> Result<Vec<Claimed>, StoreError> {
+        let now = crate::store::now_ms();
+        let rows = self
+            .conn()?
+            .query(CLAIM, &[&(limit as i64), &worker, &lease_ms, &now])
+            .ctx("claiming jobs")?;
+        rows.iter()
+            .map(|row| claimed(row, now))
+            .collect::<Result<_, _>>()
+            .ctx("reading a claimed job")
+    }
+
+    fn complete_many(&self, items: &[(&Claimed, &Report)]) -> Result<Vec<Applied>, StoreError> {
+        let mut columns = Columns::default();
+        for (job, report) in items {
+            columns.push(job, report);
+        }
+        let now = crate::store::now_ms();
+        let recorded: Vec<i64> = self
+            .conn()?
+            .query(COMPLETE, &columns.params(&now))
+            .ctx(format_args!("recording {} jobs", items.len()))?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, _>>()
+            .ctx(format_args!("recording {} jobs", items.len()))?;
+        Ok(items
+            .iter()
+            .map(|(job, _)| {
+                if recorded.contains(&job.attempt_id) {
+                    Applied::Yes
+                } else {
+                    Applied::ClaimLost
+                }
+            })
+            .collect())
+    }
+
+    fn release(&self, job: &Claimed, why: &str) -> Result<Applied, StoreError> {
+        let now = crate::store::now_ms();
+        self.give_back(
+            job,
+            None,
+            "UPDATE attempts SET finished_at = $2, outcome = 'interrupted', error = $3,
+                                 total_ms = $2 - started_at
+             WHERE id = $1",
+            &[&job.attempt_id, &now, &why],
+            "releasing",
+        )
+    }
+
+    fn postpone(&self, job: &Claimed, run_at: i64) -> Result<Applied, StoreError> {
+        self.give_back(
+            job,
+            Some(run_at),
+            "DELETE FROM attempts WHERE id = $1",
+            &[&job.attempt_id],
+            "postponing",
+        )
+    }
+
+    fn extend_leases(&self, attempt_ids: &[i64], lease_ms: i64) -> Result<(), StoreError> {
+        if attempt_ids.is_empty() {
+            return Ok(());
+        }
+        self.conn()?
+            .execute(
+                "UPDATE jobs SET lease_until = jobd_now_ms() + $2
+                 WHERE state = 'running' AND attempt_id = ANY($1)",
+                &[&attempt_ids, &lease_ms],
+            )
+            .ctx("extending leases")?;
+        Ok(())
+    }
+
+    fn reap_expired(&self, default_max_attempts: u32) -> Result<usize, StoreError> {
+        const WHY: &str = "the lease ran out: the daemon working on it stopped or died";
+        let now = crate::store::now_ms();
+        let reaped = self
+            .conn()?
+            .execute(REAP, &[&now, &i64::from(default_max_attempts), &WHY])
+            .ctx("reaping expired leases")?;
+        Ok(reaped as usize)
+    }
+
+    fn prune(&self, before: i64, states: &[&str], batch: usize) -> Result<usize, StoreError> {
+        let mut pruned = 0;
+        loop {
+            // One short transaction per batch.
+            let n = self
+                .conn()?
+                .execute(PRUNE, &[&before, &states, &(batch as i64)])
+                .ctx("pruning finished jobs")? as usize;
+            pruned += n;
+            if n < batch {
+                return Ok(pruned);
+            }
+        }
+    }
+
+    fn watch(&self) -> Result<Box<dyn Watch>, StoreError> {
+        Ok(Box::new(PgWatch::new(self.clone())?))
+    }
+}
