@@ -8,8 +8,13 @@
 //! fsyncs. Two writers of the same content race harmlessly: both renames put identical bytes at
 //! the same name.
 //!
+//! Several daemons, on one machine or many, may share one blob_dir (NFS and the like): renames
+//! are atomic on every POSIX filesystem, content addressing makes concurrent writers of the same
+//! blob agree, and temporary names carry the machine's name and the process id, so neither
+//! collide nor get swept by another machine's daemon.
+//!
 //! Architecture invariant: no file or directory name comes from the URL or the server; names are
-//! the hash, a fixed extension per format, and our own process id and counter.
+//! the hash, a fixed extension per format, and our own host name, process id and counter.
 
 use std::collections::HashSet;
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -18,6 +23,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -29,11 +35,16 @@ const DIR_MODE: u32 = 0o755;
 const TMP_DIR: &str = ".tmp";
 /// Folders under `.tmp` that temporary files are spread over.
 const TMP_SHARDS: u64 = 16;
+/// Temporary files of another machine are swept once they are this old: that daemon died, or it
+/// would have finished or given up on them long ago (attempts have a deadline of minutes).
+const FOREIGN_TEMP_AGE: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug)]
 pub struct BlobStore {
     root: PathBuf,
     tmp: PathBuf,
+    /// `<host>-<pid>`: the prefix of this process's temporary file names.
+    owner: String,
     counter: AtomicU64,
     /// Folders `ab/cd` known to exist (at most 65,536).
     known_dirs: Mutex<HashSet<String>>,
@@ -61,6 +72,7 @@ impl BlobStore {
         let store = BlobStore {
             root: root.to_path_buf(),
             tmp,
+            owner: format!("{}-{}", crate::hostname(), std::process::id()),
             counter: AtomicU64::new(0),
             known_dirs: Mutex::new(HashSet::new()),
         };
@@ -147,7 +159,7 @@ impl BlobStore {
         // Temporary files are spread over a few folders: every file created in one folder takes
         // that folder's lock, and 16 workers creating files in one folder queue for it.
         let shard = self.tmp.join(format!("{:x}", n % TMP_SHARDS));
-        let path = shard.join(format!("{}-{n}.part", std::process::id()));
+        let path = shard.join(format!("{}-{n}.part", self.owner));
         let open = || {
             OpenOptions::new()
                 .write(true)
@@ -177,7 +189,8 @@ impl BlobStore {
 
     /// Removes `.part` files whose process is gone, in `.tmp` and its shard folders. Files of
     /// live processes (other daemons on the same blob_dir) are left alone: they are being
-    /// written right now.
+    /// written right now. Another machine's files are removed only when a day old, since its
+    /// processes cannot be seen from here.
     fn sweep_stale_temp_files(&self) {
         let Ok(entries) = fs::read_dir(&self.tmp) else {
             return;
@@ -186,27 +199,37 @@ impl BlobStore {
             let path = entry.path();
             if path.is_dir() {
                 for inner in fs::read_dir(&path).into_iter().flatten().flatten() {
-                    remove_if_stale(&inner.path());
+                    remove_if_stale(&inner.path(), &self.owner);
                 }
             } else {
-                remove_if_stale(&path);
+                remove_if_stale(&path, &self.owner);
             }
         }
     }
 }
 
-/// Removes a `<pid>-<n>.part` file whose process is gone (or is this one, starting afresh).
-fn remove_if_stale(path: &Path) {
-    let Some(pid) = path
+/// Removes a `<host>-<pid>-<n>.part` file whose process is gone (or is this one, starting
+/// afresh); names without a host are from older versions, which ran on this machine.
+fn remove_if_stale(path: &Path, owner: &str) {
+    let Some(stem) = path
         .file_name()
         .and_then(|n| n.to_str())
         .and_then(|n| n.strip_suffix(".part"))
-        .and_then(|n| n.split('-').next())
-        .and_then(|p| p.parse::<u32>().ok())
     else {
         return;
     };
-    if pid == std::process::id() || !process_alive(pid) {
+    let mut parts = stem.rsplitn(3, '-').skip(1);
+    let Some(pid) = parts.next().and_then(|p| p.parse::<u32>().ok()) else {
+        return;
+    };
+    let ours = owner.rsplit_once('-').map(|(host, _)| host);
+    let stale = match parts.next() {
+        Some(host) if Some(host) != ours => fs::metadata(path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > FOREIGN_TEMP_AGE)),
+        _ => pid == std::process::id() || !process_alive(pid),
+    };
+    if stale {
         match fs::remove_file(path) {
             Ok(()) => log::info!("removed stale temporary file {}", path.display()),
             Err(e) => log::warn!("cannot remove {}: {e}", path.display()),
@@ -434,14 +457,30 @@ mod tests {
         fs::write(tmp.join("3").join("99999999-3.part"), b"x").unwrap();
         let live = format!("{}-0.part", std::os::unix::process::parent_id());
         fs::write(tmp.join(&live), b"x").unwrap();
+        // The same with this machine's name, as this version writes them.
+        let host = crate::hostname();
+        fs::write(tmp.join(format!("{host}-99999999-1.part")), b"x").unwrap();
+        let live_here = format!("{host}-{}-1.part", std::os::unix::process::parent_id());
+        fs::write(tmp.join(&live_here), b"x").unwrap();
+        // Another machine's: its processes cannot be seen from here, so only age counts.
+        let foreign = "other-host.example-99999999-2.part";
+        fs::write(tmp.join(foreign), b"x").unwrap();
+        let old_foreign = tmp.join("other-host.example-99999999-3.part");
+        File::create(&old_foreign)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - 2 * FOREIGN_TEMP_AGE)
+            .unwrap();
         BlobStore::open(dir.path()).unwrap();
-        let left: Vec<_> = fs::read_dir(&tmp)
+        let mut left: Vec<_> = fs::read_dir(&tmp)
             .unwrap()
             .flatten()
             .filter(|e| e.path().is_file())
-            .map(|e| e.file_name())
+            .map(|e| e.file_name().into_string().unwrap())
             .collect();
-        assert_eq!(left, vec![std::ffi::OsString::from(live)]);
+        left.sort();
+        let mut expected = vec![live, live_here, foreign.to_string()];
+        expected.sort();
+        assert_eq!(left, expected);
         assert_eq!(
             fs::read_dir(tmp.join("3")).unwrap().count(),
             0,

@@ -1,4 +1,4 @@
-//! jobd: a persistent job-queue daemon on SQLite that downloads, verifies and stores images.
+//! jobd: a persistent job-queue daemon on SQLite (or PostgreSQL) that downloads, verifies and stores images.
 //!
 //! The binaries (`jobd`, `jobctl`) are thin; everything lives here. See ARCHITECTURE.md for the
 //! bird's-eye view and the invariants each module keeps.
@@ -26,4 +26,27 @@ pub mod worker;
 /// data (queues, counters, maps) that a panic cannot leave half-written.
 pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// This machine's name, for worker names and temporary file names that must not collide with
+/// another machine's on a shared database or blob_dir. Characters other than letters, digits,
+/// dots and dashes become `_`.
+pub(crate) fn hostname() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name: String = name
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.is_empty() {
+        "localhost".into()
+    } else {
+        name
+    }
 }

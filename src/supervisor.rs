@@ -320,8 +320,5 @@ fn shut_down(
 
 /// "host:pid", so people can tell in `jobs.worker` which daemon holds a job.
 fn worker_prefix() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
-    format!("{host}:{}", std::process::id())
+    format!("{}:{}", crate::hostname(), std::process::id())
 }

@@ -31,6 +31,17 @@ impl Database {
         })
     }
 
+    /// The connection pool a daemon with `workers` workers needs. On SQLite, one per worker and
+    /// two more: connections are free. On PostgreSQL each is a server process, and a fleet
+    /// multiplies them, while the daemon's database work is serialised anyway (one claimer at a
+    /// time, one committer, the supervisor): four do, plus the watcher's own.
+    pub fn daemon_pool_size(&self, workers: usize) -> u32 {
+        match self {
+            Database::Sqlite(_) => workers as u32 + 2,
+            Database::Postgres(_) => 4,
+        }
+    }
+
     pub fn sqlite_path(&self) -> Option<&Path> {
         match self {
             Database::Sqlite(path) => Some(path),
