@@ -12,7 +12,8 @@ use crate::store::{
 };
 
 /// Picks due jobs in claim order and marks them running, in one statement; nothing while the
-/// queue is paused (`jobctl pause`). `INDEXED BY` pins the
+/// queue is paused (`jobctl pause`). RETURNING yields rows in table order, so the claim order
+/// columns come back too, for sorting. `INDEXED BY` pins the
 /// partial index that is already in claim order: without statistics the planner prefers
 /// `jobs_state` and sorts every queued row, which costs milliseconds at a million rows.
 /// The limit is written `(SELECT ?4)`: SQLite re-prepares a statement on every run whose LIMIT
@@ -26,7 +27,7 @@ pub(super) const CLAIM: &str = "
                    AND NOT EXISTS (SELECT 1 FROM settings WHERE name = 'paused' AND value = '1')
                  ORDER BY priority DESC, run_at, id
                  LIMIT (SELECT ?4))
-    RETURNING id, url, attempts, max_attempts";
+    RETURNING id, url, attempts, max_attempts, priority, run_at";
 
 const START_ATTEMPT: &str = "
     INSERT INTO attempts (job_id, attempt, worker, started_at)
@@ -138,14 +139,15 @@ impl Queue for SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .ctx("starting a claim")?;
         let now = now_ms();
-        let mut claimed = Vec::new();
+        // Each with its claim order: (priority, run_at).
+        let mut claimed: Vec<(Claimed, (i64, i64))> = Vec::new();
         {
             let mut pick = tx.prepare_cached(CLAIM).ctx("preparing the claim")?;
             let mut rows = pick
                 .query(params![now, now + lease_ms, worker, limit as i64])
                 .ctx("claiming jobs")?;
             while let Some(row) = rows.next().ctx("claiming jobs")? {
-                claimed.push(Claimed {
+                let job = Claimed {
                     job_id: row.get(0).ctx("reading a claimed job")?,
                     url: raw_url(row.get_ref(1).ctx("reading a claimed job")?),
                     attempts: row.get(2).ctx("reading a claimed job")?,
@@ -153,9 +155,16 @@ impl Queue for SqliteStore {
                     attempt_id: 0,
                     attempt: 0,
                     started_at: now,
-                });
+                };
+                let order = (
+                    row.get(4).ctx("reading a claimed job")?,
+                    row.get(5).ctx("reading a claimed job")?,
+                );
+                claimed.push((job, order));
             }
         }
+        claimed.sort_by_key(|(job, (priority, run_at))| (-priority, *run_at, job.job_id));
+        let mut claimed: Vec<Claimed> = claimed.into_iter().map(|(job, _)| job).collect();
         {
             let mut start = tx
                 .prepare_cached(START_ATTEMPT)
