@@ -31,7 +31,7 @@ const MIGRATIONS: &[&str] = &[
 
 /// Serialises migrations between daemons starting at once (`pg_advisory_xact_lock`): "jobd" in
 /// ASCII.
-const MIGRATION_LOCK: i64 = 0x6a_6f_62_64;
+const MIGRATION_LOCK: i64 = 0x6a6f_6264;
 
 /// How long to wait for a connection, from the pool or to the server.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
