@@ -239,11 +239,11 @@ impl Admin for PgStore {
     }
     fn import(
         &self,
-        _batches: &mut dyn Iterator<Item = Vec<NewJob>>,
-        _skip_existing: bool,
-        _progress: &mut dyn FnMut(u64),
+        batches: &mut dyn Iterator<Item = Vec<NewJob>>,
+        skip_existing: bool,
+        progress: &mut dyn FnMut(u64),
     ) -> Result<Imported, StoreError> {
-        unimplemented!("bulk import: next commit")
+        self.import_jobs(batches, skip_existing, progress)
     }
     fn list(&self, filter: &ListFilter) -> Result<Vec<JobRow>, StoreError> {
         self.list_jobs(filter)
