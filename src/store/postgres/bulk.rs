@@ -37,9 +37,10 @@ const CREATE_STAGE: &str = "
     CREATE TEMP TABLE IF NOT EXISTS import_stage (
         seq BIGINT PRIMARY KEY, url TEXT NOT NULL, priority BIGINT NOT NULL,
         run_at BIGINT NOT NULL, max_attempts BIGINT, created_at BIGINT NOT NULL);
-    TRUNCATE import_stage";
+    TRUNCATE pg_temp.import_stage";
 
-const COPY_STAGE: &str = "COPY import_stage (seq, url, priority, run_at, max_attempts, created_at)
+const COPY_STAGE: &str =
+    "COPY pg_temp.import_stage (seq, url, priority, run_at, max_attempts, created_at)
     FROM STDIN (FORMAT binary)";
 
 /// Drops the staged URLs that the queue already has in a state other than failed or
@@ -47,14 +48,14 @@ const COPY_STAGE: &str = "COPY import_stage (seq, url, priority, run_at, max_att
 /// autovacuum never looks at temporary tables. A URL that someone adds between this and the
 /// move below is not noticed (as on SQLite).
 const DROP_EXISTING: &str = "
-    DELETE FROM import_stage s
+    DELETE FROM pg_temp.import_stage s
     WHERE EXISTS (SELECT 1 FROM jobs j
                   WHERE j.url = s.url AND j.state NOT IN ('failed', 'cancelled'))";
 
 /// One transaction's worth of staged rows, $1 < seq <= $2, into `jobs` in input order.
 const MOVE_STAGED: &str = "
     INSERT INTO jobs (url, priority, run_at, max_attempts, created_at)
-    SELECT url, priority, run_at, max_attempts, created_at FROM import_stage
+    SELECT url, priority, run_at, max_attempts, created_at FROM pg_temp.import_stage
     WHERE seq > $1 AND seq <= $2 ORDER BY seq";
 
 impl PgStore {
@@ -144,7 +145,7 @@ fn import_skipping(
         writer.finish().ctx("staging the import")?;
         Ok(())
     })?;
-    conn.batch_execute("ANALYZE import_stage")
+    conn.batch_execute("ANALYZE pg_temp.import_stage")
         .ctx("looking for URLs the queue already has")?;
     let skipped = {
         const DOING: &str = "looking for URLs the queue already has";
@@ -167,7 +168,7 @@ fn import_skipping(
         progress(added);
         from = to;
     }
-    conn.batch_execute("DROP TABLE import_stage")
+    conn.batch_execute("DROP TABLE pg_temp.import_stage")
         .ctx("cleaning up after the import")?;
     Ok((added, skipped))
 }
