@@ -188,6 +188,32 @@ pub trait Admin: Send + Sync {
     fn still_live(&self, attempt_ids: &[i64]) -> Result<usize, StoreError>;
 }
 
+/// Gathers batches into transactions of about `tx_rows`; calls `write` with each transaction's
+/// rows and whether it is the last. The next batch is awaited before a transaction starts, never
+/// inside one, so no lock is held while the input is slow. Both backends' imports use it.
+pub(super) fn in_transactions(
+    batches: &mut dyn Iterator<Item = Vec<NewJob>>,
+    tx_rows: usize,
+    mut write: impl FnMut(&[NewJob], bool) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut pending: Vec<NewJob> = Vec::new();
+    let mut next = batches.next();
+    while let Some(batch) = next {
+        if pending.is_empty() {
+            pending = batch;
+        } else {
+            pending.extend(batch);
+        }
+        next = batches.next();
+        let last = next.is_none();
+        if pending.len() >= tx_rows || last {
+            write(&pending, last)?;
+            pending.clear();
+        }
+    }
+    Ok(())
+}
+
 /// Nearest-rank p50 and p95, for `jobctl stats`.
 pub(super) fn percentiles(values: &mut [i64]) -> Option<(i64, i64)> {
     if values.is_empty() {
@@ -215,7 +241,28 @@ pub(super) fn host_matches(url: &str, want: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{host_matches, percentiles};
+    use super::{NewJob, host_matches, in_transactions, percentiles};
+
+    #[test]
+    fn batches_gather_into_transactions_and_the_last_is_marked() {
+        let batch = |n: usize| vec![NewJob::new("http://127.0.0.1/a.png"); n];
+        let mut batches = vec![batch(3), batch(3), batch(3), batch(1)].into_iter();
+        let mut seen = Vec::new();
+        in_transactions(&mut batches, 5, |rows, last| {
+            seen.push((rows.len(), last));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, [(6, false), (4, true)]);
+
+        let mut seen = Vec::new();
+        in_transactions(&mut std::iter::empty(), 5, |rows, last| {
+            seen.push((rows.len(), last));
+            Ok(())
+        })
+        .unwrap();
+        assert!(seen.is_empty());
+    }
 
     #[test]
     fn nearest_rank_percentiles() {

@@ -220,7 +220,17 @@ impl StoreError {
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.context, self.source)
+        write!(f, "{}: {}", self.context, self.source)?;
+        // A postgres::Error names only the kind of failure ("db error"); what the server (or
+        // the socket) said is its source.
+        let cause = self
+            .source
+            .downcast_ref::<::postgres::Error>()
+            .and_then(std::error::Error::source);
+        if let Some(cause) = cause {
+            write!(f, ": {cause}")?;
+        }
+        Ok(())
     }
 }
 

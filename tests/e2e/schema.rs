@@ -31,10 +31,11 @@ fn sqlite3(db: &std::path::Path, sql: &str) -> std::process::Output {
 fn the_sqlite3_shell_loads_the_schema_and_a_bare_insert_is_runnable() {
     let env = Env::new("");
     let db = env.path("shell.db");
-    // Every migration, in order, as jobd applies them.
+    // Every migration, in order, as jobd applies them (PostgreSQL's are in a folder of their own).
     let mut files: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
         .collect();
     files.sort();
     for file in files {

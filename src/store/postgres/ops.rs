@@ -1,1 +1,236 @@
-//! placeholder
+//! The operator's controls on PostgreSQL: the pause switch, cancel, retry, and the blob
+//! references that `jobctl prune --blobs` checks. Each write is one short transaction (bulk
+//! retries run in batches of them). Cancel and retry lock the rows they name before reading
+//! their states, so that no state changes between the read and the write, as SQLite's
+//! IMMEDIATE transaction ensures there.
+
+use postgres::GenericClient;
+use postgres::fallible_iterator::FallibleIterator;
+
+use super::PgStore;
+use crate::store::{Context, JobId, StoreError, now_ms};
+
+/// What a cancelled queued job's `error` says.
+const CANCELLED_BY_JOBCTL: &str = "cancelled by jobctl";
+
+/// Jobs requeued per transaction by `retry_failed`.
+const RETRY_BATCH: i64 = 5_000;
+
+const PAUSED: &str = "SELECT EXISTS (SELECT 1 FROM settings WHERE name = 'paused' AND value = '1')";
+
+/// The settings trigger (migration 0002) notifies every daemon, so a resume is seen at once.
+const PAUSE: &str = "
+    INSERT INTO settings (name, value) VALUES ('paused', '1')
+    ON CONFLICT (name) DO UPDATE SET value = excluded.value";
+
+const RESUME: &str = "DELETE FROM settings WHERE name = 'paused'";
+
+/// Locks the named jobs, in id order so that two jobctl commands never wait for each other in
+/// a circle.
+const LOCK_JOBS: &str = "SELECT 1 FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE";
+
+const STATE_OF: &str = "SELECT state FROM jobs WHERE id = $1";
+
+/// $1 job, $2 now (finished_at: the daemons' clock, as the queue writes it).
+const CANCEL_QUEUED: &str = "
+    UPDATE jobs SET state = 'cancelled', finished_at = $2, error = $3
+    WHERE id = $1 AND state = 'queued'";
+
+const CANCEL_RUNNING: &str =
+    "UPDATE jobs SET cancel_requested = true WHERE id = $1 AND state = 'running'";
+
+/// Due now by the database's clock, the one claims compare run_at with.
+const REQUEUE_ONE: &str = "
+    UPDATE jobs
+    SET state = 'queued', attempts = 0, run_at = jobd_now_ms(), error = NULL,
+        cancel_requested = false, worker = NULL, attempt_id = NULL, lease_until = NULL
+    WHERE id = $1";
+
+/// The next batch of failed jobs after id $2, in id order, requeued; returns their ids. $1 a
+/// substring of the error (ASCII letters compared case-insensitively, as on SQLite) or NULL.
+/// The outer `state = 'failed'` is checked again on a row that changed meanwhile.
+const REQUEUE_FAILED: &str = r#"
+    UPDATE jobs
+    SET state = 'queued', attempts = 0, run_at = jobd_now_ms(), error = NULL,
+        cancel_requested = false, worker = NULL, attempt_id = NULL, lease_until = NULL
+    WHERE state = 'failed'
+      AND id IN (SELECT id FROM jobs
+                 WHERE state = 'failed' AND id > $2
+                   AND ($1::TEXT IS NULL
+                        OR strpos(lower(error COLLATE "C"), lower($1::TEXT COLLATE "C")) > 0)
+                 ORDER BY id LIMIT $3)
+    RETURNING id"#;
+
+/// Walks `jobs_finished`, as `prune` does. $1 before, $2 the states.
+const FINISHED_BLOBS: &str = "
+    SELECT blob_path FROM jobs
+    WHERE state IN ('done', 'failed', 'cancelled') AND finished_at < $1
+      AND state = ANY($2) AND blob_path IS NOT NULL";
+
+/// Served by `jobs_sha256` (migration 0003): one index probe per blob.
+const BLOB_REFERENCED: &str = "SELECT EXISTS (SELECT 1 FROM jobs WHERE sha256 = $1)";
+
+/// Leases are written with the database's clock, so they are read with it too.
+const RUNNING_ATTEMPTS: &str = "
+    SELECT attempt_id FROM jobs
+    WHERE state = 'running' AND lease_until >= jobd_now_ms() AND attempt_id IS NOT NULL";
+
+/// How many of the attempts $1 run under a live lease; an id given twice counts twice, as on
+/// SQLite, which asks once per id.
+const LIVE_AMONG: &str = "
+    SELECT COUNT(*) FROM unnest($1::BIGINT[]) AS a (id)
+    WHERE EXISTS (SELECT 1 FROM jobs
+                  WHERE attempt_id = a.id AND state = 'running' AND lease_until >= jobd_now_ms())";
+
+/// Whether the pause switch is on (the claim checks the same row).
+pub(super) fn paused(conn: &mut impl GenericClient) -> Result<bool, StoreError> {
+    conn.query_one(PAUSED, &[])
+        .and_then(|r| r.try_get(0))
+        .ctx("reading the pause switch")
+}
+
+fn lock_jobs(conn: &mut impl GenericClient, ids: &[JobId], doing: &str) -> Result<(), StoreError> {
+    conn.execute(LOCK_JOBS, &[&ids]).ctx(doing)?;
+    Ok(())
+}
+
+fn state_of(conn: &mut impl GenericClient, id: JobId) -> Result<Option<String>, StoreError> {
+    conn.query_opt(STATE_OF, &[&id])
+        .and_then(|row| row.map(|r| r.try_get(0)).transpose())
+        .ctx(format_args!("reading job {id}"))
+}
+
+impl PgStore {
+    /// Turns the pause switch on or off. Every daemon on the queue stops (or resumes) claiming
+    /// at its next claim; jobs already running finish as usual.
+    pub(super) fn set_pause_switch(&self, on: bool) -> Result<(), StoreError> {
+        self.conn()?
+            .execute(if on { PAUSE } else { RESUME }, &[])
+            .ctx("setting the pause switch")?;
+        Ok(())
+    }
+
+    /// Cancels jobs: a queued one at once (`cancelled`, finished now); a running one is marked so
+    /// that it ends as `cancelled` when its attempt ends, unless that attempt succeeds or fails
+    /// for good. Finished jobs are left alone. Returns each id with the state it had before
+    /// (None: there is no such job).
+    pub(super) fn cancel_jobs(
+        &self,
+        ids: &[JobId],
+    ) -> Result<Vec<(JobId, Option<String>)>, StoreError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().ctx("cancelling jobs")?;
+        lock_jobs(&mut tx, ids, "cancelling jobs")?;
+        let now = now_ms();
+        let mut before = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let state = state_of(&mut tx, id)?;
+            match state.as_deref() {
+                Some("queued") => tx.execute(CANCEL_QUEUED, &[&id, &now, &CANCELLED_BY_JOBCTL]),
+                Some("running") => tx.execute(CANCEL_RUNNING, &[&id]),
+                _ => Ok(0),
+            }
+            .ctx(format_args!("cancelling job {id}"))?;
+            before.push((id, state));
+        }
+        tx.commit().ctx("committing the cancellations")?;
+        Ok(before)
+    }
+
+    /// Requeues failed and cancelled jobs (done ones too with `force`): queued, due now, attempts
+    /// and error cleared, no cancel request. Returns each id with the state it had before (None:
+    /// no such job); jobs in other states are left alone.
+    pub(super) fn retry_jobs(
+        &self,
+        ids: &[JobId],
+        force: bool,
+    ) -> Result<Vec<(JobId, Option<String>)>, StoreError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().ctx("requeueing jobs")?;
+        lock_jobs(&mut tx, ids, "requeueing jobs")?;
+        let mut before = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let state = state_of(&mut tx, id)?;
+            if matches!(state.as_deref(), Some("failed" | "cancelled"))
+                || (force && state.as_deref() == Some("done"))
+            {
+                tx.execute(REQUEUE_ONE, &[&id])
+                    .ctx(format_args!("requeueing job {id}"))?;
+            }
+            before.push((id, state));
+        }
+        tx.commit().ctx("committing the requeued jobs")?;
+        Ok(before)
+    }
+
+    /// Requeues every failed job (whose error contains `error`, case-insensitively, if given),
+    /// in batches, each job at most once. Returns how many.
+    pub(super) fn retry_failed_jobs(&self, error: Option<&str>) -> Result<u64, StoreError> {
+        let (mut requeued, mut after) = (0u64, 0i64);
+        let mut conn = self.conn()?;
+        loop {
+            // Each batch is a statement of its own, and so a transaction of its own.
+            let ids: Vec<i64> = conn
+                .query(REQUEUE_FAILED, &[&error, &after, &RETRY_BATCH])
+                .ctx("requeueing failed jobs")?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()
+                .ctx("requeueing failed jobs")?;
+            requeued += ids.len() as u64;
+            match ids.iter().max() {
+                Some(&last) if ids.len() as i64 == RETRY_BATCH => after = last,
+                _ => return Ok(requeued),
+            }
+        }
+    }
+
+    /// Calls `each` with the blob_path of every job that `prune` would delete (finished before
+    /// `before`, in `states`) and that has one; a blob shared by several of them comes several
+    /// times. Collect these before pruning: afterwards the rows are gone.
+    pub(super) fn finished_blobs(
+        &self,
+        before: i64,
+        states: &[&str],
+        each: &mut dyn FnMut(&str),
+    ) -> Result<(), StoreError> {
+        const DOING: &str = "listing the blobs of finished jobs";
+        let mut conn = self.conn()?;
+        let params: [&(dyn postgres::types::ToSql + Sync); 2] = [&before, &states];
+        let mut rows = conn.query_raw(FINISHED_BLOBS, params).ctx(DOING)?;
+        while let Some(row) = rows.next().ctx(DOING)? {
+            each(row.try_get(0).ctx(DOING)?);
+        }
+        Ok(())
+    }
+
+    /// Whether any job, in any state, refers to the blob with this sha256.
+    pub(super) fn blob_in_use(&self, sha256: &str) -> Result<bool, StoreError> {
+        self.conn()?
+            .query_one(BLOB_REFERENCED, &[&sha256])
+            .and_then(|r| r.try_get(0))
+            .ctx(format_args!("looking for jobs that use blob {sha256}"))
+    }
+
+    /// The claim tokens (attempt ids) of the jobs running now under a live lease.
+    pub(super) fn running_attempts(&self) -> Result<Vec<i64>, StoreError> {
+        self.conn()?
+            .query(RUNNING_ATTEMPTS, &[])
+            .ctx("listing running jobs")?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()
+            .ctx("listing running jobs")
+    }
+
+    /// How many of these attempts still run under a live lease. An expired lease means its
+    /// daemon died: that attempt can no longer record anything.
+    pub(super) fn live_among(&self, attempt_ids: &[i64]) -> Result<usize, StoreError> {
+        let live: i64 = self
+            .conn()?
+            .query_one(LIVE_AMONG, &[&attempt_ids])
+            .and_then(|r| r.try_get(0))
+            .ctx("watching running jobs")?;
+        Ok(live as usize)
+    }
+}

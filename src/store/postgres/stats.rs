@@ -1,1 +1,180 @@
-//! placeholder
+//! The figures of `jobctl stats` on PostgreSQL: counts, recent throughput, timing percentiles,
+//! storage, errors. All read in one snapshot, so that they add up.
+
+use postgres::{GenericClient, IsolationLevel, Transaction};
+
+use super::PgStore;
+use crate::store::admin::percentiles;
+use crate::store::{Context, STATES, Stats, StoreError, now_ms};
+
+const MINUTE_MS: i64 = 60_000;
+/// The window of recent throughput and timings.
+const RECENT_MINUTES: [i64; 3] = [1, 5, 15];
+
+const COUNT_BY_STATE: &str = "SELECT state, COUNT(*) FROM jobs GROUP BY state";
+
+/// run_at is written with the database's clock (claims compare it with that clock).
+const SCHEDULED: &str =
+    "SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND run_at > jobd_now_ms()";
+
+/// SUM of BIGINT is NUMERIC in PostgreSQL: cast back.
+const BYTES_DONE: &str = "SELECT COALESCE(SUM(bytes), 0)::BIGINT FROM jobs WHERE state = 'done'";
+
+const BLOBS: &str = "
+    SELECT COUNT(*), COALESCE(SUM(b), 0)::BIGINT FROM
+      (SELECT MAX(bytes) AS b FROM jobs
+       WHERE sha256 IS NOT NULL AND state = 'done' GROUP BY sha256) AS blobs";
+
+/// Ties go by the error text, bytewise ("C") and descending, NULL last, as on SQLite.
+const TOP_ERRORS: &str = r#"
+    SELECT error, COUNT(*) AS n FROM jobs WHERE state = 'failed'
+    GROUP BY error ORDER BY n DESC, error COLLATE "C" DESC NULLS LAST LIMIT 5"#;
+
+/// Done jobs per recent window, in one walk of `jobs_finished` over the longest one.
+const DONE_WITHIN: &str = "
+    SELECT COUNT(*) FILTER (WHERE finished_at >= $1), COUNT(*) FILTER (WHERE finished_at >= $2),
+           COUNT(*)
+    FROM jobs
+    WHERE state IN ('done', 'failed', 'cancelled') AND state = 'done' AND finished_at >= $3";
+
+const RECENT_TIMINGS: &str =
+    "SELECT ttfb_ms, total_ms FROM attempts WHERE finished_at >= $1 AND outcome = 'done'";
+
+const ALL_TIMINGS: &str = "SELECT ttfb_ms, total_ms FROM attempts WHERE outcome = 'done'";
+
+impl PgStore {
+    /// Counts per state, scheduled retries, recent throughput, timing percentiles, bytes and
+    /// blobs stored, the commonest errors, and the pause switch.
+    pub(super) fn read_stats(&self) -> Result<Stats, StoreError> {
+        let mut conn = self.conn()?;
+        let mut tx = snapshot(&mut conn).ctx("reading the figures")?;
+        let now = now_ms();
+        let by_state = count_by_state(&mut tx)?;
+        let one = |tx: &mut Transaction<'_>, sql: &str, doing: &str| -> Result<i64, StoreError> {
+            tx.query_one(sql, &[]).and_then(|r| r.try_get(0)).ctx(doing)
+        };
+        let scheduled = one(&mut tx, SCHEDULED, "counting scheduled jobs")?;
+        let bytes_done = one(&mut tx, BYTES_DONE, "summing bytes")?;
+        let (blobs, blob_bytes) = tx
+            .query_one(BLOBS, &[])
+            .and_then(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .ctx("counting blobs")?;
+        let top_errors = tx
+            .query(TOP_ERRORS, &[])
+            .ctx("reading errors")?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<_, Option<String>>(0)?.unwrap_or_default(),
+                    r.try_get(1)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, postgres::Error>>()
+            .ctx("reading errors")?;
+        let (timing_samples, timings_all_time, ttfb_ms, total_ms) = timings(&mut tx, now)?;
+        let stats = Stats {
+            by_state,
+            scheduled,
+            bytes_done,
+            blobs,
+            blob_bytes,
+            top_errors,
+            paused: super::ops::paused(&mut tx)?,
+            done_within: done_within(&mut tx, now)?,
+            timing_samples,
+            timings_all_time,
+            ttfb_ms,
+            total_ms,
+        };
+        tx.commit().ctx("reading the figures")?;
+        Ok(stats)
+    }
+
+    /// Jobs per state (all five, in STATES order) and whether the queue is paused: the cheap
+    /// figures that `jobctl watch` reads every second.
+    pub(super) fn read_counts(&self) -> Result<(Vec<(String, i64)>, bool), StoreError> {
+        let mut conn = self.conn()?;
+        let counts = count_by_state(&mut *conn)?;
+        Ok((counts, super::ops::paused(&mut *conn)?))
+    }
+}
+
+/// A read-only transaction that sees one snapshot throughout.
+fn snapshot(conn: &mut postgres::Client) -> Result<Transaction<'_>, postgres::Error> {
+    conn.build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+}
+
+/// Jobs per state, all five in STATES order (zero for a state without jobs).
+fn count_by_state(conn: &mut impl GenericClient) -> Result<Vec<(String, i64)>, StoreError> {
+    let found: Vec<(String, i64)> = conn
+        .query(COUNT_BY_STATE, &[])
+        .ctx("counting jobs")?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, postgres::Error>>()
+        .ctx("counting jobs")?;
+    Ok(STATES
+        .iter()
+        .map(|&state| {
+            let n = found
+                .iter()
+                .find(|(s, _)| s == state)
+                .map_or(0, |(_, n)| *n);
+            (state.to_string(), n)
+        })
+        .collect())
+}
+
+fn done_within(conn: &mut impl GenericClient, now: i64) -> Result<Vec<(i64, i64)>, StoreError> {
+    let [a, b, c] = RECENT_MINUTES;
+    let (in_a, in_b, in_c): (i64, i64, i64) = conn
+        .query_one(
+            DONE_WITHIN,
+            &[
+                &(now - a * MINUTE_MS),
+                &(now - b * MINUTE_MS),
+                &(now - c * MINUTE_MS),
+            ],
+        )
+        .and_then(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .ctx("counting recently finished jobs")?;
+    Ok(vec![(a, in_a), (b, in_b), (c, in_c)])
+}
+
+type Percentiles = Option<(i64, i64)>;
+
+/// p50 and p95 of time to first byte and total time over the done attempts of the last 15
+/// minutes, or over every done attempt when none finished that recently.
+fn timings(
+    conn: &mut impl GenericClient,
+    now: i64,
+) -> Result<(i64, bool, Percentiles, Percentiles), StoreError> {
+    let since = now - RECENT_MINUTES[2] * MINUTE_MS;
+    let mut read = |sql: &str,
+                    params: &[&(dyn postgres::types::ToSql + Sync)]|
+     -> Result<(Vec<i64>, Vec<i64>, i64), StoreError> {
+        let rows = conn.query(sql, params).ctx("reading attempt timings")?;
+        let (mut ttfb, mut total) = (Vec::new(), Vec::new());
+        for row in &rows {
+            ttfb.extend(
+                row.try_get::<_, Option<i64>>(0)
+                    .ctx("reading attempt timings")?,
+            );
+            total.extend(
+                row.try_get::<_, Option<i64>>(1)
+                    .ctx("reading attempt timings")?,
+            );
+        }
+        Ok((ttfb, total, rows.len() as i64))
+    };
+    let mut all_time = false;
+    let (mut ttfb, mut total, mut n) = read(RECENT_TIMINGS, &[&since])?;
+    if n == 0 {
+        all_time = true;
+        (ttfb, total, n) = read(ALL_TIMINGS, &[])?;
+    }
+    Ok((n, all_time, percentiles(&mut ttfb), percentiles(&mut total)))
+}

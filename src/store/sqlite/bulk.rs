@@ -12,6 +12,7 @@ use std::sync::LazyLock;
 use rusqlite::{CachedStatement, Connection, TransactionBehavior, params};
 
 use super::SqliteStore;
+use crate::store::admin::in_transactions;
 use crate::store::{Context, Imported, NewJob, StoreError, now_ms};
 
 /// Rows per transaction: a fraction of a second of the write lock, so that daemons claiming and
@@ -76,37 +77,13 @@ impl SqliteStore {
     }
 }
 
-/// Gathers batches into transactions; calls `write` with each transaction's rows and whether it
-/// is the last. The next batch is awaited before a transaction starts, never inside one.
-fn in_transactions(
-    batches: &mut dyn Iterator<Item = Vec<NewJob>>,
-    mut write: impl FnMut(&[NewJob], bool) -> Result<(), StoreError>,
-) -> Result<(), StoreError> {
-    let mut pending: Vec<NewJob> = Vec::new();
-    let mut next = batches.next();
-    while let Some(batch) = next {
-        if pending.is_empty() {
-            pending = batch;
-        } else {
-            pending.extend(batch);
-        }
-        next = batches.next();
-        let last = next.is_none();
-        if pending.len() >= TX_ROWS || last {
-            write(&pending, last)?;
-            pending.clear();
-        }
-    }
-    Ok(())
-}
-
 fn import_all(
     conn: &mut Connection,
     batches: &mut dyn Iterator<Item = Vec<NewJob>>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<u64, StoreError> {
     let mut added = 0u64;
-    in_transactions(batches, |rows, last| {
+    in_transactions(batches, TX_ROWS, |rows, last| {
         if last {
             durable(conn)?;
         }
@@ -138,7 +115,7 @@ fn import_skipping(
     ))
     .ctx("preparing the import")?;
     let mut staged = 0u64;
-    in_transactions(batches, |rows, _| {
+    in_transactions(batches, TX_ROWS, |rows, _| {
         let tx = conn.transaction().ctx("staging the import")?;
         insert_rows(&tx, &INSERT_STAGE, "temp.import_stage", rows)?;
         tx.commit().ctx("staging the import")?;

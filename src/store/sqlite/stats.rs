@@ -49,10 +49,12 @@ impl SqliteStore {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .ctx("counting blobs")?;
+        // Ties by the error, descending (NULL last): the order SQLite's sorter gave them
+        // anyway, now pinned, so that both backends name the same five.
         let mut stmt = conn
             .prepare(
                 "SELECT error, COUNT(*) AS n FROM jobs WHERE state = 'failed'
-                 GROUP BY error ORDER BY n DESC LIMIT 5",
+                 GROUP BY error ORDER BY n DESC, error DESC LIMIT 5",
             )
             .ctx("reading errors")?;
         let top_errors = stmt
