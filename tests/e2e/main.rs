@@ -2,8 +2,10 @@
 //! temp dir each. Only 127.0.0.1 is ever contacted; 127.0.0.2 serves as the forbidden address.
 
 mod claims;
+mod contract;
 mod failures;
 mod faults;
+mod fleet;
 mod jobctl;
 mod jobctl_ops;
 mod lifecycle;

@@ -15,19 +15,29 @@ use crate::store::{Context, StoreError, Watch, now_ms};
 /// with a connection) is picked up all the same.
 const FALLBACK_POLL: Duration = Duration::from_secs(1);
 
+/// How long `changed` waits for a notification to arrive on the socket.
+const NOTIFICATION_WAIT: Duration = Duration::from_millis(1);
+
 pub(super) struct PgWatch {
     store: PgStore,
     /// None after the connection broke: the next call connects again.
     client: Option<Client>,
     last_change: Instant,
+    /// [`FALLBACK_POLL`], but for tests that must tell a notification from a poll.
+    fallback: Duration,
 }
 
 impl PgWatch {
     pub(super) fn new(store: PgStore) -> Result<PgWatch, StoreError> {
+        PgWatch::with_fallback(store, FALLBACK_POLL)
+    }
+
+    fn with_fallback(store: PgStore, fallback: Duration) -> Result<PgWatch, StoreError> {
         let mut watch = PgWatch {
             store,
             client: None,
             last_change: Instant::now(),
+            fallback,
         };
         watch.client()?;
         Ok(watch)
@@ -66,10 +76,13 @@ impl PgWatch {
 impl Watch for PgWatch {
     fn changed(&mut self) -> Result<bool, StoreError> {
         let reconnecting = self.client.as_ref().is_none_or(Client::is_closed);
-        let notified = self.ask(
+        let listened = self.ask(
             |client| {
+                // Not `iter()`: it never lets the client's runtime read the socket, so it only
+                // finds notifications that a query happened to bring in. Waiting a millisecond
+                // does read it.
                 let mut notifications = client.notifications();
-                let mut pending = notifications.iter();
+                let mut pending = notifications.timeout_iter(NOTIFICATION_WAIT);
                 let mut any = false;
                 while pending.next()?.is_some() {
                     any = true;
@@ -77,9 +90,19 @@ impl Watch for PgWatch {
                 Ok(any)
             },
             "listening for new jobs",
-        )?;
+        );
+        let notified = match listened {
+            Ok(notified) => notified,
+            // The connection broke (the server restarted, or ended it): listen again at once.
+            Err(e) if !reconnecting => {
+                log::warn!("{e}; listening again");
+                self.client()?;
+                true
+            }
+            Err(e) => return Err(e),
+        };
         // After a reconnection, whatever was sent meanwhile is lost: look.
-        if notified || reconnecting || self.last_change.elapsed() >= FALLBACK_POLL {
+        if notified || reconnecting || self.last_change.elapsed() >= self.fallback {
             self.last_change = Instant::now();
             return Ok(true);
         }
@@ -132,5 +155,59 @@ impl Watch for PgWatch {
     /// PostgreSQL manages its own log (and autovacuum its dead rows): nothing to do.
     fn checkpoint(&mut self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::PgWatch;
+    use crate::store::postgres::PgStore;
+    use crate::store::{Admin, NewJob, Queue, Watch};
+    use crate::testkit::postgres;
+
+    /// Polls `changed` until it reports a change; the fallback poll is an hour away, so only a
+    /// notification (or a reconnection) can make it true.
+    fn notified(watch: &mut PgWatch, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !watch.changed().unwrap() {
+            assert!(Instant::now() < deadline, "no notification for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn inserts_requeues_and_the_pause_switch_notify_and_a_lost_listener_reconnects() {
+        let url = postgres::server().fresh_database();
+        let store = PgStore::open(&url, 2).unwrap();
+        let mut watch = PgWatch::with_fallback(store.clone(), Duration::from_secs(3600)).unwrap();
+        assert!(!watch.changed().unwrap(), "nothing happened yet");
+        let mut psql = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+        psql.batch_execute("INSERT INTO jobs (url) VALUES ('http://127.0.0.1/a.png')")
+            .unwrap();
+        notified(&mut watch, "an INSERT by hand");
+        store.add(&[NewJob::new("http://127.0.0.1/b.png")]).unwrap();
+        notified(&mut watch, "jobctl add");
+        let claimed = store.claim("w", 2, 60_000).unwrap();
+        assert_eq!(claimed.len(), 2);
+        assert!(!watch.changed().unwrap(), "a claim queues nothing");
+        store.release(&claimed[0], "test").unwrap();
+        notified(&mut watch, "a released job");
+        store.set_paused(true).unwrap();
+        notified(&mut watch, "pause");
+        store.set_paused(false).unwrap();
+        notified(&mut watch, "resume");
+        // The listening connection dies (a database restart, a network cut): the watcher
+        // connects again, and reports a change since it may have missed some.
+        psql.batch_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+        )
+        .unwrap();
+        notified(&mut watch, "a lost listener");
+        psql.batch_execute("INSERT INTO jobs (url) VALUES ('http://127.0.0.1/c.png')")
+            .unwrap();
+        notified(&mut watch, "an INSERT after reconnecting");
     }
 }

@@ -1,0 +1,260 @@
+#!/usr/bin/env bash
+# Benchmarks jobd on PostgreSQL against jobd on SQLite, in the same run, on this machine; see
+# BENCHMARKS.md for what each scenario measures.
+#
+#   scripts/bench-postgres.sh [pickup|import|growth|fleet|all]      (default all)
+#
+# It starts a throwaway PostgreSQL server of its own (initdb in a temporary folder, 127.0.0.1 and
+# a free port, durability settings at their defaults: fsync and synchronous_commit on), and a
+# loopback image server. Everything is removed on exit. Needs the PostgreSQL server binaries
+# (Debian's `postgresql` package) and the sqlite3 and psql shells.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=$ROOT/target/release
+WORK=$(mktemp -d)
+PIDS=()
+RESULTS=()
+SERVER_URL=""
+PG_PORT=""
+PG_DIR=""
+
+die() { echo "bench-postgres: $*" >&2; exit 1; }
+note() { echo "bench-postgres: $*" >&2; }
+result() { RESULTS+=("$1|$2|${3:-}"); }
+since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }'; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+percentile() { sort -g | awk -v p="$1" '{ v[NR] = $1 } END { i = int(NR * p / 100); if (i < NR * p / 100) i++; print v[i] }'; }
+
+# Runs a PostgreSQL program as the postgres account when we are root (initdb refuses root).
+as_pg() {
+    if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+pg_bin() {
+    local dir
+    for dir in ${JOBD_PG_BIN:-} $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+        [[ -x $dir/initdb ]] && { echo "$dir"; return; }
+    done
+    command -v pg_config >/dev/null && { pg_config --bindir; return; }
+    die "no PostgreSQL server binaries: apt-get install postgresql, or set JOBD_PG_BIN"
+}
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    [[ -n $PG_DIR ]] && as_pg "$(pg_bin)/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+start_postgres() {
+    local bin
+    bin=$(pg_bin)
+    PG_DIR=$WORK/pg
+    mkdir -p "$PG_DIR"
+    if [[ $(id -u) == 0 ]]; then
+        chmod o+x "$WORK" # mktemp's folder is private; the postgres account must reach its own
+        chown postgres "$PG_DIR"
+    fi
+    as_pg "$bin/initdb" -D "$PG_DIR/data" -A trust -U postgres -E UTF8 --locale=C >/dev/null
+    PG_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    as_pg "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
+        -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null \
+        || die "PostgreSQL did not start; see $PG_DIR/log"
+    note "PostgreSQL $("$bin/postgres" --version | awk '{ print $3 }') on 127.0.0.1:$PG_PORT"
+}
+
+psql_do() { psql -q -X -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres "$@"; }
+
+# A fresh database; prints its URL.
+new_database() {
+    psql_do -d postgres -c "CREATE DATABASE $1" >/dev/null
+    echo "postgres://postgres@127.0.0.1:$PG_PORT/$1"
+}
+
+start_server() {
+    local dir=$1 out="$WORK/server-$RANDOM.out" i
+    "$BIN/jobd-testserver" --serve "$dir" --addr 127.0.0.1:0 --ttfb-ms 0 --rate-bytes 0 >"$out" &
+    PIDS+=("$!")
+    for ((i = 0; i < 500; i++)); do
+        SERVER_URL=$(sed -n 's/^listening on //p' "$out")
+        [[ -n $SERVER_URL ]] && return 0
+        sleep 0.01
+    done
+    die "test server for $dir did not start"
+}
+
+# A config in DIR for DATABASE (a path or a URL); loopback is exempt from the guard.
+new_instance() {
+    mkdir -p "$1"
+    printf '%s\n' "database = \"$2\"" 'blob_dir = "blobs"' '[fetch]' 'allow_ips = ["127.0.0.1/32"]' \
+        >"$1/daemon.toml"
+}
+
+# Counts rows with SQL on either backend.
+query() {
+    local database=$1 sql=$2
+    if [[ $database == postgres://* ]]; then
+        psql -X -A -t -d "$database" -c "$sql"
+    else
+        sqlite3 -cmd ".timeout 5000" "$database" "$sql"
+    fi
+}
+
+# Inserts one row by hand; prints its id.
+insert_row() {
+    local database=$1 url=$2
+    if [[ $database == postgres://* ]]; then
+        psql -X -A -t -q -d "$database" -c "INSERT INTO jobs (url) VALUES ('$url') RETURNING id"
+    else
+        sqlite3 -cmd ".timeout 5000" "$database" "INSERT INTO jobs (url) VALUES ('$url'); SELECT last_insert_rowid();"
+    fi
+}
+
+# Pickup: insert-to-done latency of 50 rows inserted one at a time by a shell (sqlite3 or
+# psql) while a daemon with 10 workers idles; prints the median in ms.
+pickup_on() {
+    local name=$1 database=$2 url=$3 dir=$WORK/pickup-$1 pid i id start state
+    new_instance "$dir" "$database"
+    "$BIN/jobd" --config "$dir/daemon.toml" --workers 10 2>"$dir/jobd.log" &
+    pid=$!
+    PIDS+=("$pid")
+    for ((i = 0; i < 500; i++)); do
+        grep -q 'started' "$dir/jobd.log" 2>/dev/null && break
+        sleep 0.01
+    done
+    sleep 1
+    : >"$dir/latency"
+    for ((i = 1; i <= 50; i++)); do
+        id=$(insert_row "$database" "$url?n=$i")
+        start=$EPOCHREALTIME
+        while :; do
+            state=$(query "$database" "SELECT state FROM jobs WHERE id = $id")
+            [[ $state == done ]] && break
+            [[ $state == failed ]] && die "$name pickup job $id failed; see $dir/jobd.log"
+            (($(since "$start" | cut -d. -f1) < 10)) || die "$name pickup job $id not done after 10 s"
+            sleep 0.005
+        done
+        query "$database" "SELECT finished_at - created_at FROM jobs WHERE id = $id" >>"$dir/latency"
+    done
+    kill -TERM "$pid"
+    wait "$pid" || die "jobd on $name did not stop cleanly; see $dir/jobd.log"
+    median <"$dir/latency"
+    note "$name pickup p95: $(percentile 95 <"$dir/latency") ms"
+}
+
+bench_pickup() {
+    local png url sqlite_ms pg_ms
+    mkdir -p "$WORK/one"
+    "$BIN/jobd-testserver" --small-dir "$WORK/one" --count 1
+    start_server "$WORK/one"
+    png=$(ls "$WORK/one")
+    url=$SERVER_URL/$png
+    sqlite_ms=$(pickup_on sqlite "$WORK/pickup-sqlite/jobd.db" "$url")
+    pg_ms=$(pickup_on postgres "$(new_database pickup)" "$url")
+    result "pickup: SQLite, sqlite3 shell INSERT (median)" "$sqlite_ms ms"
+    result "pickup: PostgreSQL, psql INSERT (median)" "$pg_ms ms" "as fast as SQLite"
+}
+
+# Import: a million URLs with `jobctl import`, into SQLite (multi-row INSERTs) and into
+# PostgreSQL (COPY), fresh each; the last commit durable on both.
+bench_import() {
+    local sqlite_s pg_s start url
+    awk 'BEGIN { for (i = 0; i < 1000000; i++) printf "https://img.example.org/%d/%08d.jpg\n", i % 97, i }' \
+        >"$WORK/million.txt"
+    new_instance "$WORK/import-sqlite" "jobd.db"
+    "$BIN/jobctl" --config "$WORK/import-sqlite/daemon.toml" stats >/dev/null # creates the schema
+    start=$EPOCHREALTIME
+    "$BIN/jobctl" --config "$WORK/import-sqlite/daemon.toml" import "$WORK/million.txt" >/dev/null
+    sqlite_s=$(since "$start")
+    url=$(new_database import)
+    new_instance "$WORK/import-pg" "$url"
+    "$BIN/jobctl" --config "$WORK/import-pg/daemon.toml" stats >/dev/null
+    start=$EPOCHREALTIME
+    "$BIN/jobctl" --config "$WORK/import-pg/daemon.toml" import "$WORK/million.txt" >/dev/null
+    pg_s=$(since "$start")
+    [[ $(query "$url" "SELECT count(*) FROM jobs") == 1000000 ]] || die "PostgreSQL import lost rows"
+    result "import 1M: jobctl on SQLite" "$sqlite_s s"
+    result "import 1M: jobctl on PostgreSQL (COPY)" "$pg_s s"
+    result "import: ratio PostgreSQL / SQLite" "$(div "$pg_s" "$sqlite_s")" "<= 1.0"
+}
+
+# Growth: claims (each recorded) per second with a million queued rows against 2,000.
+bench_growth() {
+    local small big
+    small=$("$BIN/jobd-bench" claims --db "$(new_database growth_small)" --queued 2000 --claims 2000 | awk '{ print $2 }')
+    big=$("$BIN/jobd-bench" claims --db "$(new_database growth_big)" --queued 1000000 --claims 2000 | awk '{ print $2 }')
+    result "growth on PostgreSQL: claims/s, 2,000 queued" "$small"
+    result "growth on PostgreSQL: claims/s, 1,000,000 queued" "$big"
+    result "growth on PostgreSQL: ratio 1M / 2k" "$(div "$big" "$small")" ">= 0.95"
+}
+
+# Fleet: 2,000 small PNGs (no latency) drained by one daemon of 16 workers on SQLite, one on
+# PostgreSQL, and two of 8 on PostgreSQL sharing the queue and the blob_dir. On a machine of two
+# cores this shows the cost of the backend and of sharing, not the gain of more machines.
+fleet_run() {
+    local name=$1 database=$2 daemons=$3 workers=$4 dir=$WORK/fleet-$1 start i pids=() n
+    new_instance "$dir" "$database"
+    "$BIN/jobctl" --config "$dir/daemon.toml" import "$WORK/small-urls.txt" >/dev/null
+    start=$EPOCHREALTIME
+    for ((i = 0; i < daemons; i++)); do
+        "$BIN/jobd" --config "$dir/daemon.toml" --workers "$workers" --drain 2>"$dir/jobd-$i.log" &
+        pids+=("$!")
+    done
+    for i in "${pids[@]}"; do wait "$i" || die "a jobd of $name failed; see $dir"; done
+    n=$(query "$([[ $database == postgres://* ]] && echo "$database" || echo "$dir/$database")" \
+        "SELECT count(*) FROM jobs WHERE state = 'done'")
+    [[ $n == 2000 ]] || die "$name: only $n of 2000 jobs done"
+    awk -v s="$(since "$start")" 'BEGIN { printf "%.0f", 2000 / s }'
+}
+
+bench_fleet() {
+    local f sqlite_rate pg_rate pg2_rate
+    "$BIN/jobd-testserver" --small-dir "$WORK/small2000" --count 2000
+    start_server "$WORK/small2000"
+    for f in "$WORK"/small2000/*; do echo "$SERVER_URL/${f##*/}"; done >"$WORK/small-urls.txt"
+    sqlite_rate=$(fleet_run sqlite jobd.db 1 16)
+    pg_rate=$(fleet_run postgres "$(new_database fleet_one)" 1 16)
+    pg2_rate=$(fleet_run postgres2 "$(new_database fleet_two)" 2 8)
+    result "fleet: 1 daemon x 16 on SQLite" "$sqlite_rate jobs/s"
+    result "fleet: 1 daemon x 16 on PostgreSQL" "$pg_rate jobs/s"
+    result "fleet: 2 daemons x 8 on PostgreSQL" "$pg2_rate jobs/s"
+    result "fleet: ratio PostgreSQL / SQLite, 1 daemon" "$(div "$pg_rate" "$sqlite_rate")"
+}
+
+print_machine() {
+    local cpu dirty=""
+    cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+    [[ -z $(git -C "$ROOT" status --porcelain 2>/dev/null) ]] || dirty=" (with uncommitted changes)"
+    echo "machine: $(nproc) CPUs, ${cpu:-unknown CPU}, $(uname -sr)"
+    echo "commit:  $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$dirty"
+    echo "date:    $(date -u '+%Y-%m-%d %H:%M UTC')"
+}
+
+main() {
+    local which=${1:-all} row label value target
+    case $which in
+        pickup | import | growth | fleet | all) ;;
+        *) echo "usage: scripts/bench-postgres.sh [pickup|import|growth|fleet|all]" >&2; exit 2 ;;
+    esac
+    command -v psql >/dev/null || die "psql is needed: apt-get install postgresql-client"
+    command -v sqlite3 >/dev/null || die "sqlite3 is needed: apt-get install sqlite3"
+    (cd "$ROOT" && cargo build --release --quiet)
+    start_postgres
+    [[ $which == all || $which == pickup ]] && bench_pickup
+    [[ $which == all || $which == import ]] && bench_import
+    [[ $which == all || $which == growth ]] && bench_growth
+    [[ $which == all || $which == fleet ]] && bench_fleet
+    echo
+    print_machine
+    echo
+    printf '%-50s %-16s %s\n' scenario result target
+    for row in "${RESULTS[@]}"; do
+        IFS='|' read -r label value target <<<"$row"
+        printf '%-50s %-16s %s\n' "$label" "$value" "$target"
+    done
+}
+
+main "$@"

@@ -1,0 +1,718 @@
+//! The store contract: every operation of [`Queue`] and [`Admin`], run the same way against both
+//! backends (an SQLite file, and a fresh database on a throwaway PostgreSQL server), with
+//! assertions read back through plain SQL that both accept. A behaviour that differs between the
+//! backends fails here, whichever of them is wrong.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::thread;
+
+use jobd::store::{
+    self, Applied, Claimed, Database, ListFilter, NewJob, Outcome, RawUrl, Report, Store, Stored,
+    now_ms,
+};
+use jobd::testkit::postgres;
+
+use crate::support::wait_until;
+
+/// Plain SQL on the test's database, beside the store: what a person at the shell would run.
+trait Sql {
+    fn exec(&mut self, sql: &str);
+    fn count(&mut self, sql: &str) -> i64;
+}
+
+impl Sql for rusqlite::Connection {
+    fn exec(&mut self, sql: &str) {
+        self.execute_batch(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    fn count(&mut self, sql: &str) -> i64 {
+        self.query_row(sql, [], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+}
+
+impl Sql for ::postgres::Client {
+    fn exec(&mut self, sql: &str) {
+        self.batch_execute(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    fn count(&mut self, sql: &str) -> i64 {
+        let row = self
+            .query_one(sql, &[])
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        row.try_get::<_, i64>(0)
+            .or_else(|_| row.try_get::<_, i32>(0).map(i64::from))
+            .or_else(|_| row.try_get::<_, bool>(0).map(i64::from))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+}
+
+struct Fixture {
+    store: Arc<dyn Store>,
+    sql: std::sync::Mutex<Box<dyn Sql + Send>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn sqlite() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let database = Database::Sqlite(dir.path().join("jobd.db"));
+        let store = store::open(&database, 8).unwrap();
+        let conn = rusqlite::Connection::open(dir.path().join("jobd.db")).unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+        Fixture {
+            store,
+            sql: std::sync::Mutex::new(Box::new(conn)),
+            _dir: dir,
+        }
+    }
+
+    fn postgres() -> Fixture {
+        let url = postgres::server().fresh_database();
+        let database = Database::Postgres(url.clone());
+        let store = store::open(&database, 8).unwrap();
+        let client = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+        Fixture {
+            store,
+            sql: std::sync::Mutex::new(Box::new(client)),
+            _dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn exec(&self, sql: &str) {
+        self.sql.lock().unwrap().exec(sql);
+    }
+
+    fn count(&self, sql: &str) -> i64 {
+        self.sql.lock().unwrap().count(sql)
+    }
+
+    fn add(&self, urls: &[&str]) -> Vec<i64> {
+        let jobs: Vec<NewJob> = urls.iter().map(|u| NewJob::new(*u)).collect();
+        self.store.add(&jobs).unwrap()
+    }
+
+    fn state(&self, id: i64) -> String {
+        self.store
+            .show(id)
+            .unwrap()
+            .expect("the job exists")
+            .0
+            .state
+    }
+
+    fn claim(&self, n: usize) -> Vec<Claimed> {
+        self.store.claim("test/w0", n, 60_000).unwrap()
+    }
+}
+
+fn stored(name: &str) -> Stored {
+    let sha256 = format!("{name:0>64}");
+    Stored {
+        mime: "image/png",
+        blob_path: format!("{}/{}/{sha256}.png", &sha256[..2], &sha256[2..4]),
+        sha256,
+        bytes: 68,
+        width: 2,
+        height: 3,
+    }
+}
+
+fn done(name: &str) -> Report {
+    Report {
+        http_status: Some(200),
+        declared_mime: Some("image/png".into()),
+        bytes: Some(68),
+        ttfb_ms: Some(5),
+        download_ms: Some(7),
+        ..Report::failure(Outcome::Done(stored(name)))
+    }
+}
+
+fn failed(error: &str) -> Report {
+    Report {
+        http_status: Some(404),
+        ..Report::failure(Outcome::Failed {
+            error: error.into(),
+        })
+    }
+}
+
+/// Each name becomes a test on SQLite and a test on PostgreSQL.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $( #[test] fn $name() { super::$name(&super::Fixture::sqlite()) } )*
+        }
+        mod on_postgres {
+            $( #[test] fn $name() { super::$name(&super::Fixture::postgres()) } )*
+        }
+    };
+}
+
+contract!(
+    a_row_inserted_by_hand_is_runnable,
+    racing_claimers_take_each_job_once,
+    claims_follow_priority_then_age_and_skip_the_future,
+    outcomes_are_recorded_on_job_and_attempt,
+    a_reaped_claim_records_nothing,
+    reaping_fails_jobs_whose_attempts_are_spent,
+    release_refunds_and_postpone_forgets_the_attempt,
+    leases_are_extended_and_seen_live,
+    pause_stops_claims_and_cancel_follows_running_jobs,
+    retry_requeues_what_failed,
+    prune_deletes_old_finished_jobs_with_their_attempts,
+    import_adds_in_order_and_skips_what_exists,
+    list_show_and_stats_report_the_same_figures,
+    the_watch_sees_new_rows_and_due_times,
+);
+
+fn a_row_inserted_by_hand_is_runnable(f: &Fixture) {
+    f.exec("INSERT INTO jobs (url) VALUES ('http://127.0.0.1/by-hand.png')");
+    f.exec("INSERT INTO jobs (url) VALUES (NULL)");
+    let claimed = f.claim(10);
+    assert_eq!(claimed.len(), 2, "both rows are due at once");
+    assert_eq!(
+        claimed[0].url,
+        RawUrl::Text("http://127.0.0.1/by-hand.png".into())
+    );
+    assert_eq!(claimed[1].url, RawUrl::NotText("NULL"));
+    assert_eq!((claimed[0].attempt, claimed[0].attempts), (1, 1));
+    assert_eq!(claimed[0].max_attempts, None);
+    assert_eq!(
+        f.count("SELECT COUNT(*) FROM jobs WHERE state = 'running' AND priority = 0"),
+        2
+    );
+    // created_at and run_at default to now, in milliseconds.
+    let now = now_ms();
+    let created = f.count("SELECT MIN(created_at) FROM jobs");
+    assert!(
+        (now - created).abs() < 60_000,
+        "created_at {created}, now {now}"
+    );
+}
+
+fn racing_claimers_take_each_job_once(f: &Fixture) {
+    let urls: Vec<String> = (0..600).map(|i| format!("http://127.0.0.1/{i}")).collect();
+    let jobs: Vec<NewJob> = urls
+        .iter()
+        .enumerate()
+        .map(|(i, u)| NewJob {
+            priority: (i % 5) as i64,
+            ..NewJob::new(u.as_str())
+        })
+        .collect();
+    f.store.add(&jobs).unwrap();
+    let threads: Vec<_> = (0..6)
+        .map(|t| {
+            let store = f.store.clone();
+            thread::spawn(move || {
+                let mut mine = Vec::new();
+                loop {
+                    let claimed = store.claim(&format!("t{t}"), 1 + t % 4, 60_000).unwrap();
+                    if claimed.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(claimed.iter().map(|c| c.job_id));
+                }
+            })
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    for thread in threads {
+        for id in thread.join().unwrap() {
+            assert!(seen.insert(id), "job {id} was claimed twice");
+        }
+    }
+    assert_eq!(seen.len(), 600);
+    assert_eq!(
+        f.count("SELECT COUNT(*) FROM attempts WHERE attempt = 1 AND outcome = 'running'"),
+        600
+    );
+}
+
+fn claims_follow_priority_then_age_and_skip_the_future(f: &Fixture) {
+    let now = now_ms();
+    let job = |url: &str, priority, run_at| NewJob {
+        priority,
+        run_at: Some(run_at),
+        ..NewJob::new(url)
+    };
+    let ids = f
+        .store
+        .add(&[
+            job("http://127.0.0.1/old-low", 0, now - 2_000),
+            job("http://127.0.0.1/high", 5, now - 1_000),
+            job("http://127.0.0.1/older-low", 0, now - 3_000),
+            job("http://127.0.0.1/later", 9, now + 3_600_000),
+        ])
+        .unwrap();
+    let claimed: Vec<i64> = f.claim(10).iter().map(|c| c.job_id).collect();
+    assert_eq!(claimed, vec![ids[1], ids[2], ids[0]]);
+    assert_eq!(f.state(ids[3]), "queued");
+}
+
+fn outcomes_are_recorded_on_job_and_attempt(f: &Fixture) {
+    let ids = f.add(&[
+        "http://127.0.0.1/done",
+        "http://127.0.0.1/retry",
+        "http://127.0.0.1/failed",
+        "http://127.0.0.1/postponed",
+    ]);
+    let claimed = f.claim(4);
+    let later = now_ms() + 3_600_000;
+    let reports = [
+        done("a"),
+        Report::failure(Outcome::Retry {
+            run_at: later,
+            error: "HTTP 503".into(),
+        }),
+        failed("HTTP 404: not found"),
+        Report::failure(Outcome::Postponed {
+            run_at: later,
+            error: "disk full".into(),
+        }),
+    ];
+    let items: Vec<_> = claimed.iter().zip(&reports).collect();
+    assert_eq!(
+        f.store.complete_many(&items).unwrap(),
+        vec![Applied::Yes; 4]
+    );
+    let states: Vec<String> = ids.iter().map(|&id| f.state(id)).collect();
+    assert_eq!(states, ["done", "queued", "failed", "queued"]);
+    let (job, attempts) = f.store.show(ids[0]).unwrap().unwrap();
+    let blob = stored("a");
+    assert_eq!(
+        (
+            job.sha256.as_deref(),
+            job.blob_path.as_deref(),
+            job.mime.as_deref(),
+            job.width,
+            job.height,
+            job.bytes,
+            job.http_status,
+            job.worker.as_deref(),
+        ),
+        (
+            Some(blob.sha256.as_str()),
+            Some(blob.blob_path.as_str()),
+            Some("image/png"),
+            Some(2),
+            Some(3),
+            Some(68),
+            Some(200),
+            None
+        )
+    );
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(
+        (
+            attempts[0].outcome.as_str(),
+            attempts[0].ttfb_ms,
+            attempts[0].download_ms
+        ),
+        ("done", Some(5), Some(7))
+    );
+    assert!(attempts[0].total_ms.is_some_and(|t| t >= 0));
+    // The retry counts its attempt; the postponed job gets its attempt back.
+    let retried = f.store.show(ids[1]).unwrap().unwrap().0;
+    assert_eq!(
+        (retried.attempts, retried.run_at, retried.error.as_deref()),
+        (1, later, Some("HTTP 503"))
+    );
+    let postponed = f.store.show(ids[3]).unwrap().unwrap().0;
+    assert_eq!((postponed.attempts, postponed.run_at), (0, later));
+    assert_eq!(
+        f.store.show(ids[2]).unwrap().unwrap().0.error.as_deref(),
+        Some("HTTP 404: not found")
+    );
+    assert_eq!(
+        f.count("SELECT COUNT(*) FROM attempts WHERE outcome IN ('done', 'retry', 'failed', 'postponed')"),
+        4
+    );
+    // A second record of the same attempts finds its claims gone.
+    assert_eq!(
+        f.store.complete_many(&items).unwrap(),
+        vec![Applied::ClaimLost; 4]
+    );
+}
+
+fn a_reaped_claim_records_nothing(f: &Fixture) {
+    let ids = f.add(&["http://127.0.0.1/slow"]);
+    // A lease that has already run out: its daemon is as good as dead.
+    let claimed = f.store.claim("dead/w0", 1, -1_000).unwrap();
+    assert_eq!(f.store.reap_expired(3).unwrap(), 1);
+    assert_eq!(f.state(ids[0]), "queued");
+    assert_eq!(
+        f.store.complete(&claimed[0], &done("late")).unwrap(),
+        Applied::ClaimLost
+    );
+    let (job, attempts) = f.store.show(ids[0]).unwrap().unwrap();
+    assert_eq!((job.state.as_str(), job.sha256), ("queued", None));
+    assert_eq!(attempts[0].outcome, "lease_expired");
+    // The next claim is attempt 2, and counts both.
+    let again = f.claim(1);
+    assert_eq!((again[0].attempt, again[0].attempts), (2, 2));
+    assert_eq!(f.store.reap_expired(3).unwrap(), 0, "a live lease stays");
+}
+
+fn reaping_fails_jobs_whose_attempts_are_spent(f: &Fixture) {
+    let ids = f
+        .store
+        .add(&[NewJob {
+            max_attempts: Some(1),
+            ..NewJob::new("http://127.0.0.1/poison")
+        }])
+        .unwrap();
+    f.store.claim("dead/w0", 1, -1_000).unwrap();
+    assert_eq!(f.store.reap_expired(5).unwrap(), 1);
+    let job = f.store.show(ids[0]).unwrap().unwrap().0;
+    assert_eq!(job.state, "failed");
+    assert!(job.error.unwrap().contains("lease ran out"));
+}
+
+fn release_refunds_and_postpone_forgets_the_attempt(f: &Fixture) {
+    let ids = f.add(&["http://127.0.0.1/a", "http://127.0.0.1/b"]);
+    let claimed = f.claim(2);
+    assert_eq!(
+        f.store.release(&claimed[0], "shutting down").unwrap(),
+        Applied::Yes
+    );
+    let later = now_ms() + 60_000;
+    assert_eq!(f.store.postpone(&claimed[1], later).unwrap(), Applied::Yes);
+    let (released, attempts) = f.store.show(ids[0]).unwrap().unwrap();
+    assert_eq!((released.state.as_str(), released.attempts), ("queued", 0));
+    assert_eq!(
+        (attempts[0].outcome.as_str(), attempts[0].error.as_deref()),
+        ("interrupted", Some("shutting down"))
+    );
+    let (postponed, attempts) = f.store.show(ids[1]).unwrap().unwrap();
+    assert_eq!(
+        (
+            postponed.state.as_str(),
+            postponed.attempts,
+            postponed.run_at
+        ),
+        ("queued", 0, later)
+    );
+    assert!(attempts.is_empty());
+    assert_eq!(
+        f.store.release(&claimed[0], "again").unwrap(),
+        Applied::ClaimLost
+    );
+}
+
+fn leases_are_extended_and_seen_live(f: &Fixture) {
+    f.add(&["http://127.0.0.1/a", "http://127.0.0.1/b"]);
+    let claimed = f.store.claim("w", 2, -1_000).unwrap();
+    let tokens: Vec<i64> = claimed.iter().map(|c| c.attempt_id).collect();
+    assert_eq!(f.store.still_live(&tokens).unwrap(), 0);
+    assert!(f.store.live_attempts().unwrap().is_empty());
+    f.store.extend_leases(&tokens[..1], 60_000).unwrap();
+    assert_eq!(f.store.still_live(&tokens).unwrap(), 1);
+    assert_eq!(f.store.live_attempts().unwrap(), tokens[..1]);
+    assert_eq!(f.store.reap_expired(3).unwrap(), 1, "only the other one");
+}
+
+fn pause_stops_claims_and_cancel_follows_running_jobs(f: &Fixture) {
+    let ids = f.add(&[
+        "http://127.0.0.1/queued",
+        "http://127.0.0.1/running",
+        "http://127.0.0.1/later",
+    ]);
+    let running = f
+        .store
+        .claim("w", 1, 60_000)
+        .unwrap()
+        .into_iter()
+        .next()
+        .unwrap();
+    assert_eq!(running.job_id, ids[0]);
+    f.store.set_paused(true).unwrap();
+    assert!(f.store.paused().unwrap());
+    assert!(f.claim(5).is_empty(), "a paused queue hands out nothing");
+    assert!(f.store.counts().unwrap().1);
+    f.store.set_paused(false).unwrap();
+    assert!(!f.store.paused().unwrap());
+    let second = f.claim(1).into_iter().next().unwrap();
+    let before = f.store.cancel(&[ids[0], ids[2], 999_999]).unwrap();
+    assert_eq!(
+        before,
+        vec![
+            (ids[0], Some("running".into())),
+            (ids[2], Some("queued".into())),
+            (999_999, None)
+        ]
+    );
+    assert_eq!(f.state(ids[2]), "cancelled");
+    let cancelled = f.store.show(ids[0]).unwrap().unwrap().0;
+    assert!(cancelled.cancel_requested);
+    assert_eq!(cancelled.state, "running", "it ends when its attempt ends");
+    // A transient failure would queue it again: the cancel request ends it instead.
+    let retry = Report::failure(Outcome::Retry {
+        run_at: now_ms(),
+        error: "HTTP 503".into(),
+    });
+    f.store.complete(&running, &retry).unwrap();
+    assert_eq!(f.state(ids[0]), "cancelled");
+    // Releasing a job whose cancel was requested cancels it too.
+    f.store.cancel(&[second.job_id]).unwrap();
+    f.store.release(&second, "shutting down").unwrap();
+    assert_eq!(f.state(second.job_id), "cancelled");
+}
+
+fn retry_requeues_what_failed(f: &Fixture) {
+    let ids = f.add(&[
+        "http://127.0.0.1/404",
+        "http://127.0.0.1/tls",
+        "http://127.0.0.1/fine",
+    ]);
+    let claimed = f.claim(3);
+    let reports = [
+        failed("HTTP 404: Not Found"),
+        failed("TLS handshake failed"),
+        done("b"),
+    ];
+    let items: Vec<_> = claimed.iter().zip(&reports).collect();
+    f.store.complete_many(&items).unwrap();
+    assert_eq!(f.store.retry_failed(Some("http 404")).unwrap(), 1);
+    assert_eq!(f.state(ids[0]), "queued");
+    assert_eq!(f.state(ids[1]), "failed");
+    let before = f.store.retry(&[ids[1], ids[2]], false).unwrap();
+    assert_eq!(
+        before,
+        vec![
+            (ids[1], Some("failed".into())),
+            (ids[2], Some("done".into()))
+        ]
+    );
+    assert_eq!(f.state(ids[1]), "queued");
+    assert_eq!(f.state(ids[2]), "done", "done jobs need --force");
+    f.store.retry(&[ids[2]], true).unwrap();
+    let job = f.store.show(ids[2]).unwrap().unwrap().0;
+    assert_eq!(
+        (job.state.as_str(), job.attempts, job.error),
+        ("queued", 0, None)
+    );
+    assert_eq!(f.store.retry_failed(None).unwrap(), 0);
+}
+
+fn prune_deletes_old_finished_jobs_with_their_attempts(f: &Fixture) {
+    let ids = f.add(&[
+        "http://127.0.0.1/old-done",
+        "http://127.0.0.1/old-failed",
+        "http://127.0.0.1/new-done",
+        "http://127.0.0.1/queued",
+    ]);
+    let claimed = f.claim(3);
+    let reports = [done("c"), failed("HTTP 410"), done("d")];
+    let items: Vec<_> = claimed.iter().zip(&reports).collect();
+    f.store.complete_many(&items).unwrap();
+    let old = now_ms() - 10 * 86_400_000;
+    f.exec(&format!(
+        "UPDATE jobs SET finished_at = {old} WHERE id IN ({}, {})",
+        ids[0], ids[1]
+    ));
+    let cutoff = now_ms() - 86_400_000;
+    let mut blobs = Vec::new();
+    f.store
+        .blobs_of_finished(cutoff, &["done", "failed"], &mut |p| {
+            blobs.push(p.to_string())
+        })
+        .unwrap();
+    assert_eq!(blobs, vec![stored("c").blob_path]);
+    assert!(f.store.blob_referenced(&stored("c").sha256).unwrap());
+    assert_eq!(f.store.prune(cutoff, &["failed"], 1).unwrap(), 1);
+    assert_eq!(f.store.prune(cutoff, &["done", "failed"], 1).unwrap(), 1);
+    assert!(f.store.show(ids[0]).unwrap().is_none());
+    assert!(f.store.show(ids[1]).unwrap().is_none());
+    assert!(!f.store.blob_referenced(&stored("c").sha256).unwrap());
+    assert!(f.store.blob_referenced(&stored("d").sha256).unwrap());
+    assert_eq!(
+        f.count(&format!(
+            "SELECT COUNT(*) FROM attempts WHERE job_id IN ({}, {})",
+            ids[0], ids[1]
+        )),
+        0
+    );
+    assert_eq!(f.count("SELECT COUNT(*) FROM jobs"), 2);
+}
+
+fn import_adds_in_order_and_skips_what_exists(f: &Fixture) {
+    let url = |i: usize| format!("http://127.0.0.1/import/{i}?q=a\tb\\c");
+    let mut batches = (0..7).map(|b| {
+        (b * 300..(b + 1) * 300)
+            .map(|i| NewJob {
+                priority: (i % 3) as i64,
+                max_attempts: (i % 2 == 0).then_some(4),
+                ..NewJob::new(url(i))
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut progress = Vec::new();
+    let imported = f
+        .store
+        .import(&mut batches, false, &mut |n| progress.push(n))
+        .unwrap();
+    assert_eq!(imported, (2_100, 0));
+    assert_eq!(progress.last(), Some(&2_100));
+    let first = f.store.list(&ListFilter {
+        limit: 1,
+        ..ListFilter::default()
+    });
+    let newest = &first.unwrap()[0];
+    assert_eq!(newest.url, url(2_099), "tabs and backslashes survive");
+    assert_eq!((newest.priority, newest.max_attempts), (2, None));
+    assert_eq!(
+        f.count("SELECT COUNT(*) FROM jobs WHERE max_attempts = 4"),
+        1_050
+    );
+    // Ids follow the input order.
+    assert_eq!(
+        f.count(&format!(
+            "SELECT COUNT(*) FROM jobs a JOIN jobs b ON b.id = a.id + 1 WHERE a.url = '{}' AND b.url = '{}'",
+            url(10),
+            url(11)
+        )),
+        1
+    );
+    // Fail one, then import again with an overlap: existing URLs are skipped, but not failed ones.
+    let claimed = f.claim(1);
+    assert_eq!(claimed[0].url, RawUrl::Text(url(2)), "priority 2, first in");
+    f.store.complete(&claimed[0], &failed("HTTP 404")).unwrap();
+    let mut again = std::iter::once(
+        (0..100)
+            .chain(2_100..2_200)
+            .map(|i| NewJob::new(url(i)))
+            .collect::<Vec<_>>(),
+    );
+    let (added, skipped) = f.store.import(&mut again, true, &mut |_| {}).unwrap();
+    assert_eq!((added, skipped), (101, 99));
+    assert_eq!(f.count("SELECT COUNT(*) FROM jobs"), 2_201);
+}
+
+fn list_show_and_stats_report_the_same_figures(f: &Fixture) {
+    let ids = f.add(&[
+        "http://127.0.0.1/a.png",
+        "http://img.example.org/b.png",
+        "http://cdn.img.example.org/c.png",
+        "http://127.0.0.1/d.png",
+    ]);
+    let claimed = f.claim(3);
+    let reports = [done("e"), failed("HTTP 404: Not Found"), done("e")];
+    let items: Vec<_> = claimed.iter().zip(&reports).collect();
+    f.store.complete_many(&items).unwrap();
+    let list = |filter: ListFilter| -> Vec<i64> {
+        f.store
+            .list(&ListFilter {
+                limit: 100,
+                ..filter
+            })
+            .unwrap()
+            .iter()
+            .map(|j| j.id)
+            .collect()
+    };
+    assert_eq!(
+        list(ListFilter::default()),
+        vec![ids[3], ids[2], ids[1], ids[0]]
+    );
+    assert_eq!(
+        list(ListFilter {
+            state: Some("done".into()),
+            ..ListFilter::default()
+        }),
+        vec![ids[2], ids[0]]
+    );
+    assert_eq!(
+        list(ListFilter {
+            error: Some("not FOUND".into()),
+            ..ListFilter::default()
+        }),
+        vec![ids[1]]
+    );
+    assert_eq!(
+        list(ListFilter {
+            host: Some(".img.example.org".into()),
+            ..ListFilter::default()
+        }),
+        vec![ids[2], ids[1]]
+    );
+    assert_eq!(
+        list(ListFilter {
+            host: Some("img.example.org".into()),
+            ..ListFilter::default()
+        }),
+        vec![ids[1]]
+    );
+    assert_eq!(
+        list(ListFilter {
+            since: Some(now_ms() + 60_000),
+            ..ListFilter::default()
+        }),
+        Vec::<i64>::new()
+    );
+    assert!(f.store.show(999_999).unwrap().is_none());
+    let stats = f.store.stats().unwrap();
+    let by_state: Vec<(&str, i64)> = stats
+        .by_state
+        .iter()
+        .map(|(s, n)| (s.as_str(), *n))
+        .collect();
+    assert_eq!(
+        by_state,
+        [
+            ("queued", 1),
+            ("running", 0),
+            ("done", 2),
+            ("failed", 1),
+            ("cancelled", 0)
+        ]
+    );
+    assert_eq!(
+        (
+            stats.bytes_done,
+            stats.blobs,
+            stats.blob_bytes,
+            stats.paused
+        ),
+        (136, 1, 68, false)
+    );
+    assert_eq!(stats.top_errors, vec![("HTTP 404: Not Found".into(), 1)]);
+    assert_eq!(stats.done_within[0], (1, 2));
+    assert_eq!(
+        (stats.timing_samples, stats.timings_all_time, stats.ttfb_ms),
+        (2, false, Some((5, 5)))
+    );
+    let (counts, paused) = f.store.counts().unwrap();
+    assert_eq!(counts, stats.by_state);
+    assert!(!paused);
+}
+
+fn the_watch_sees_new_rows_and_due_times(f: &Fixture) {
+    let mut watch = f.store.watch().unwrap();
+    watch.changed().unwrap();
+    assert_eq!(watch.next_due().unwrap(), None);
+    assert!(!watch.pending().unwrap());
+    f.exec("INSERT INTO jobs (url) VALUES ('http://127.0.0.1/by-hand.png')");
+    wait_until("the watch to see the new row", || watch.changed().unwrap());
+    let due = watch.next_due().unwrap().expect("a queued job");
+    assert!(due <= now_ms() + 1_000, "due {due} is now");
+    assert!(watch.pending().unwrap());
+    let counts = watch.counts().unwrap();
+    assert_eq!(counts, vec![("queued".to_string(), 1)]);
+    watch.checkpoint().unwrap();
+    // A job scheduled for later is not due yet, by either clock.
+    f.claim(1);
+    let later = now_ms() + 3_600_000;
+    f.exec(&format!(
+        "INSERT INTO jobs (url, run_at) VALUES ('http://127.0.0.1/later.png', {later})"
+    ));
+    wait_until("the watch to see the scheduled row", || {
+        watch.changed().unwrap()
+    });
+    let due = watch.next_due().unwrap().expect("a queued job");
+    assert!((due - later).abs() < 5_000, "due {due}, scheduled {later}");
+}
