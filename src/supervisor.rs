@@ -102,23 +102,6 @@ pub fn run(
                     .map_or("no panic".into(), |p| panic_message(&*p))
             );
         }
-        match tick(&mut *watch, &shared, &mut next_due, options.drain) {
-            Ok(drained) => {
-                if watch_failing {
-                    log::info!("the database answers again");
-                    watch_failing = false;
-                }
-                if drained {
-                    log::info!("queue drained; stopping");
-                    break;
-                }
-            }
-            Err(e) if !watch_failing => {
-                log::error!("cannot watch the queue (will keep trying): {e}");
-                watch_failing = true;
-            }
-            Err(_) => {}
-        }
         if last_extend.elapsed() >= extend_every {
             extend_leases(&shared, &workers, options.lease);
             last_extend = Instant::now();
@@ -139,7 +122,32 @@ pub fn run(
             }
             last_checkpoint = Instant::now();
         }
-        thread::sleep(options.poll_interval);
+        match tick(
+            &mut *watch,
+            &shared,
+            &mut next_due,
+            options.drain,
+            options.poll_interval,
+        ) {
+            Ok(drained) => {
+                if watch_failing {
+                    log::info!("the database answers again");
+                    watch_failing = false;
+                }
+                if drained {
+                    log::info!("queue drained; stopping");
+                    break;
+                }
+            }
+            Err(e) => {
+                if !watch_failing {
+                    log::error!("cannot watch the queue (will keep trying): {e}");
+                    watch_failing = true;
+                }
+                // The wait may not have happened: pause here instead of spinning.
+                thread::sleep(options.poll_interval);
+            }
+        }
     }
     if stop.load(Ordering::SeqCst) {
         log::info!("stop signal received: claiming no more jobs");
@@ -148,16 +156,18 @@ pub fn run(
     Ok(())
 }
 
-/// One look at the queue: wakes idle workers when a job is due. Returns true when `drain` is set
-/// and nothing is left to do.
+/// One look at the queue, after waiting up to `wait` for a change (the loop's only pause): wakes
+/// idle workers when a job is due. Returns true when `drain` is set and nothing is left to do.
 fn tick(
     watch: &mut dyn Watch,
     shared: &Shared,
     next_due: &mut Option<i64>,
     drain: bool,
+    wait: Duration,
 ) -> Result<bool, StoreError> {
+    let changed = watch.changed(wait)?;
     let now = now_ms();
-    if watch.changed()? || next_due.is_some_and(|t| t <= now) {
+    if changed || next_due.is_some_and(|t| t <= now) {
         *next_due = watch.next_due()?;
         if next_due.is_some_and(|t| t <= now) {
             shared.wake.notify();

@@ -14,6 +14,7 @@ mod postgres;
 mod sqlite;
 
 use std::fmt;
+use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use admin::{Admin, AttemptRow, Imported, JobRow, ListFilter, NewJob, STATES, Stats};
@@ -149,8 +150,10 @@ pub enum Applied {
 
 /// Watches the database for work, cheaply, from one thread.
 pub trait Watch: Send {
-    /// True when another connection or process has committed since the last call.
-    fn changed(&mut self) -> Result<bool, StoreError>;
+    /// Waits up to `wait` for another connection or process to commit (a backend that is told
+    /// returns as soon as it is; one that polls looks once at the end). True when one has
+    /// committed since the last call.
+    fn changed(&mut self, wait: Duration) -> Result<bool, StoreError>;
     /// The earliest `run_at` among queued jobs, if any is queued.
     fn next_due(&mut self) -> Result<Option<i64>, StoreError>;
     /// True while any job is queued or running (`--drain` exits when this turns false).

@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
 use jobd::store::{
     self, Applied, Claimed, Database, ListFilter, NewJob, Outcome, RawUrl, Report, Store, Stored,
@@ -693,11 +694,13 @@ fn list_show_and_stats_report_the_same_figures(f: &Fixture) {
 
 fn the_watch_sees_new_rows_and_due_times(f: &Fixture) {
     let mut watch = f.store.watch().unwrap();
-    watch.changed().unwrap();
+    watch.changed(Duration::ZERO).unwrap();
     assert_eq!(watch.next_due().unwrap(), None);
     assert!(!watch.pending().unwrap());
     f.exec("INSERT INTO jobs (url) VALUES ('http://127.0.0.1/by-hand.png')");
-    wait_until("the watch to see the new row", || watch.changed().unwrap());
+    wait_until("the watch to see the new row", || {
+        watch.changed(Duration::from_millis(5)).unwrap()
+    });
     let due = watch.next_due().unwrap().expect("a queued job");
     assert!(due <= now_ms() + 1_000, "due {due} is now");
     assert!(watch.pending().unwrap());
@@ -711,7 +714,7 @@ fn the_watch_sees_new_rows_and_due_times(f: &Fixture) {
         "INSERT INTO jobs (url, run_at) VALUES ('http://127.0.0.1/later.png', {later})"
     ));
     wait_until("the watch to see the scheduled row", || {
-        watch.changed().unwrap()
+        watch.changed(Duration::from_millis(5)).unwrap()
     });
     let due = watch.next_due().unwrap().expect("a queued job");
     assert!((due - later).abs() < 5_000, "due {due}, scheduled {later}");

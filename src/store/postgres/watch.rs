@@ -15,9 +15,6 @@ use crate::store::{Context, StoreError, Watch, now_ms};
 /// with a connection) is picked up all the same.
 const FALLBACK_POLL: Duration = Duration::from_secs(1);
 
-/// How long `changed` waits for a notification to arrive on the socket.
-const NOTIFICATION_WAIT: Duration = Duration::from_millis(1);
-
 pub(super) struct PgWatch {
     store: PgStore,
     /// None after the connection broke: the next call connects again.
@@ -74,20 +71,20 @@ impl PgWatch {
 }
 
 impl Watch for PgWatch {
-    fn changed(&mut self) -> Result<bool, StoreError> {
+    fn changed(&mut self, wait: Duration) -> Result<bool, StoreError> {
         let reconnecting = self.client.as_ref().is_none_or(Client::is_closed);
         let listened = self.ask(
             |client| {
-                // Not `iter()`: it never lets the client's runtime read the socket, so it only
-                // finds notifications that a query happened to bring in. Waiting a millisecond
-                // does read it.
+                // Blocks on the socket until the first notification or the end of `wait`, then
+                // takes whatever else has arrived. (Not `iter()`: it never lets the client's
+                // runtime read the socket, so it finds only what a query happened to bring in.)
                 let mut notifications = client.notifications();
-                let mut pending = notifications.timeout_iter(NOTIFICATION_WAIT);
-                let mut any = false;
-                while pending.next()?.is_some() {
-                    any = true;
+                if notifications.timeout_iter(wait).next()?.is_none() {
+                    return Ok(false);
                 }
-                Ok(any)
+                let mut rest = notifications.timeout_iter(Duration::ZERO);
+                while rest.next()?.is_some() {}
+                Ok(true)
             },
             "listening for new jobs",
         );
@@ -167,13 +164,12 @@ mod tests {
     use crate::store::{Admin, NewJob, Queue, Watch};
     use crate::testkit::postgres;
 
-    /// Polls `changed` until it reports a change; the fallback poll is an hour away, so only a
+    /// Waits for `changed` to report a change; the fallback poll is an hour away, so only a
     /// notification (or a reconnection) can make it true.
     fn notified(watch: &mut PgWatch, what: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !watch.changed().unwrap() {
+        while !watch.changed(Duration::from_millis(10)).unwrap() {
             assert!(Instant::now() < deadline, "no notification for {what}");
-            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
@@ -182,7 +178,10 @@ mod tests {
         let url = postgres::server().fresh_database();
         let store = PgStore::open(&url, 2).unwrap();
         let mut watch = PgWatch::with_fallback(store.clone(), Duration::from_secs(3600)).unwrap();
-        assert!(!watch.changed().unwrap(), "nothing happened yet");
+        assert!(
+            !watch.changed(Duration::ZERO).unwrap(),
+            "nothing happened yet"
+        );
         let mut psql = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
         psql.batch_execute("INSERT INTO jobs (url) VALUES ('http://127.0.0.1/a.png')")
             .unwrap();
@@ -191,7 +190,10 @@ mod tests {
         notified(&mut watch, "jobctl add");
         let claimed = store.claim("w", 2, 60_000).unwrap();
         assert_eq!(claimed.len(), 2);
-        assert!(!watch.changed().unwrap(), "a claim queues nothing");
+        assert!(
+            !watch.changed(Duration::from_millis(50)).unwrap(),
+            "a claim queues nothing"
+        );
         store.release(&claimed[0], "test").unwrap();
         notified(&mut watch, "a released job");
         store.set_paused(true).unwrap();

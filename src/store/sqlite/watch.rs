@@ -1,6 +1,8 @@
 //! The SQLite watcher: sees other processes' commits through `PRAGMA data_version`, and answers
 //! the supervisor's cheap questions on a connection of its own.
 
+use std::time::Duration;
+
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::store::{Context, StoreError, Watch};
@@ -26,7 +28,9 @@ impl SqliteWatch {
 }
 
 impl Watch for SqliteWatch {
-    fn changed(&mut self) -> Result<bool, StoreError> {
+    fn changed(&mut self, wait: Duration) -> Result<bool, StoreError> {
+        // SQLite tells no one: sleep, then look.
+        std::thread::sleep(wait);
         // Cached: this runs every poll tick, and preparing it would cost more than running it.
         let version: i64 = self
             .conn
