@@ -168,6 +168,7 @@ contract!(
     import_adds_in_order_and_skips_what_exists,
     list_show_and_stats_report_the_same_figures,
     the_watch_sees_new_rows_and_due_times,
+    the_next_due_time_is_the_earliest_over_all_priorities,
 );
 
 fn a_row_inserted_by_hand_is_runnable(f: &Fixture) {
@@ -718,4 +719,33 @@ fn the_watch_sees_new_rows_and_due_times(f: &Fixture) {
     });
     let due = watch.next_due().unwrap().expect("a queued job");
     assert!((due - later).abs() < 5_000, "due {due}, scheduled {later}");
+}
+
+fn the_next_due_time_is_the_earliest_over_all_priorities(f: &Fixture) {
+    let mut watch = f.store.watch().unwrap();
+    let now = now_ms();
+    let job = |priority: i64, run_at: i64| NewJob {
+        priority,
+        run_at: Some(run_at),
+        ..NewJob::new(format!("http://127.0.0.1/{priority}"))
+    };
+    let hour = 3_600_000;
+    f.store
+        .add(&[
+            job(5, now + 2 * hour),
+            job(1, now + hour),
+            job(0, now + 3 * hour),
+        ])
+        .unwrap();
+    let due = watch.next_due().unwrap().unwrap();
+    assert!((due - (now + hour)).abs() < 5_000, "due {due}");
+    // Many distinct priorities, the earliest at the lowest.
+    let many: Vec<NewJob> = (10..200).map(|p| job(p, now + 4 * hour - p)).collect();
+    f.store.add(&many).unwrap();
+    f.store.add(&[job(-7, now + hour / 2)]).unwrap();
+    let due = watch.next_due().unwrap().unwrap();
+    assert!((due - (now + hour / 2)).abs() < 5_000, "due {due}");
+    // A job due now, at the lowest priority of all.
+    f.store.add(&[job(-100, now - 1_000)]).unwrap();
+    assert!(watch.next_due().unwrap().unwrap() <= now_ms());
 }
