@@ -18,8 +18,8 @@ use crate::supervisor::{self, Options};
 pub fn run(config: &Config, drain: bool) -> Result<(), String> {
     // First, so that a signal during start-up is a clean stop too.
     let stop = install_signal_handlers()?;
-    let pool_size = config.database.daemon_pool_size(config.workers);
-    let store = store::open(&config.database, pool_size).map_err(|e| e.to_string())?;
+    let store =
+        store::open_for_daemon(&config.database, config.workers).map_err(|e| e.to_string())?;
     let blobs = BlobStore::open(&config.blob_dir)
         .map_err(|e| format!("cannot open blob_dir {}: {e}", config.blob_dir.display()))?;
     let blobs = Arc::new(blobs);

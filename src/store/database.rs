@@ -31,17 +31,6 @@ impl Database {
         })
     }
 
-    /// The connection pool a daemon with `workers` workers needs. On SQLite, one per worker and
-    /// two more: connections are free. On PostgreSQL each is a server process, and a fleet
-    /// multiplies them, while the daemon's database work is serialised anyway (one claimer at a
-    /// time, one committer, the supervisor): four do, plus the watcher's own.
-    pub fn daemon_pool_size(&self, workers: usize) -> u32 {
-        match self {
-            Database::Sqlite(_) => workers as u32 + 2,
-            Database::Postgres(_) => 4,
-        }
-    }
-
     pub fn sqlite_path(&self) -> Option<&Path> {
         match self {
             Database::Sqlite(path) => Some(path),
@@ -67,11 +56,22 @@ impl fmt::Display for Database {
 }
 
 /// Opens (creating and migrating as needed) the database, with a pool of up to `pool_size`
-/// connections.
+/// connections, for jobctl and tools.
 pub fn open(database: &Database, pool_size: u32) -> Result<Arc<dyn Store>, StoreError> {
     match database {
         Database::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path, pool_size)?)),
         Database::Postgres(url) => Ok(Arc::new(PgStore::open(url, pool_size)?)),
+    }
+}
+
+/// Opens the database for a daemon with `workers` workers. On SQLite, a connection per worker and
+/// two more: they are free. On PostgreSQL each is a server process and a fleet multiplies them,
+/// so a few, and commits that do not wait for the disk, as SQLite's in the daemon
+/// ([`PgStore::open_for_daemon`]).
+pub fn open_for_daemon(database: &Database, workers: usize) -> Result<Arc<dyn Store>, StoreError> {
+    match database {
+        Database::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path, workers as u32 + 2)?)),
+        Database::Postgres(url) => Ok(Arc::new(PgStore::open_for_daemon(url)?)),
     }
 }
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use admin::{Admin, AttemptRow, Imported, JobRow, ListFilter, NewJob, STATES, Stats};
-pub use database::{Database, open};
+pub use database::{Database, open, open_for_daemon};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 

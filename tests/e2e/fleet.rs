@@ -165,7 +165,14 @@ fn a_database_restart_loses_no_job_and_records_none_twice() {
     let server = TestServer::start().with_wan(std::time::Duration::from_millis(30), None);
     // A server of its own: a restart breaks every connection to it.
     let pg = postgres::TestPostgres::start();
-    let (env, url) = env_on(&pg, "");
+    let url = pg.fresh_database();
+    // The restart is a crash: the daemon's last commits (which do not wait for the disk) may
+    // be lost, and their jobs come back when their leases run out. Short leases, then.
+    let env = Env::with_config(&format!(
+        "database = \"{url}\"\nworkers = 4\ngrace_secs = 2\nlease_secs = 3\n\
+         [fetch]\nallow_ips = [\"127.0.0.1/32\"]\n\
+         [retry]\nbase_delay_ms = 50\nmax_delay_ms = 200\n"
+    ));
     let urls = serve_images(&server, 200);
     env.add(&urls);
     let daemon = spawn(&env, &["--drain"]);
