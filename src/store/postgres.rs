@@ -108,6 +108,10 @@ impl PgStore {
             .max_size(pool_size.max(1))
             .min_idle(Some(1))
             .connection_timeout(CONNECT_TIMEOUT)
+            // Not a round trip per check-out to test the connection: a connection that died
+            // (the server restarted) fails its next statement, is dropped as broken, and the
+            // caller retries as after any database error.
+            .test_on_check_out(false)
             .build(PostgresConnectionManager::new(config.clone(), NoTls))
             .ctx(format_args!("connecting to {name}"))?;
         let store = PgStore { pool, config, name };

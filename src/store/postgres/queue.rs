@@ -1,8 +1,10 @@
 //! The queue operations on PostgreSQL: each one statement (or a few in one transaction), so that
 //! a daemon far from its database pays one round trip per claim and one per group of results.
+//! The frequent ones go with their parameter types (`query_typed`): a plain `query` prepares,
+//! runs and closes an unnamed statement, three round trips where one does.
 
 use postgres::Row;
-use postgres::types::ToSql;
+use postgres::types::{ToSql, Type};
 
 use super::PgStore;
 use super::watch::PgWatch;
@@ -84,7 +86,8 @@ const GIVE_BACK: &str = "
 
 /// Jobs whose lease ran out go back to the queue, or fail when their attempts are spent. Rows
 /// another daemon is recording at this moment are skipped (they are not lost, only late).
-/// $1 now (the daemon's clock, for finished_at), $2 the default max_attempts, $3 why.
+/// $1 now (the daemon's clock, for finished_at), $2 the default max_attempts, $3 why. Returns
+/// a row per job reaped.
 const REAP: &str = "
     WITH expired AS (
         SELECT id, attempt_id FROM jobs
@@ -100,7 +103,8 @@ const REAP: &str = "
                      ELSE 'queued' END,
         error = $3, finished_at = $1, worker = NULL, attempt_id = NULL, lease_until = NULL
     FROM expired e
-    WHERE j.id = e.id";
+    WHERE j.id = e.id
+    RETURNING j.id";
 
 /// One batch of finished jobs older than $1 in the states $2; their attempts go with them
 /// (ON DELETE CASCADE).
@@ -181,27 +185,28 @@ impl<'a> Columns<'a> {
         self.download_ms.push(report.download_ms);
     }
 
-    fn params<'s>(&'s self, now: &'s i64) -> [&'s (dyn ToSql + Sync); 19] {
+    fn params<'s>(&'s self, now: &'s i64) -> [(&'s (dyn ToSql + Sync), Type); 19] {
+        let (ints, texts) = (Type::INT8_ARRAY, Type::TEXT_ARRAY);
         [
-            &self.job_id,
-            &self.attempt_id,
-            &self.state,
-            &self.run_at,
-            &self.error,
-            &self.http_status,
-            &self.declared_mime,
-            &self.mime,
-            &self.bytes,
-            &self.sha256,
-            &self.blob_path,
-            &self.width,
-            &self.height,
-            &self.refund,
-            &self.started_at,
-            &self.outcome,
-            &self.ttfb_ms,
-            &self.download_ms,
-            now,
+            (&self.job_id, ints.clone()),
+            (&self.attempt_id, ints.clone()),
+            (&self.state, texts.clone()),
+            (&self.run_at, ints.clone()),
+            (&self.error, texts.clone()),
+            (&self.http_status, ints.clone()),
+            (&self.declared_mime, texts.clone()),
+            (&self.mime, texts.clone()),
+            (&self.bytes, ints.clone()),
+            (&self.sha256, texts.clone()),
+            (&self.blob_path, texts.clone()),
+            (&self.width, ints.clone()),
+            (&self.height, ints.clone()),
+            (&self.refund, ints.clone()),
+            (&self.started_at, ints.clone()),
+            (&self.outcome, texts),
+            (&self.ttfb_ms, ints.clone()),
+            (&self.download_ms, ints),
+            (now, Type::INT8),
         ]
     }
 }
@@ -240,7 +245,15 @@ impl Queue for PgStore {
         let now = crate::store::now_ms();
         let rows = self
             .conn()?
-            .query(CLAIM, &[&(limit as i64), &worker, &lease_ms, &now])
+            .query_typed(
+                CLAIM,
+                &[
+                    (&(limit as i64), Type::INT8),
+                    (&worker, Type::TEXT),
+                    (&lease_ms, Type::INT8),
+                    (&now, Type::INT8),
+                ],
+            )
             .ctx("claiming jobs")?;
         rows.iter()
             .map(|row| claimed(row, now))
@@ -256,7 +269,7 @@ impl Queue for PgStore {
         let now = crate::store::now_ms();
         let recorded: Vec<i64> = self
             .conn()?
-            .query(COMPLETE, &columns.params(&now))
+            .query_typed(COMPLETE, &columns.params(&now))
             .ctx(format_args!("recording {} jobs", items.len()))?
             .iter()
             .map(|row| row.try_get(0))
@@ -302,10 +315,10 @@ impl Queue for PgStore {
             return Ok(());
         }
         self.conn()?
-            .execute(
+            .query_typed(
                 "UPDATE jobs SET lease_until = jobd_now_ms() + $2
                  WHERE state = 'running' AND attempt_id = ANY($1)",
-                &[&attempt_ids, &lease_ms],
+                &[(&attempt_ids, Type::INT8_ARRAY), (&lease_ms, Type::INT8)],
             )
             .ctx("extending leases")?;
         Ok(())
@@ -316,9 +329,16 @@ impl Queue for PgStore {
         let now = crate::store::now_ms();
         let reaped = self
             .conn()?
-            .execute(REAP, &[&now, &i64::from(default_max_attempts), &WHY])
+            .query_typed(
+                REAP,
+                &[
+                    (&now, Type::INT8),
+                    (&i64::from(default_max_attempts), Type::INT8),
+                    (&WHY, Type::TEXT),
+                ],
+            )
             .ctx("reaping expired leases")?;
-        Ok(reaped as usize)
+        Ok(reaped.len())
     }
 
     fn prune(&self, before: i64, states: &[&str], batch: usize) -> Result<usize, StoreError> {

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use postgres::Client;
 use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::Type;
 
 use super::{CHANNEL, PgStore};
 use crate::store::{Context, StoreError, Watch, now_ms};
@@ -137,10 +138,10 @@ impl Watch for PgWatch {
         // How long until the job is due by the database's clock, turned into this machine's.
         let wait: Option<i64> = self.ask(
             |client| {
-                let row = client.query_one(NEXT_DUE, &[&MAX_PRIORITIES])?;
+                let row = client.query_typed_one(NEXT_DUE, &[(&MAX_PRIORITIES, Type::INT8)])?;
                 let levels: Option<i64> = row.try_get(1)?;
                 if levels.is_some_and(|n| n >= MAX_PRIORITIES) {
-                    return client.query_one(NEXT_DUE_BY_SCAN, &[])?.try_get(0);
+                    return client.query_typed_one(NEXT_DUE_BY_SCAN, &[])?.try_get(0);
                 }
                 row.try_get(0)
             },
