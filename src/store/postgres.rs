@@ -104,6 +104,14 @@ impl PgStore {
             let theirs = config.get_options().unwrap_or_default().to_string();
             config.options(format!("-c synchronous_commit=off {theirs}").trim_end());
         }
+        // One connection first, for the migrations: if the server refuses (no such database, a
+        // bad password), its own words reach the user at once, where the pool would only time
+        // out saying "db error".
+        let mut first = config
+            .connect(NoTls)
+            .ctx(format_args!("connecting to {name}"))?;
+        migrate(&mut first)?;
+        drop(first);
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(1))
             .min_idle(Some(1))
@@ -114,9 +122,7 @@ impl PgStore {
             .test_on_check_out(false)
             .build(PostgresConnectionManager::new(config.clone(), NoTls))
             .ctx(format_args!("connecting to {name}"))?;
-        let store = PgStore { pool, config, name };
-        store.migrate()?;
-        Ok(store)
+        Ok(PgStore { pool, config, name })
     }
 
     pub(super) fn conn(&self) -> Result<PooledConnection<Manager>, StoreError> {
@@ -131,48 +137,47 @@ impl PgStore {
             .connect(NoTls)
             .ctx(format_args!("connecting to {}", self.name))
     }
+}
 
-    /// Applies pending migrations in one transaction, under an advisory lock so that daemons
-    /// starting together apply each one once.
-    fn migrate(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        let mut tx = conn.transaction().ctx("starting the migration")?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-            .ctx("waiting for other daemons' migrations")?;
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                 version    BIGINT PRIMARY KEY,
-                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+/// Applies pending migrations in one transaction, under an advisory lock so that daemons
+/// starting together apply each one once.
+fn migrate(conn: &mut Client) -> Result<(), StoreError> {
+    let mut tx = conn.transaction().ctx("starting the migration")?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .ctx("waiting for other daemons' migrations")?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    BIGINT PRIMARY KEY,
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )
+    .ctx("creating schema_migrations")?;
+    let applied: i64 = tx
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
         )
-        .ctx("creating schema_migrations")?;
-        let applied: i64 = tx
-            .query_one(
-                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-                &[],
-            )
-            .and_then(|row| row.try_get(0))
-            .ctx("reading the schema version")?;
-        let applied = usize::try_from(applied).unwrap_or(usize::MAX);
-        if applied > MIGRATIONS.len() {
-            return Err(StoreError::new(
-                "checking the schema version",
-                format!(
-                    "the database has schema version {applied}, newer than this jobd knows ({}); upgrade jobd",
-                    MIGRATIONS.len()
-                ),
-            ));
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-            tx.batch_execute(sql)
-                .ctx(format_args!("applying migration {}", i + 1))?;
-            tx.execute(
-                "INSERT INTO schema_migrations (version) VALUES ($1)",
-                &[&(i as i64 + 1)],
-            )
-            .ctx("recording the schema version")?;
-        }
-        tx.commit().ctx("committing the migration")
+        .and_then(|row| row.try_get(0))
+        .ctx("reading the schema version")?;
+    let applied = usize::try_from(applied).unwrap_or(usize::MAX);
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::new(
+            "checking the schema version",
+            format!(
+                "the database has schema version {applied}, newer than this jobd knows ({}); upgrade jobd",
+                MIGRATIONS.len()
+            ),
+        ));
     }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        tx.batch_execute(sql)
+            .ctx(format_args!("applying migration {}", i + 1))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version) VALUES ($1)",
+            &[&(i as i64 + 1)],
+        )
+        .ctx("recording the schema version")?;
+    }
+    tx.commit().ctx("committing the migration")
 }
 
 #[cfg(test)]

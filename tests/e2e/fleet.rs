@@ -194,3 +194,26 @@ fn a_database_restart_loses_no_job_and_records_none_twice() {
         "no job recorded twice"
     );
 }
+
+#[test]
+fn a_database_that_does_not_exist_is_named_at_once() {
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/no_such_queue",
+        postgres::server().port()
+    );
+    let env = Env::new(&format!("database = \"{url}\""));
+    let out = env.jobctl(&["stats"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("database \"no_such_queue\" does not exist"),
+        "{stderr}"
+    );
+    let out = env.jobd(&["--drain"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not exist"),
+        "{}",
+        show(&out)
+    );
+}
