@@ -20,8 +20,9 @@ Times: DURATION is like 30s, 10m, 2h, 1d or 1h30m. TIME is RFC 3339 (2026-11-26T
     version,
     about = "Add, inspect and steer jobd's image download jobs",
     long_about = "Add, inspect and steer jobd's image download jobs.\n\n\
-        jobctl works on the same SQLite database as jobd (the `database` of the config file), so \
-        it needs no running daemon. Every command prints a table for people, or JSON with --json.",
+        jobctl works on the same database as jobd (the `database` of the config file, or \
+        $JOBD_DATABASE: an SQLite file or a postgres:// URL), so it needs no running daemon. \
+        Every command prints a table for people, or JSON with --json.",
     after_help = EXIT_CODES
 )]
 pub struct Args {
