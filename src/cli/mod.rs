@@ -62,7 +62,9 @@ pub fn main(args: Args) -> ExitCode {
 fn run(args: Args) -> Result<(), Failure> {
     let path = Config::locate(args.config.as_deref());
     let config = Config::load(&path).map_err(|e| Failure::BadInput(e.to_string()))?;
-    let store = store::open(&config.database, 2)?;
+    // Three: `import` on PostgreSQL reserves ids on one connection while two COPY into `jobs`.
+    // The pool connects lazily, so the other commands still open one or two.
+    let store = store::open(&config.database, 3)?;
     let store = &*store;
     let json = args.json;
     match args.command {

@@ -189,12 +189,13 @@ pub trait Admin: Send + Sync {
 }
 
 /// Gathers batches into transactions of about `tx_rows`; calls `write` with each transaction's
-/// rows and whether it is the last. The next batch is awaited before a transaction starts, never
-/// inside one, so no lock is held while the input is slow. Both backends' imports use it.
+/// rows (its to keep, so that it can hand them to another thread) and whether it is the last.
+/// The next batch is awaited before a transaction starts, never inside one, so no lock is held
+/// while the input is slow. Both backends' imports use it.
 pub(super) fn in_transactions(
     batches: &mut dyn Iterator<Item = Vec<NewJob>>,
     tx_rows: usize,
-    mut write: impl FnMut(&[NewJob], bool) -> Result<(), StoreError>,
+    mut write: impl FnMut(Vec<NewJob>, bool) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     let mut pending: Vec<NewJob> = Vec::new();
     let mut next = batches.next();
@@ -207,8 +208,7 @@ pub(super) fn in_transactions(
         next = batches.next();
         let last = next.is_none();
         if pending.len() >= tx_rows || last {
-            write(&pending, last)?;
-            pending.clear();
+            write(std::mem::take(&mut pending), last)?;
         }
     }
     Ok(())

@@ -90,7 +90,7 @@ fn import_all(
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .ctx("importing jobs")?;
-        insert_rows(&tx, &INSERT_JOBS, "main.jobs", rows)?;
+        insert_rows(&tx, &INSERT_JOBS, "main.jobs", &rows)?;
         tx.commit().ctx("committing imported jobs")?;
         added += rows.len() as u64;
         progress(added);
@@ -117,7 +117,7 @@ fn import_skipping(
     let mut staged = 0u64;
     in_transactions(batches, TX_ROWS, |rows, _| {
         let tx = conn.transaction().ctx("staging the import")?;
-        insert_rows(&tx, &INSERT_STAGE, "temp.import_stage", rows)?;
+        insert_rows(&tx, &INSERT_STAGE, "temp.import_stage", &rows)?;
         tx.commit().ctx("staging the import")?;
         staged += rows.len() as u64;
         Ok(())
