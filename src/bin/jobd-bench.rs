@@ -3,7 +3,8 @@
 //! `jobd-bench claims --db FILE|URL --queued N --claims M [--batch B]` fills a fresh database
 //! (an SQLite file, or an empty PostgreSQL database by URL) with N
 //! queued jobs (in transactions of 50,000), then times M claims of B jobs each, each followed by
-//! recording the jobs as failed, as a daemon would. Prints `claims_per_s <rate>` on stdout.
+//! recording the jobs as failed, on the store opened as a daemon opens it. Prints
+//! `claims_per_s <rate>` on stdout.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -44,7 +45,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
     if claims * batch > queued {
         return Err("--claims x --batch must not exceed --queued".into());
     }
-    let store = store::open(&db, 2).map_err(|e| e.to_string())?;
+    let store = store::open_for_daemon(&db, 1).map_err(|e| e.to_string())?;
     let mut jobs = Vec::with_capacity(50_000);
     for i in 0..queued {
         jobs.push(NewJob {
