@@ -217,3 +217,40 @@ fn a_database_that_does_not_exist_is_named_at_once() {
         show(&out)
     );
 }
+
+/// psql, as the README shows it: a bare INSERT makes a runnable job, and the views read well.
+#[test]
+fn the_psql_shell_adds_runnable_jobs_and_reads_the_views() {
+    let server = TestServer::start();
+    let (env, url) = pg_env("");
+    let image = serve_images(&server, 1).remove(0);
+    env.jobctl_ok(&["stats"]); // creates the tables
+    let psql = |sql: &str| {
+        let out = std::process::Command::new("psql")
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &url,
+                "-c",
+                sql,
+            ])
+            .output()
+            .expect("run psql (scripts/check.sh installs it with PostgreSQL)");
+        assert!(out.status.success(), "psql {sql}: {}", show(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    psql(&format!("INSERT INTO jobs(url) VALUES ('{image}')"));
+    env.drain(&[]);
+    assert_eq!(
+        psql("SELECT state, mime, width, duration LIKE '%s' FROM jobs_view"),
+        "done|image/png|8|t"
+    );
+    assert_eq!(
+        psql("SELECT attempt, outcome, total LIKE '% ms' FROM attempts_view"),
+        "1|done|t"
+    );
+}
