@@ -36,6 +36,11 @@ const MIGRATION_LOCK: i64 = 0x6a6f_6264;
 /// How long to wait for a connection, from the pool or to the server.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a connection may go unanswered before it counts as dead.
+const DEAD_PATH: Duration = Duration::from_secs(30);
+/// `keepalives_idle` when the URL does not set it (libpq's default).
+const LIBPQ_KEEPALIVES_IDLE: Duration = Duration::from_secs(2 * 3600);
+
 /// A daemon's pooled connections; the watcher has one more of its own.
 const DAEMON_POOL: u32 = 4;
 
@@ -97,8 +102,22 @@ impl PgStore {
             // What pg_stat_activity shows for our connections.
             config.application_name("jobd");
         }
-        // A daemon on the far side of a dead network path notices within about a minute.
-        config.keepalives_idle(Duration::from_secs(30));
+        // A dead network path (a failover, a partition) must not block a call for the kernel's
+        // quarter of an hour of retransmissions: the supervisor would stop renewing leases and
+        // other daemons would take the jobs back. Unacknowledged data fails after 30 s, and an
+        // idle connection's death is noticed within a minute. Settings in the URL win.
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(DEAD_PATH);
+        }
+        if config.get_keepalives_idle() == LIBPQ_KEEPALIVES_IDLE {
+            config.keepalives_idle(DEAD_PATH);
+        }
+        if config.get_keepalives_interval().is_none() {
+            config.keepalives_interval(Duration::from_secs(10));
+        }
+        if config.get_keepalives_retries().is_none() {
+            config.keepalives_retries(3);
+        }
         if commits == Commits::Fast {
             // First, so that a setting in the URL's own `options` wins.
             let theirs = config.get_options().unwrap_or_default().to_string();
@@ -192,6 +211,24 @@ mod tests {
             .query_one("SHOW synchronous_commit", &[])
             .unwrap()
             .get(0)
+    }
+
+    #[test]
+    fn a_dead_network_path_is_given_up_on_in_seconds_unless_the_url_says_otherwise() {
+        let url = postgres::server().fresh_database();
+        let store = PgStore::open(&url, 1).unwrap();
+        assert_eq!(store.config.get_tcp_user_timeout(), Some(&super::DEAD_PATH));
+        assert_eq!(store.config.get_keepalives_idle(), super::DEAD_PATH);
+        let url = format!("{url}?tcp_user_timeout=5&keepalives_idle=7");
+        let store = PgStore::open(&url, 1).unwrap();
+        assert_eq!(
+            store.config.get_tcp_user_timeout(),
+            Some(&std::time::Duration::from_secs(5))
+        );
+        assert_eq!(
+            store.config.get_keepalives_idle(),
+            std::time::Duration::from_secs(7)
+        );
     }
 
     #[test]

@@ -169,6 +169,7 @@ contract!(
     list_show_and_stats_report_the_same_figures,
     the_watch_sees_new_rows_and_due_times,
     the_next_due_time_is_the_earliest_over_all_priorities,
+    extreme_run_at_values_typed_by_hand_break_nothing,
 );
 
 fn a_row_inserted_by_hand_is_runnable(f: &Fixture) {
@@ -748,4 +749,20 @@ fn the_next_due_time_is_the_earliest_over_all_priorities(f: &Fixture) {
     // A job due now, at the lowest priority of all.
     f.store.add(&[job(-100, now - 1_000)]).unwrap();
     assert!(watch.next_due().unwrap().unwrap() <= now_ms());
+}
+
+fn extreme_run_at_values_typed_by_hand_break_nothing(f: &Fixture) {
+    let mut watch = f.store.watch().unwrap();
+    f.exec(&format!(
+        "INSERT INTO jobs (url, run_at) VALUES ('http://127.0.0.1/late', {})",
+        i64::MAX
+    ));
+    assert!(watch.next_due().unwrap().unwrap() > now_ms() + 86_400_000);
+    assert!(f.claim(1).is_empty(), "due at the end of time");
+    f.exec(&format!(
+        "INSERT INTO jobs (url, run_at) VALUES ('http://127.0.0.1/early', {})",
+        i64::MIN
+    ));
+    assert!(watch.next_due().unwrap().unwrap() <= now_ms());
+    assert_eq!(f.claim(5).len(), 1);
 }

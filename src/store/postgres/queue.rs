@@ -44,6 +44,9 @@ const CLAIM: &str = "
 /// Records a group of outcomes in one statement, each only while its claim still holds
 /// (`attempt_id` matches). A job whose cancellation was requested while it ran is not queued
 /// again. Returns the attempt ids that were recorded. $19 is the time of the record.
+///
+/// The job rows are locked first, in id order, as jobctl's cancel and retry lock them: two
+/// statements that lock several rows in different orders can deadlock.
 const COMPLETE: &str = "
     WITH r AS (
         SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[],
@@ -53,6 +56,8 @@ const COMPLETE: &str = "
             AS r (job_id, attempt_id, state, run_at, error, http_status, declared_mime, mime,
                   bytes, sha256, blob_path, width, height, refund, started_at, outcome,
                   ttfb_ms, download_ms)
+    ), locked AS (
+        SELECT id FROM jobs WHERE id IN (SELECT job_id FROM r) ORDER BY id FOR UPDATE
     ), finished AS (
         UPDATE jobs j
         SET state = CASE WHEN r.state = 'queued' AND j.cancel_requested THEN 'cancelled'
@@ -62,7 +67,7 @@ const COMPLETE: &str = "
             bytes = r.bytes, sha256 = r.sha256, blob_path = r.blob_path, width = r.width,
             height = r.height, attempts = j.attempts - r.refund, started_at = r.started_at,
             worker = NULL, attempt_id = NULL, lease_until = NULL
-        FROM r
+        FROM r JOIN locked l ON l.id = r.job_id
         WHERE j.id = r.job_id AND j.attempt_id = r.attempt_id AND j.state = 'running'
         RETURNING r.attempt_id
     ), recorded AS (
@@ -108,12 +113,17 @@ const REAP: &str = "
 
 /// One batch of finished jobs older than $1 in the states $2; their attempts go with them
 /// (ON DELETE CASCADE).
+///
+/// The conditions are repeated outside: a row that someone requeues (jobctl retry) while this
+/// waits for its lock is checked again as it is then, and kept, where the subquery's answer
+/// alone would still delete it.
 const PRUNE: &str = "
     DELETE FROM jobs WHERE id IN (
         SELECT id FROM jobs
         WHERE state IN ('done', 'failed', 'cancelled') AND finished_at < $1
           AND state = ANY($2)
-        LIMIT $3)";
+        LIMIT $3)
+      AND state = ANY($2) AND finished_at < $1";
 
 fn claimed(row: &Row, now: i64) -> Result<Claimed, postgres::Error> {
     let url: Option<String> = row.try_get(1)?;
@@ -316,8 +326,12 @@ impl Queue for PgStore {
         }
         self.conn()?
             .query_typed(
+                // Rows locked right now are being recorded (or cancelled): they need no
+                // renewal, and waiting for them in another order could deadlock.
                 "UPDATE jobs SET lease_until = jobd_now_ms() + $2
-                 WHERE state = 'running' AND attempt_id = ANY($1)",
+                 WHERE id IN (SELECT id FROM jobs
+                              WHERE state = 'running' AND attempt_id = ANY($1)
+                              FOR UPDATE SKIP LOCKED)",
                 &[(&attempt_ids, Type::INT8_ARRAY), (&lease_ms, Type::INT8)],
             )
             .ctx("extending leases")?;
@@ -358,5 +372,61 @@ impl Queue for PgStore {
 
     fn watch(&self) -> Result<Box<dyn Watch>, StoreError> {
         Ok(Box::new(PgWatch::new(self.clone())?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::store::postgres::PgStore;
+    use crate::store::{Admin, NewJob, Outcome, Queue, Report};
+    use crate::testkit::postgres;
+
+    /// A prune that waits for a row which someone is requeueing must look at the row again once
+    /// it may: the job is queued now, and stays.
+    #[test]
+    fn a_prune_spares_a_job_requeued_while_it_waited() {
+        let url = postgres::server().fresh_database();
+        let store = PgStore::open(&url, 2).unwrap();
+        let id = store.add(&[NewJob::new("http://127.0.0.1/a.png")]).unwrap()[0];
+        let job = store.claim("w", 1, 60_000).unwrap().remove(0);
+        let failed = Report::failure(Outcome::Failed {
+            error: "HTTP 404".into(),
+        });
+        store.complete(&job, &failed).unwrap();
+        let mut person = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+        let mut requeue = person.transaction().unwrap();
+        requeue
+            .execute("UPDATE jobs SET state = 'queued' WHERE id = $1", &[&id])
+            .unwrap();
+        let pruner = {
+            let store = store.clone();
+            std::thread::spawn(move || store.prune(i64::MAX, &["failed"], 100).unwrap())
+        };
+        // Wait until the prune is blocked on the requeued row, then let the requeue commit.
+        let mut watcher = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let waiting: i64 = watcher
+                .query_one(
+                    "SELECT COUNT(*) FROM pg_stat_activity
+                     WHERE wait_event_type = 'Lock' AND query LIKE '%DELETE FROM jobs%'",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            if waiting > 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the prune never waited for the row"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        requeue.commit().unwrap();
+        assert_eq!(pruner.join().unwrap(), 0);
+        assert_eq!(store.show(id).unwrap().unwrap().0.state, "queued");
     }
 }

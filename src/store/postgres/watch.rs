@@ -20,7 +20,10 @@ const FALLBACK_POLL: Duration = Duration::from_secs(1);
 /// index on run_at (one would cost every import and every claim an entry more): within each
 /// priority, `jobs_claim` is in run_at order, so the first entry of a priority is its earliest.
 /// The recursion hops from one priority to the next lower one, one index probe each (a skip
-/// scan), for at most $1 priorities; the second column says how many it visited.
+/// scan), for at most $1 priorities; the second column says how many it visited. The wait is
+/// computed in NUMERIC and held within about a million years either way: run_at is anyone's to
+/// set, and `i64::MIN - now` does not fit in a BIGINT. (GREATEST ignores a NULL, hence the CASE
+/// for an empty queue.)
 const NEXT_DUE: &str = "
     WITH RECURSIVE levels (priority, run_at, n) AS (
         (SELECT priority, run_at, 1::BIGINT FROM jobs WHERE state = 'queued'
@@ -33,15 +36,20 @@ const NEXT_DUE: &str = "
             ORDER BY priority DESC, run_at, id LIMIT 1) next
         WHERE levels.n < $1
     )
-    SELECT MIN(run_at) - jobd_now_ms(), MAX(n) FROM levels";
+    SELECT CASE WHEN MIN(run_at) IS NOT NULL
+             THEN LEAST(GREATEST(MIN(run_at)::NUMERIC - jobd_now_ms(), -3e16), 3e16)::BIGINT END,
+           MAX(n)
+    FROM levels";
 
 /// Priorities [`NEXT_DUE`] visits before giving up on hopping. Queues with more distinct
 /// priorities among their queued jobs than this are rare; they get [`NEXT_DUE_BY_SCAN`].
 const MAX_PRIORITIES: i64 = 64;
 
 /// The same answer by reading every queued job's index entry.
-const NEXT_DUE_BY_SCAN: &str =
-    "SELECT MIN(run_at) - jobd_now_ms() FROM jobs WHERE state = 'queued'";
+const NEXT_DUE_BY_SCAN: &str = "
+    SELECT CASE WHEN MIN(run_at) IS NOT NULL
+             THEN LEAST(GREATEST(MIN(run_at)::NUMERIC - jobd_now_ms(), -3e16), 3e16)::BIGINT END
+    FROM jobs WHERE state = 'queued'";
 
 pub(super) struct PgWatch {
     store: PgStore,
@@ -147,7 +155,7 @@ impl Watch for PgWatch {
             },
             "looking for queued jobs",
         )?;
-        Ok(wait.map(|ms| now_ms() + ms))
+        Ok(wait.map(|ms| now_ms().saturating_add(ms)))
     }
 
     fn pending(&mut self) -> Result<bool, StoreError> {
