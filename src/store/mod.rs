@@ -31,6 +31,12 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// A count as the database holds it, where anyone may have typed anything: below zero counts
+/// as zero, beyond u32 as u32::MAX.
+pub(crate) fn count_from_db(n: i64) -> u32 {
+    u32::try_from(n.max(0)).unwrap_or(u32::MAX)
+}
+
 /// The `url` column exactly as a user left it: the schema accepts any value, the worker judges.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RawUrl {

@@ -765,4 +765,21 @@ fn extreme_run_at_values_typed_by_hand_break_nothing(f: &Fixture) {
     ));
     assert!(watch.next_due().unwrap().unwrap() <= now_ms());
     assert_eq!(f.claim(5).len(), 1);
+    // Counts and priorities out of any sensible range claim like any job.
+    f.exec(&format!(
+        "INSERT INTO jobs (url, priority, attempts, max_attempts)
+         VALUES ('http://127.0.0.1/odd', {}, -3, -5)",
+        i64::MIN
+    ));
+    f.exec("INSERT INTO jobs (url, priority) VALUES ('http://127.0.0.1/plain', 0)");
+    let claimed = f.claim(5);
+    let urls: Vec<&RawUrl> = claimed.iter().map(|c| &c.url).collect();
+    assert_eq!(
+        urls,
+        [
+            &RawUrl::Text("http://127.0.0.1/plain".into()),
+            &RawUrl::Text("http://127.0.0.1/odd".into())
+        ]
+    );
+    assert_eq!((claimed[1].attempts, claimed[1].max_attempts), (0, Some(0)));
 }

@@ -8,7 +8,9 @@ use postgres::types::{ToSql, Type};
 
 use super::PgStore;
 use super::watch::PgWatch;
-use crate::store::{Applied, Claimed, Context, Outcome, Queue, RawUrl, Report, StoreError, Watch};
+use crate::store::{
+    Applied, Claimed, Context, Outcome, Queue, RawUrl, Report, StoreError, Watch, count_from_db,
+};
 
 /// Picks due jobs in claim order, skipping rows that other daemons are claiming at this moment
 /// (`SKIP LOCKED`: claimers never wait for each other), starts an attempt for each and marks
@@ -127,16 +129,12 @@ const PRUNE: &str = "
 
 fn claimed(row: &Row, now: i64) -> Result<Claimed, postgres::Error> {
     let url: Option<String> = row.try_get(1)?;
-    let count = |i: usize| -> Result<u32, postgres::Error> {
-        Ok(u32::try_from(row.try_get::<_, i64>(i)?).unwrap_or(u32::MAX))
-    };
+    let count = |i: usize| -> Result<u32, postgres::Error> { Ok(count_from_db(row.try_get(i)?)) };
     Ok(Claimed {
         job_id: row.try_get(0)?,
         url: url.map_or(RawUrl::NotText("NULL"), RawUrl::Text),
         attempts: count(2)?,
-        max_attempts: row
-            .try_get::<_, Option<i64>>(3)?
-            .map(|n| u32::try_from(n.max(0)).unwrap_or(u32::MAX)),
+        max_attempts: row.try_get::<_, Option<i64>>(3)?.map(count_from_db),
         attempt_id: row.try_get(4)?,
         attempt: count(5)?,
         started_at: now,

@@ -1,6 +1,8 @@
 //! The queue operations on SQLite: claim, complete, release, postpone, leases, reaping and
 //! pruning, each one short IMMEDIATE transaction.
 
+use std::cmp::Reverse;
+
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
@@ -8,7 +10,8 @@ use super::watch::SqliteWatch;
 use super::{SqliteStore, WATCH_BUSY_TIMEOUT, configure};
 use crate::lock;
 use crate::store::{
-    Applied, Claimed, Context, Outcome, Queue, RawUrl, Report, StoreError, Watch, now_ms,
+    Applied, Claimed, Context, Outcome, Queue, RawUrl, Report, StoreError, Watch, count_from_db,
+    now_ms,
 };
 
 /// Picks due jobs in claim order and marks them running, in one statement; nothing while the
@@ -121,6 +124,15 @@ fn finish(
     Ok(Applied::Yes)
 }
 
+/// An integer column as SQLite holds it, which may be a real or text if someone typed one.
+fn loose_int(value: ValueRef<'_>) -> Option<i64> {
+    match value {
+        ValueRef::Integer(n) => Some(n),
+        ValueRef::Real(f) => Some(f as i64),
+        ValueRef::Null | ValueRef::Text(_) | ValueRef::Blob(_) => None,
+    }
+}
+
 fn raw_url(value: ValueRef<'_>) -> RawUrl {
     match value {
         ValueRef::Text(bytes) => RawUrl::Text(String::from_utf8_lossy(bytes).into_owned()),
@@ -147,23 +159,25 @@ impl Queue for SqliteStore {
                 .query(params![now, now + lease_ms, worker, limit as i64])
                 .ctx("claiming jobs")?;
             while let Some(row) = rows.next().ctx("claiming jobs")? {
+                // Columns people may have set to anything: read what can be read.
+                let value = |i| row.get_ref(i).ctx("reading a claimed job");
                 let job = Claimed {
                     job_id: row.get(0).ctx("reading a claimed job")?,
-                    url: raw_url(row.get_ref(1).ctx("reading a claimed job")?),
-                    attempts: row.get(2).ctx("reading a claimed job")?,
-                    max_attempts: row.get(3).ctx("reading a claimed job")?,
+                    url: raw_url(value(1)?),
+                    attempts: loose_int(value(2)?).map_or(0, count_from_db),
+                    max_attempts: loose_int(value(3)?).map(count_from_db),
                     attempt_id: 0,
                     attempt: 0,
                     started_at: now,
                 };
                 let order = (
-                    row.get(4).ctx("reading a claimed job")?,
-                    row.get(5).ctx("reading a claimed job")?,
+                    loose_int(value(4)?).unwrap_or(0),
+                    loose_int(value(5)?).unwrap_or(0),
                 );
                 claimed.push((job, order));
             }
         }
-        claimed.sort_by_key(|(job, (priority, run_at))| (-priority, *run_at, job.job_id));
+        claimed.sort_by_key(|(job, (priority, run_at))| (Reverse(*priority), *run_at, job.job_id));
         let mut claimed: Vec<Claimed> = claimed.into_iter().map(|(job, _)| job).collect();
         {
             let mut start = tx
