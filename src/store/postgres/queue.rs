@@ -45,7 +45,9 @@ const CLAIM: &str = "
 
 /// Records a group of outcomes in one statement, each only while its claim still holds
 /// (`attempt_id` matches). A job whose cancellation was requested while it ran is not queued
-/// again. Returns the attempt ids that were recorded. $19 is the time of the record.
+/// again. Returns the attempt ids that were recorded. $19 is the time of the record, by the
+/// daemon's clock: a new run_at (a retry's backoff, a postponement) is the daemon's time, and
+/// becomes the same delay from now by the database's clock, which claims go by.
 ///
 /// The job rows are locked first, in id order, as jobctl's cancel and retry lock them: two
 /// statements that lock several rows in different orders can deadlock.
@@ -64,7 +66,8 @@ const COMPLETE: &str = "
         UPDATE jobs j
         SET state = CASE WHEN r.state = 'queued' AND j.cancel_requested THEN 'cancelled'
                          ELSE r.state END,
-            finished_at = $19, run_at = COALESCE(r.run_at, j.run_at), error = r.error,
+            finished_at = $19, run_at = COALESCE(jobd_now_ms() + (r.run_at - $19), j.run_at),
+            error = r.error,
             http_status = r.http_status, declared_mime = r.declared_mime, mime = r.mime,
             bytes = r.bytes, sha256 = r.sha256, blob_path = r.blob_path, width = r.width,
             height = r.height, attempts = j.attempts - r.refund, started_at = r.started_at,
@@ -83,11 +86,12 @@ const COMPLETE: &str = "
     SELECT attempt_id FROM finished";
 
 /// Gives a claimed job back: queued (or cancelled, if that was asked) without counting the try.
-/// $1 job, $2 attempt, $3 new run_at or NULL to keep it.
+/// $1 job, $2 attempt, $3 new run_at (the daemon's time, $4 its now) or NULL to keep it.
 const GIVE_BACK: &str = "
     UPDATE jobs
     SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
-        attempts = attempts - 1, run_at = COALESCE($3, run_at),
+        attempts = attempts - 1,
+        run_at = COALESCE(jobd_now_ms() + ($3::BIGINT - $4::BIGINT), run_at),
         worker = NULL, attempt_id = NULL, lease_until = NULL
     WHERE id = $1 AND attempt_id = $2 AND state = 'running'";
 
@@ -235,7 +239,15 @@ impl PgStore {
             .transaction()
             .ctx(format_args!("{doing} job {}", job.job_id))?;
         let changed = tx
-            .execute(GIVE_BACK, &[&job.job_id, &job.attempt_id, &run_at])
+            .execute(
+                GIVE_BACK,
+                &[
+                    &job.job_id,
+                    &job.attempt_id,
+                    &run_at,
+                    &crate::store::now_ms(),
+                ],
+            )
             .ctx(format_args!("{doing} job {}", job.job_id))?;
         if changed == 0 {
             return Ok(Applied::ClaimLost);
@@ -376,6 +388,48 @@ impl Queue for PgStore {
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
+
+    /// A database whose clock runs an hour ahead of this machine's: a retry's backoff and a
+    /// postponement are delays from now by the database's clock, or the job would be due at
+    /// once, and claimed and postponed again and again.
+    #[test]
+    fn a_daemon_whose_clock_is_late_still_waits_out_backoff_and_cool_downs() {
+        let url = postgres::server().fresh_database();
+        let store = PgStore::open(&url, 2).unwrap();
+        ::postgres::Client::connect(&url, ::postgres::NoTls)
+            .unwrap()
+            .batch_execute(
+                "CREATE OR REPLACE FUNCTION jobd_now_ms() RETURNS BIGINT LANGUAGE sql STABLE
+                 AS $$ SELECT (extract(epoch FROM statement_timestamp()) * 1000)::BIGINT
+                              + 3600000 $$",
+            )
+            .unwrap();
+        store
+            .add(&[
+                NewJob::new("http://127.0.0.1/retried.png"),
+                NewJob::new("http://127.0.0.1/postponed.png"),
+            ])
+            .unwrap();
+        let claimed = store.claim("w", 2, 60_000).unwrap();
+        assert_eq!(claimed.len(), 2);
+        let in_a_minute = crate::store::now_ms() + 60_000;
+        let retry = Report::failure(Outcome::Retry {
+            run_at: in_a_minute,
+            error: "HTTP 503".into(),
+        });
+        store.complete(&claimed[0], &retry).unwrap();
+        store.postpone(&claimed[1], in_a_minute).unwrap();
+        assert!(
+            store.claim("w", 2, 60_000).unwrap().is_empty(),
+            "both are due in a minute, by either clock"
+        );
+        let mut watch = store.watch().unwrap();
+        let due = watch.next_due().unwrap().unwrap();
+        assert!(
+            (due - in_a_minute).abs() < 5_000,
+            "due {due}, expected {in_a_minute}"
+        );
+    }
 
     use crate::store::postgres::PgStore;
     use crate::store::{Admin, NewJob, Outcome, Queue, Report};
