@@ -20,14 +20,10 @@ RESULTS=()
 SERVER_URL=""
 PG_PORT=""
 PG_DIR=""
+BENCH_NAME=bench-postgres
 
-die() { echo "bench-postgres: $*" >&2; exit 1; }
-note() { echo "bench-postgres: $*" >&2; }
-result() { RESULTS+=("$1|$2|${3:-}"); }
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }'; }
-div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-percentile() { sort -g | awk -v p="$1" '{ v[NR] = $1 } END { i = int(NR * p / 100); if (i < NR * p / 100) i++; print v[i] }'; }
+# shellcheck source=scripts/bench-lib.sh
+source "$ROOT/scripts/bench-lib.sh"
 
 # Runs a PostgreSQL program as the postgres account when we are root (initdb refuses root).
 as_pg() {
@@ -74,18 +70,6 @@ psql_do() { psql -q -X -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres
 new_database() {
     psql_do -d postgres -c "CREATE DATABASE $1" >/dev/null
     echo "postgres://postgres@127.0.0.1:$PG_PORT/$1"
-}
-
-start_server() {
-    local dir=$1 out="$WORK/server-$RANDOM.out" i
-    "$BIN/jobd-testserver" --serve "$dir" --addr 127.0.0.1:0 --ttfb-ms 0 --rate-bytes 0 >"$out" &
-    PIDS+=("$!")
-    for ((i = 0; i < 500; i++)); do
-        SERVER_URL=$(sed -n 's/^listening on //p' "$out")
-        [[ -n $SERVER_URL ]] && return 0
-        sleep 0.01
-    done
-    die "test server for $dir did not start"
 }
 
 # A config in DIR for DATABASE (a path or a URL); loopback is exempt from the guard.
@@ -151,7 +135,7 @@ bench_pickup() {
     local png url sqlite_ms pg_ms
     mkdir -p "$WORK/one"
     "$BIN/jobd-testserver" --small-dir "$WORK/one" --count 1
-    start_server "$WORK/one"
+    start_server "$WORK/one" 0 0
     png=$(ls "$WORK/one")
     url=$SERVER_URL/$png
     sqlite_ms=$(pickup_on sqlite "$WORK/pickup-sqlite/jobd.db" "$url")
@@ -229,7 +213,7 @@ fleet_run() {
 bench_fleet() {
     local f sqlite_rate pg_rate pg2_rate
     "$BIN/jobd-testserver" --small-dir "$WORK/small2000" --count 2000
-    start_server "$WORK/small2000"
+    start_server "$WORK/small2000" 0 0
     for f in "$WORK"/small2000/*; do echo "$SERVER_URL/${f##*/}"; done >"$WORK/small-urls.txt"
     sqlite_rate=$(fleet_run sqlite jobd.db 1 16)
     pg_rate=$(fleet_run postgres "$(new_database fleet_one)" 1 16)
@@ -240,17 +224,8 @@ bench_fleet() {
     result "fleet: ratio PostgreSQL / SQLite, 1 daemon" "$(div "$pg_rate" "$sqlite_rate")"
 }
 
-print_machine() {
-    local cpu dirty=""
-    cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
-    [[ -z $(git -C "$ROOT" status --porcelain 2>/dev/null) ]] || dirty=" (with uncommitted changes)"
-    echo "machine: $(nproc) CPUs, ${cpu:-unknown CPU}, $(uname -sr)"
-    echo "commit:  $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$dirty"
-    echo "date:    $(date -u '+%Y-%m-%d %H:%M UTC')"
-}
-
 main() {
-    local which=${1:-all} row label value target
+    local which=${1:-all}
     case $which in
         pickup | import | growth | fleet | all) ;;
         *) echo "usage: scripts/bench-postgres.sh [pickup|import|growth|fleet|all]" >&2; exit 2 ;;
@@ -263,14 +238,7 @@ main() {
     [[ $which == all || $which == import ]] && bench_import
     [[ $which == all || $which == growth ]] && bench_growth
     [[ $which == all || $which == fleet ]] && bench_fleet
-    echo
-    print_machine
-    echo
-    printf '%-50s %-16s %s\n' scenario result target
-    for row in "${RESULTS[@]}"; do
-        IFS='|' read -r label value target <<<"$row"
-        printf '%-50s %-16s %s\n' "$label" "$value" "$target"
-    done
+    print_results 50
 }
 
 main "$@"

@@ -15,6 +15,7 @@ WORK=$(mktemp -d)
 PIDS=()     # background processes (test servers, idle jobd) to stop on exit
 RESULTS=()  # "label|value|target" rows of the final table
 SERVER_URL=""
+BENCH_NAME=bench
 
 cleanup() {
     local pid
@@ -23,29 +24,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-die() { echo "bench: $*" >&2; exit 1; }
-note() { echo "bench: $*" >&2; }
-result() { RESULTS+=("$1|$2|${3:-}"); }
-# Seconds elapsed since a start taken from $EPOCHREALTIME.
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }'; }
-div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-# Median of the numbers on stdin.
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-# Nearest-rank percentile P of the numbers on stdin.
-percentile() { sort -g | awk -v p="$1" '{ v[NR] = $1 } END { i = int(NR * p / 100); if (i < NR * p / 100) i++; print v[i] }'; }
-
-# Starts a test server for DIR; sets SERVER_URL. Its first stdout line names the port it bound.
-start_server() {
-    local dir=$1 ttfb=$2 rate=$3 out="$WORK/server-$RANDOM.out" i
-    "$BIN/jobd-testserver" --serve "$dir" --addr 127.0.0.1:0 --ttfb-ms "$ttfb" --rate-bytes "$rate" >"$out" &
-    PIDS+=("$!")
-    for ((i = 0; i < 500; i++)); do
-        SERVER_URL=$(sed -n 's/^listening on //p' "$out")
-        [[ -n $SERVER_URL ]] && return 0
-        sleep 0.01
-    done
-    die "test server for $dir did not start"
-}
+# shellcheck source=scripts/bench-lib.sh
+source "$ROOT/scripts/bench-lib.sh"
 
 # The 40-image seed set, generated once per run of this script.
 seed_images() {
@@ -295,17 +275,8 @@ bench_growth() {
     result "growth: ratio 1M / 2k" "$(div "$big" "$small")" ">= 0.95"
 }
 
-print_machine() {
-    local cpu dirty=""
-    cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
-    [[ -z $(git -C "$ROOT" status --porcelain 2>/dev/null) ]] || dirty=" (with uncommitted changes)"
-    echo "machine: $(nproc) CPUs, ${cpu:-unknown CPU}, $(uname -sr)"
-    echo "commit:  $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$dirty"
-    echo "date:    $(date -u '+%Y-%m-%d %H:%M UTC')"
-}
-
 main() {
-    local which=${1:-all} row label value target
+    local which=${1:-all}
     case $which in
         seed | small | pickup | memory | growth | all) ;;
         *) echo "usage: scripts/bench.sh [seed|small|pickup|memory|growth|all]" >&2; exit 2 ;;
@@ -316,14 +287,7 @@ main() {
     [[ $which == all || $which == pickup ]] && bench_pickup
     [[ $which == all || $which == memory ]] && bench_memory
     [[ $which == all || $which == growth ]] && bench_growth
-    echo
-    print_machine
-    echo
-    printf '%-46s %-24s %s\n' scenario result target
-    for row in "${RESULTS[@]}"; do
-        IFS='|' read -r label value target <<<"$row"
-        printf '%-46s %-24s %s\n' "$label" "$value" "$target"
-    done
+    print_results 46
 }
 
 main "$@"

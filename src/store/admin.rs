@@ -125,6 +125,21 @@ pub struct Stats {
 
 pub const STATES: [&str; 5] = ["queued", "running", "done", "failed", "cancelled"];
 
+/// Counts per state as a `GROUP BY state` found them, turned into all five in [`STATES`] order,
+/// zero for a state without jobs.
+pub(super) fn in_state_order(found: &[(String, i64)]) -> Vec<(String, i64)> {
+    STATES
+        .iter()
+        .map(|&state| {
+            let n = found
+                .iter()
+                .find(|(s, _)| s == state)
+                .map_or(0, |(_, n)| *n);
+            (state.to_string(), n)
+        })
+        .collect()
+}
+
 /// What an import did: rows added, and rows skipped because the database had their URL.
 pub type Imported = (u64, u64);
 

@@ -208,6 +208,21 @@ pub trait Store: Queue + Admin {}
 
 impl<T: Queue + Admin> Store for T {}
 
+/// How many of `known` migrations a database at schema version `applied` has already had; an
+/// error if it is newer than this jobd.
+pub(crate) fn migrations_applied(applied: i64, known: usize) -> Result<usize, StoreError> {
+    let applied = usize::try_from(applied).unwrap_or(usize::MAX);
+    if applied > known {
+        return Err(StoreError::new(
+            "checking the schema version",
+            format!(
+                "the database has schema version {applied}, newer than this jobd knows ({known}); upgrade jobd"
+            ),
+        ));
+    }
+    Ok(applied)
+}
+
 /// A storage failure, with what was being done when it happened.
 #[derive(Debug)]
 pub struct StoreError {

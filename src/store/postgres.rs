@@ -19,7 +19,7 @@ use postgres::{Client, Config, NoTls};
 use r2d2::PooledConnection;
 use r2d2_postgres::PostgresConnectionManager;
 
-use super::{Context, Database, StoreError};
+use super::{Context, Database, StoreError, migrations_applied};
 
 /// Numbered migrations, embedded; `schema_migrations` records which ran. The same numbers as the
 /// SQLite ones, each doing the same for this backend. Migrations only ever add.
@@ -177,16 +177,7 @@ fn migrate(conn: &mut Client) -> Result<(), StoreError> {
         )
         .and_then(|row| row.try_get(0))
         .ctx("reading the schema version")?;
-    let applied = usize::try_from(applied).unwrap_or(usize::MAX);
-    if applied > MIGRATIONS.len() {
-        return Err(StoreError::new(
-            "checking the schema version",
-            format!(
-                "the database has schema version {applied}, newer than this jobd knows ({}); upgrade jobd",
-                MIGRATIONS.len()
-            ),
-        ));
-    }
+    let applied = migrations_applied(applied, MIGRATIONS.len())?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
         tx.batch_execute(sql)
             .ctx(format_args!("applying migration {}", i + 1))?;

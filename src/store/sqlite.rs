@@ -19,7 +19,7 @@ use r2d2::PooledConnection;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::{Context, StoreError};
+use super::{Context, StoreError, migrations_applied};
 
 /// Numbered migrations, embedded. `PRAGMA user_version` holds how many have been applied.
 /// Migrations only ever add.
@@ -126,16 +126,7 @@ impl SqliteStore {
         let applied: i64 = tx
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .ctx("reading the schema version")?;
-        let applied = usize::try_from(applied).unwrap_or(usize::MAX);
-        if applied > MIGRATIONS.len() {
-            return Err(StoreError::new(
-                "checking the schema version",
-                format!(
-                    "the database has schema version {applied}, newer than this jobd knows ({}); upgrade jobd",
-                    MIGRATIONS.len()
-                ),
-            ));
-        }
+        let applied = migrations_applied(applied, MIGRATIONS.len())?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
             tx.execute_batch(sql)
                 .ctx(format_args!("applying migration {}", i + 1))?;

@@ -4,8 +4,8 @@
 use postgres::{GenericClient, IsolationLevel, Transaction};
 
 use super::PgStore;
-use crate::store::admin::percentiles;
-use crate::store::{Context, STATES, Stats, StoreError, now_ms};
+use crate::store::admin::{in_state_order, percentiles};
+use crate::store::{Context, Stats, StoreError, now_ms};
 
 const MINUTE_MS: i64 = 60_000;
 /// The window of recent throughput and timings.
@@ -116,16 +116,7 @@ fn count_by_state(conn: &mut impl GenericClient) -> Result<Vec<(String, i64)>, S
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
         .collect::<Result<_, postgres::Error>>()
         .ctx("counting jobs")?;
-    Ok(STATES
-        .iter()
-        .map(|&state| {
-            let n = found
-                .iter()
-                .find(|(s, _)| s == state)
-                .map_or(0, |(_, n)| *n);
-            (state.to_string(), n)
-        })
-        .collect())
+    Ok(in_state_order(&found))
 }
 
 fn done_within(conn: &mut impl GenericClient, now: i64) -> Result<Vec<(i64, i64)>, StoreError> {

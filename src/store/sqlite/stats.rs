@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 use super::SqliteStore;
-use crate::store::admin::percentiles;
+use crate::store::admin::{in_state_order, percentiles};
 use crate::store::{Context, STATES, Stats, StoreError, now_ms};
 
 const MINUTE_MS: i64 = 60_000;
@@ -96,17 +96,7 @@ impl SqliteStore {
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .and_then(|rows| rows.collect())
             .ctx("counting jobs")?;
-        let counts = STATES
-            .iter()
-            .map(|&state| {
-                let n = found
-                    .iter()
-                    .find(|(s, _)| s == state)
-                    .map_or(0, |(_, n)| *n);
-                (state.to_string(), n)
-            })
-            .collect();
-        Ok((counts, super::ops::paused(&conn)?))
+        Ok((in_state_order(&found), super::ops::paused(&conn)?))
     }
 }
 

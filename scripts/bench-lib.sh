@@ -1,0 +1,45 @@
+# Shared by scripts/bench.sh and scripts/bench-postgres.sh; sourced, not run. The caller sets
+# BENCH_NAME (for messages), ROOT, BIN and WORK, and the arrays PIDS (background processes to
+# stop on exit) and RESULTS ("label|value|target" rows of the final table).
+
+die() { echo "$BENCH_NAME: $*" >&2; exit 1; }
+note() { echo "$BENCH_NAME: $*" >&2; }
+result() { RESULTS+=("$1|$2|${3:-}"); }
+# Seconds elapsed since a start taken from $EPOCHREALTIME.
+since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }'; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+# Median of the numbers on stdin.
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# Nearest-rank percentile P of the numbers on stdin.
+percentile() { sort -g | awk -v p="$1" '{ v[NR] = $1 } END { i = int(NR * p / 100); if (i < NR * p / 100) i++; print v[i] }'; }
+
+# Starts a test server for DIR with TTFB ms to the first byte and RATE bytes/s (0: unlimited);
+# sets SERVER_URL. Its first stdout line names the port it bound.
+start_server() {
+    local dir=$1 ttfb=$2 rate=$3 out="$WORK/server-$RANDOM.out" i
+    "$BIN/jobd-testserver" --serve "$dir" --addr 127.0.0.1:0 --ttfb-ms "$ttfb" --rate-bytes "$rate" >"$out" &
+    PIDS+=("$!")
+    for ((i = 0; i < 500; i++)); do
+        SERVER_URL=$(sed -n 's/^listening on //p' "$out")
+        [[ -n $SERVER_URL ]] && return 0
+        sleep 0.01
+    done
+    die "test server for $dir did not start"
+}
+
+# The machine, the commit and the table of RESULTS, with the label column WIDTH wide.
+print_results() {
+    local width=$1 cpu dirty="" row label value target
+    cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+    [[ -z $(git -C "$ROOT" status --porcelain 2>/dev/null) ]] || dirty=" (with uncommitted changes)"
+    echo
+    echo "machine: $(nproc) CPUs, ${cpu:-unknown CPU}, $(uname -sr)"
+    echo "commit:  $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$dirty"
+    echo "date:    $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo
+    printf "%-${width}s %-24s %s\n" scenario result target
+    for row in "${RESULTS[@]}"; do
+        IFS='|' read -r label value target <<<"$row"
+        printf "%-${width}s %-24s %s\n" "$label" "$value" "$target"
+    done
+}
