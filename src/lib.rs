@@ -20,6 +20,7 @@ pub mod sniff;
 pub mod store;
 pub mod supervisor;
 pub mod testkit;
+pub mod validate;
 pub mod worker;
 
 /// Locks a mutex whose data stays valid even if a holder panicked: every mutex here guards plain

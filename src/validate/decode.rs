@@ -1,0 +1,1 @@
+//! Full decoding: placeholder.
