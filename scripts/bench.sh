@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks jobd against loopback test servers; see BENCHMARKS.md for what each scenario measures.
 #
-#   scripts/bench.sh [seed|small|pickup|memory|growth|all]
+#   scripts/bench.sh [seed|small|pickup|memory|growth|validate|decode|all]
 #       (default all; BENCH_RUNS=N repeats the seed and small runs, default 3)
 #
 # Everything happens in a temporary directory on 127.0.0.1 and is removed on exit. Ratios are the
@@ -15,6 +15,7 @@ WORK=$(mktemp -d)
 PIDS=()     # background processes (test servers, idle jobd) to stop on exit
 RESULTS=()  # "label|value|target" rows of the final table
 SERVER_URL=""
+SERVED=""   # the folder the test server serves, for verify()
 BENCH_NAME=bench
 
 cleanup() {
@@ -32,11 +33,18 @@ seed_images() {
     [[ -d $WORK/seed ]] || "$BIN/jobd-testserver" --seed-dir "$WORK/seed" --count 40
 }
 
+# Real photos (Pillow's encoders) in the seed set's mix and sizes, generated once per run.
+photos() {
+    [[ -d $WORK/photos ]] || python3 "$ROOT/scripts/bench-photos.py" "$WORK/photos" 40 \
+        || die "scripts/bench-photos.py needs Python's Pillow: pip install -r tests/corpus/requirements.txt"
+}
+
 # Writes a config for a fresh database and blob_dir in DIR; loopback is exempt from the guard.
+# JOBD_VALIDATE, when set, is the [fetch] validate level.
 new_instance() {
     mkdir -p "$1"
     printf '%s\n' 'database = "jobd.db"' 'blob_dir = "blobs"' '[fetch]' 'allow_ips = ["127.0.0.1/32"]' \
-        >"$1/daemon.toml"
+        "validate = \"${JOBD_VALIDATE:-structure}\"" >"$1/daemon.toml"
 }
 
 # Every job done, every blob's bytes hash to the recorded sha256, which is the served file's.
@@ -46,7 +54,7 @@ verify() {
     [[ $n == 40 ]] || die "$dir: only $n of 40 jobs done; see $dir/jobd.log"
     while IFS='|' read -r url sha path; do
         [[ $(sha256sum <"$dir/blobs/$path") == "$sha "* ]] || die "$path: bytes do not match sha256 $sha"
-        [[ $(sha256sum <"$WORK/seed/${url##*/}") == "$sha "* ]] || die "$url: stored sha256 $sha is not the served file's"
+        [[ $(sha256sum <"$SERVED/${url##*/}") == "$sha "* ]] || die "$url: stored sha256 $sha is not the served file's"
     done < <(sqlite3 "$dir/jobd.db" "SELECT url, sha256, blob_path FROM jobs")
 }
 
@@ -75,6 +83,7 @@ time_jobd() {
 bench_seed() {
     local f r start curl_s jobd_s one_s bound fifo curl_med jobd_med
     seed_images
+    SERVED=$WORK/seed
     start_server "$WORK/seed" 150 20000000
     for f in "$WORK"/seed/*; do echo "$SERVER_URL/${f##*/}"; done >"$WORK/urls.txt"
     : >"$WORK/curl.times"
@@ -275,11 +284,59 @@ bench_growth() {
     result "growth: ratio 1M / 2k" "$(div "$big" "$small")" ">= 0.95"
 }
 
+# Validate: the structural validator's speed on one core, next to a plain SHA-256 pass over the
+# same real photos (the download loop does both), and full decoding's CPU per megapixel.
+bench_validate() {
+    local out
+    photos
+    out=$("$BIN/jobd-bench" validate --dir "$WORK/photos" --rounds 5)
+    result "validate: structure, one core (MB/s)" "$(awk '/validate_mb_s/ { print $2 }' <<<"$out")" ">= 1000"
+    result "validate: plain sha256, one core (MB/s)" "$(awk '/sha256_mb_s/ { print $2 }' <<<"$out")"
+    out=$("$BIN/jobd-bench" decode --dir "$WORK/photos")
+    result "validate: decode CPU per megapixel" "$(awk '/decode_ms_per_mpx/ { print $2 }' <<<"$out") ms"
+}
+
+# Decode: the seed scenario on real photos (emulated WAN as in seed), xargs -P10 curl against jobd
+# with 10 workers at validate = "structure" and at "decode", alternating, medians of BENCH_RUNS.
+bench_decode() {
+    local f r start curl_s structure_s decode_s
+    photos
+    SERVED=$WORK/photos
+    start_server "$WORK/photos" 150 20000000
+    for f in "$WORK"/photos/*; do echo "$SERVER_URL/${f##*/}"; done >"$WORK/urls.txt"
+    : >"$WORK/dcurl.times"
+    : >"$WORK/dstructure.times"
+    : >"$WORK/ddecode.times"
+    for ((r = 1; r <= RUNS; r++)); do
+        mkdir "$WORK/dcurl-$r"
+        start=$EPOCHREALTIME
+        # shellcheck disable=SC2016 # $1 and $2 belong to the inner sh
+        xargs -P10 -n1 sh -c 'curl -sS --fail -o "$1/${2##*/}" "$2"' sh "$WORK/dcurl-$r" <"$WORK/urls.txt"
+        curl_s=$(since "$start")
+        structure_s=$(JOBD_VALIDATE=structure time_jobd "$WORK/dstructure-$r" 10)
+        decode_s=$(JOBD_VALIDATE=decode time_jobd "$WORK/ddecode-$r" 10)
+        [[ $(sqlite3 "$WORK/ddecode-$r/jobd.db" "SELECT count(*) FROM jobs WHERE validation = 'decode'") == 40 ]] \
+            || die "decode run $r: not every job was decoded; see $WORK/ddecode-$r/jobd.db"
+        note "decode run $r/$RUNS: curl ${curl_s} s, structure ${structure_s} s, decode ${decode_s} s"
+        echo "$curl_s" >>"$WORK/dcurl.times"
+        echo "$structure_s" >>"$WORK/dstructure.times"
+        echo "$decode_s" >>"$WORK/ddecode.times"
+    done
+    curl_s=$(median <"$WORK/dcurl.times")
+    structure_s=$(median <"$WORK/dstructure.times")
+    decode_s=$(median <"$WORK/ddecode.times")
+    result "decode: xargs -P10 curl, real photos (median of $RUNS)" "$curl_s s"
+    result "decode: jobd 10, validate=structure" "$structure_s s"
+    result "decode: jobd 10, validate=decode" "$decode_s s"
+    result "decode: ratio structure / curl" "$(div "$structure_s" "$curl_s")" "<= 1.0"
+    result "decode: ratio decode / curl" "$(div "$decode_s" "$curl_s")" "<= 1.15"
+}
+
 main() {
     local which=${1:-all}
     case $which in
-        seed | small | pickup | memory | growth | all) ;;
-        *) echo "usage: scripts/bench.sh [seed|small|pickup|memory|growth|all]" >&2; exit 2 ;;
+        seed | small | pickup | memory | growth | validate | decode | all) ;;
+        *) echo "usage: scripts/bench.sh [seed|small|pickup|memory|growth|validate|decode|all]" >&2; exit 2 ;;
     esac
     (cd "$ROOT" && cargo build --release --quiet)
     [[ $which == all || $which == seed ]] && bench_seed
@@ -287,6 +344,8 @@ main() {
     [[ $which == all || $which == pickup ]] && bench_pickup
     [[ $which == all || $which == memory ]] && bench_memory
     [[ $which == all || $which == growth ]] && bench_growth
+    [[ $which == all || $which == validate ]] && bench_validate
+    [[ $which == all || $which == decode ]] && bench_decode
     print_results 46
 }
 

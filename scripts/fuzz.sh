@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Fuzzes the functions that judge untrusted input, with cargo-fuzz (libFuzzer):
 #   scripts/fuzz.sh [TARGET] [SECONDS]
-# TARGET is url, sniff, classify or all (the default); each target runs SECONDS (default 60).
+# TARGET is url, sniff, classify, a validator (validate_png, validate_jpeg, validate_gif,
+# validate_webp, validate_bmp, validate_tiff, validate_ico, validate_isobmff, validate_jxl), or all
+# (the default); each target runs SECONDS (default 60). An input that takes over 5 s is reported
+# as a crash: the validators must run in time linear in their input.
 # A crash stops that target, prints the reproducer and leaves it in fuzz/artifacts/TARGET/;
 # pin it in tests/props.rs as a plain #[test] named after the bug. The corpus grows in
 # fuzz/corpus/TARGET (not committed); fuzz/seeds/TARGET holds the hand-made starting inputs.
@@ -19,11 +22,13 @@ cd "$(dirname "$0")/.."
 target=${1:-all}
 seconds=${2:-60}
 sanitizer=${FUZZ_SANITIZER:-address}
-all=(url sniff classify)
+validators=(validate_png validate_jpeg validate_gif validate_webp validate_bmp validate_tiff
+    validate_ico validate_isobmff validate_jxl)
+all=(url sniff classify "${validators[@]}")
 
 case "$target" in
 all) targets=("${all[@]}") ;;
-url | sniff | classify) targets=("$target") ;;
+url | sniff | classify | validate_*) targets=("$target") ;;
 *)
     echo "fuzz.sh: unknown target '$target'; expected one of: ${all[*]} all" >&2
     exit 2
@@ -53,7 +58,7 @@ for t in "${targets[@]}"; do
     echo "== fuzzing $t for ${seconds}s (sanitizer: $sanitizer)" >&2
     # The first directory receives new inputs; the seeds are only read.
     if ! cargo "${toolchain[@]}" fuzz run --sanitizer "$sanitizer" "$t" \
-        "fuzz/corpus/$t" "fuzz/seeds/$t" -- -max_total_time="$seconds" -print_final_stats=1; then
+        "fuzz/corpus/$t" "fuzz/seeds/$t" -- -max_total_time="$seconds" -timeout=5 -print_final_stats=1; then
         echo "fuzz.sh: $t found a crash; see fuzz/artifacts/$t/" >&2
         status=1
     fi

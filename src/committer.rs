@@ -184,8 +184,8 @@ fn log_outcome(job: &Claimed, report: &Report, total_ms: i64) {
     let (id, host) = (job.job_id, job.host());
     match &report.outcome {
         Outcome::Done(s) => log::info!(job = id, host;
-            "done in {total_ms} ms: {} {}x{}, {} bytes, {}",
-            s.mime, s.width, s.height, s.bytes, s.blob_path),
+            "done in {total_ms} ms: {} {}x{}, {} bytes, {}, validated to {}",
+            s.mime, s.width, s.height, s.bytes, s.blob_path, s.validation.name()),
         Outcome::Retry { run_at, error } => log::warn!(job = id, host;
             "attempt {} failed, retrying in {} ms: {error}",
             job.attempt, run_at - now_ms()),

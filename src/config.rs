@@ -70,6 +70,12 @@ pub struct FetchConfig {
     /// Images whose header claims more pixels than this fail, so that a downstream decoder is
     /// never handed a decompression bomb.
     pub max_pixels: u64,
+    /// Frames of an animation, pages of a multi-page TIFF, images in an icon: more fail.
+    pub max_frames: u32,
+    /// How far a body is proved to be an image before it is stored: `structure` (every format's
+    /// container walked to its end, as the bytes stream past) or `decode` (every pixel decoded
+    /// too, by memory-safe decoders; formats without one are stored at `structure`, with a note).
+    pub validate: crate::validate::Level,
     /// Requests to one host (name and port) at the same time, from this daemon.
     pub max_per_host: usize,
     /// CIDRs exempt from the address guard, e.g. `["127.0.0.1/32"]` for local tests.
@@ -130,6 +136,8 @@ impl Default for FetchConfig {
             max_redirects: 5,
             user_agent: concat!("jobd/", env!("CARGO_PKG_VERSION"), " (image downloader)").into(),
             max_pixels: 100_000_000,
+            max_frames: 1_000,
+            validate: crate::validate::Level::Structure,
             max_per_host: 16,
             allow_ips: Vec::new(),
             allow_private: false,
@@ -222,6 +230,9 @@ impl Config {
         }
         if self.fetch.max_pixels == 0 {
             return bad("fetch.max_pixels", "must be at least 1");
+        }
+        if self.fetch.max_frames == 0 {
+            return bad("fetch.max_frames", "must be at least 1");
         }
         if self.fetch.max_per_host == 0 {
             return bad("fetch.max_per_host", "must be at least 1");
@@ -386,6 +397,8 @@ mod tests {
             "user_agent",
             "max_per_host",
             "max_pixels",
+            "max_frames",
+            "validate",
             "allow_ips",
             "allow_private",
             "max_attempts",

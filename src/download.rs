@@ -16,8 +16,10 @@ use crate::fetch::{Http, Response, io_failure};
 use crate::hosts::{self, Hosts};
 use crate::joburl;
 use crate::retry::{self, Failure, Reason, status_means_slow_down};
-use crate::sniff::{self, HEAD_LEN, SNIFF_LEN};
+use crate::sniff::{self, SNIFF_LEN};
 use crate::store::{Claimed, Outcome, RawUrl, Report, Stored, now_ms};
+use crate::validate::decode::{self, Decoded};
+use crate::validate::{Invalid, Level, Limits, Problem, ReadAt, Validator};
 use crate::worker::{Handled, Handler};
 
 thread_local! {
@@ -33,7 +35,8 @@ pub struct Downloader {
     http: Http,
     hosts: Hosts,
     max_bytes: u64,
-    max_pixels: u64,
+    limits: Limits,
+    level: Level,
     retry: RetryConfig,
 }
 
@@ -44,7 +47,11 @@ impl Downloader {
             hosts: Hosts::new(config.fetch.max_per_host),
             blobs,
             max_bytes: config.fetch.max_bytes,
-            max_pixels: config.fetch.max_pixels,
+            limits: Limits {
+                max_pixels: config.fetch.max_pixels,
+                max_frames: config.fetch.max_frames,
+            },
+            level: config.fetch.validate,
             retry: config.retry.clone(),
         })
     }
@@ -172,6 +179,10 @@ impl Downloader {
         }
         *received = head.len() as u64;
         let format = sniff::sniff(&head).map_err(|e| with_declared(e, response))?;
+        let limits = self.limits;
+        let mut validator = Validator::for_mime(format.mime, limits);
+        let invalid = |e: Invalid| refusal(e, format.mime, response.content_length);
+        validator.feed(&head).map_err(invalid)?;
         let storage = |e: std::io::Error| {
             Failure::local(format!(
                 "cannot write to the blob store {}: {e}",
@@ -180,7 +191,9 @@ impl Downloader {
         };
         let mut blob = self.blobs.create().map_err(storage)?;
         blob.write_all(&head).map_err(storage)?;
-        // The rest of the body, unless it already ended inside the sniffed head.
+        // The rest of the body, unless it already ended inside the sniffed head. Each piece is
+        // validated, hashed and written in one pass; a body that cannot become an image stops
+        // the download at once.
         while !eof {
             let n = read(&mut response.body, chunk)?;
             if n == 0 {
@@ -197,10 +210,7 @@ impl Downloader {
                     ),
                 ));
             }
-            if head.len() < HEAD_LEN {
-                let keep = n.min(HEAD_LEN - head.len());
-                head.extend_from_slice(&chunk[..keep]);
-            }
+            validator.feed(&chunk[..n]).map_err(invalid)?;
             blob.write_all(&chunk[..n]).map_err(storage)?;
         }
         if let Some(declared) = response.content_length.filter(|&n| n != *received) {
@@ -209,21 +219,17 @@ impl Downloader {
                 format!("the body was cut short: {received} of {declared} bytes arrived"),
             ));
         }
-        let (width, height) = sniff::dimensions(&head, Some(blob.temp_path())).map_err(|e| {
-            Failure::permanent(
-                Reason::InvalidImage,
-                format!("{e} (detected {})", format.mime),
-            )
-        })?;
-        if u64::from(width) * u64::from(height) > self.max_pixels {
-            return Err(Failure::permanent(
-                Reason::TooLarge,
-                format!(
-                    "too many pixels: the header says {width}x{height}; the limit is {} ([fetch] max_pixels)",
-                    self.max_pixels
-                ),
-            ));
-        }
+        let image = validator
+            .finish(&mut TempFile::new(blob.temp_path()))
+            .map_err(invalid)?;
+        let (validation, validation_note) = match self.level {
+            Level::Structure => (Level::Structure, None),
+            Level::Decode => match decode::decode_file(format.mime, blob.temp_path(), limits) {
+                Ok(Decoded::Full) => (Level::Decode, None),
+                Ok(Decoded::Unsupported(why)) => (Level::Structure, Some(why)),
+                Err(e) => return Err(invalid(e)),
+            },
+        };
         let sealed = blob.seal(format.ext);
         self.blobs.prepare(&sealed).map_err(storage)?;
         let stored = Stored {
@@ -231,10 +237,51 @@ impl Downloader {
             sha256: sealed.sha256.clone(),
             blob_path: sealed.rel_path.clone(),
             bytes: sealed.bytes,
-            width,
-            height,
+            width: image.width,
+            height: image.height,
+            validation,
+            validation_note,
         };
         Ok((stored, sealed))
+    }
+}
+
+/// The failure for a body that is not a whole, acceptable image. A body cut short although it
+/// is as long as the server announced is the server's file, and retrying gets the same bytes;
+/// one without a Content-Length may have lost its connection, so it is tried again.
+fn refusal(e: Invalid, mime: &str, content_length: Option<u64>) -> Failure {
+    let message = format!("{e} (detected {mime})");
+    match e.problem {
+        Problem::Truncated if content_length.is_none() => {
+            Failure::transient(Reason::Truncated, message)
+        }
+        Problem::Truncated | Problem::Corrupt => Failure::permanent(Reason::InvalidImage, message),
+        Problem::TooLarge => Failure::permanent(
+            Reason::TooLarge,
+            format!("{e} ([fetch] max_pixels, max_frames; detected {mime})"),
+        ),
+    }
+}
+
+/// The temporary file, opened for reading only if a validator reads back (TIFF's directories).
+struct TempFile<'a> {
+    path: &'a std::path::Path,
+    file: Option<std::fs::File>,
+}
+
+impl<'a> TempFile<'a> {
+    fn new(path: &'a std::path::Path) -> TempFile<'a> {
+        TempFile { path, file: None }
+    }
+}
+
+impl ReadAt for TempFile<'_> {
+    fn read_exact_at(&mut self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => self.file.insert(std::fs::File::open(self.path)?),
+        };
+        file.read_exact_at(buf, offset)
     }
 }
 

@@ -225,6 +225,8 @@ mod tests {
             bytes: 1234,
             width: 1,
             height: 1,
+            validation: crate::validate::Level::Structure,
+            validation_note: None,
         }));
         done.ttfb_ms = Some(40);
         m.record(&done, 80);

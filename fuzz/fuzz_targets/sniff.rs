@@ -1,5 +1,5 @@
-//! Fuzzes the image sniffer and the header dimension parsers with arbitrary bytes, as a hostile
-//! server would send them: no panic, and every verdict in the documented shape.
+//! Fuzzes the image sniffer with arbitrary bytes, as a hostile server would send them: no panic,
+//! and every verdict in the documented shape.
 #![no_main]
 
 use jobd::sniff;
@@ -9,9 +9,5 @@ fuzz_target!(|bytes: &[u8]| {
     match sniff::sniff(bytes) {
         Ok(format) => assert!(format.mime.starts_with("image/"), "{format:?}"),
         Err(e) => assert!(e.starts_with("not an image: "), "{e}"),
-    }
-    match sniff::dimensions(bytes, None) {
-        Ok((w, h)) => assert!(w > 0 && h > 0),
-        Err(e) => assert!(e.starts_with("invalid image: "), "{e}"),
     }
 });

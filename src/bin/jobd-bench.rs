@@ -5,19 +5,40 @@
 //! queued jobs (in transactions of 50,000), then times M claims of B jobs each, each followed by
 //! recording the jobs as failed, on the store opened as a daemon opens it. Prints
 //! `claims_per_s <rate>` on stdout.
+//!
+//! `jobd-bench validate --dir DIR [--rounds R]` reads every image in DIR into memory, then times,
+//! on one thread, the structural validator and a plain SHA-256 over the same bytes in the same
+//! 64 KiB pieces the download loop uses, R rounds each (default 5). Prints `validate_mb_s` and
+//! `sha256_mb_s` (megabytes of 10^6 bytes per second, the best round of each).
+//!
+//! `jobd-bench decode --dir DIR` decodes every image in DIR as `validate = "decode"` does and
+//! prints `decode_ms_per_mpx` (CPU time per megapixel, frames included) and `decoded_mpx`.
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use jobd::sniff;
 use jobd::store::{self, Database, NewJob, Outcome, Report};
+use jobd::validate::decode::{self, Decoded};
+use jobd::validate::{Limits, Validator};
+use sha2::{Digest, Sha256};
+
+/// The daemon's default limits.
+const LIMITS: Limits = Limits {
+    max_pixels: 100_000_000,
+    max_frames: 1_000,
+};
+
+/// The download loop's read size.
+const PIECE: usize = 64 * 1024;
 
 fn main() -> ExitCode {
     match run(std::env::args().skip(1).collect()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!(
-                "jobd-bench: {e}\nusage: jobd-bench claims --db FILE|URL --queued N --claims M [--batch B]"
+                "jobd-bench: {e}\nusage: jobd-bench claims --db FILE|URL --queued N --claims M [--batch B]\n       jobd-bench validate --dir DIR [--rounds R]\n       jobd-bench decode --dir DIR"
             );
             ExitCode::from(2)
         }
@@ -26,9 +47,15 @@ fn main() -> ExitCode {
 
 fn run(args: Vec<String>) -> Result<(), String> {
     let mut args = args.into_iter();
-    if args.next().as_deref() != Some("claims") {
-        return Err("unknown command".into());
+    match args.next().as_deref() {
+        Some("claims") => claims(args),
+        Some("validate") => validate(args),
+        Some("decode") => decode(args),
+        _ => Err("unknown command".into()),
     }
+}
+
+fn claims(mut args: impl Iterator<Item = String>) -> Result<(), String> {
     let (mut db, mut queued, mut claims, mut batch) = (None, 2_000usize, 1_000usize, 1usize);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
@@ -71,4 +98,118 @@ fn run(args: Vec<String>) -> Result<(), String> {
     let rate = (claims * batch) as f64 / start.elapsed().as_secs_f64();
     println!("claims_per_s {rate:.0}");
     Ok(())
+}
+
+/// Every file of `--dir` with the type sniff gives it, and `--rounds` (default 5).
+fn images(
+    mut args: impl Iterator<Item = String>,
+) -> Result<(Vec<(String, Vec<u8>)>, usize), String> {
+    let (mut dir, mut rounds) = (None, 5usize);
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or(format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--dir" => dir = Some(value),
+            "--rounds" => rounds = value.parse().map_err(|e| format!("{flag}: {e}"))?,
+            _ => return Err(format!("unknown flag {flag}")),
+        }
+    }
+    let dir = dir.ok_or("--dir is required")?;
+    let mut files = Vec::new();
+    let entries = std::fs::read_dir(&dir).map_err(|e| format!("{dir}: {e}"))?;
+    for entry in entries {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let format = sniff::sniff(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        files.push((format.mime.to_string(), bytes));
+    }
+    if files.is_empty() {
+        return Err(format!("{dir} holds no images"));
+    }
+    Ok((files, rounds.max(1)))
+}
+
+fn validate(args: impl Iterator<Item = String>) -> Result<(), String> {
+    let (files, rounds) = images(args)?;
+    let total: usize = files.iter().map(|(_, b)| b.len()).sum();
+    let best = |run: &dyn Fn() -> Result<(), String>| -> Result<f64, String> {
+        let mut best = f64::MAX;
+        for _ in 0..rounds {
+            let start = Instant::now();
+            run()?;
+            best = best.min(start.elapsed().as_secs_f64());
+        }
+        Ok(total as f64 / best / 1e6)
+    };
+    let validate = best(&|| {
+        for (mime, bytes) in &files {
+            let mut v = Validator::for_mime(mime, LIMITS);
+            for piece in bytes.chunks(PIECE) {
+                v.feed(piece).map_err(|e| e.to_string())?;
+            }
+            std::hint::black_box(v.finish(&mut bytes.as_slice()).map_err(|e| e.to_string())?);
+        }
+        Ok(())
+    })?;
+    let sha256 = best(&|| {
+        for (_, bytes) in &files {
+            let mut hasher = Sha256::new();
+            for piece in bytes.chunks(PIECE) {
+                hasher.update(piece);
+            }
+            std::hint::black_box(hasher.finalize());
+        }
+        Ok(())
+    })?;
+    println!("validate_mb_s {validate:.0}");
+    println!("sha256_mb_s {sha256:.0}");
+    Ok(())
+}
+
+fn decode(args: impl Iterator<Item = String>) -> Result<(), String> {
+    let (files, _) = images(args)?;
+    let dir = tempfile_dir()?;
+    let (mut cpu, mut mpx) = (0.0, 0.0);
+    for (i, (mime, bytes)) in files.iter().enumerate() {
+        let image =
+            jobd::validate::validate_bytes(mime, bytes, LIMITS).map_err(|e| e.to_string())?;
+        let path = dir.join(format!("{i}"));
+        std::fs::write(&path, bytes).map_err(|e| e.to_string())?;
+        let before = cpu_seconds();
+        let decoded = decode::decode_file(mime, &path, LIMITS).map_err(|e| e.to_string())?;
+        cpu += cpu_seconds() - before;
+        match decoded {
+            Decoded::Full => {
+                mpx +=
+                    f64::from(image.width) * f64::from(image.height) * f64::from(image.frames) / 1e6
+            }
+            Decoded::Unsupported(why) => eprintln!("jobd-bench: not decoded: {why}"),
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    let _ = std::fs::remove_dir(&dir);
+    println!(
+        "decode_ms_per_mpx {:.2}",
+        cpu * 1000.0 / mpx.max(f64::MIN_POSITIVE)
+    );
+    println!("decoded_mpx {mpx:.1}");
+    Ok(())
+}
+
+/// A fresh folder for the files `decode_file` reads.
+fn tempfile_dir() -> Result<std::path::PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!("jobd-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// This process's CPU time (user and system) so far.
+fn cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a whole rusage into the pointer it is given, which is valid.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }

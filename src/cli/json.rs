@@ -29,6 +29,8 @@ pub fn job(job: &JobRow) -> Value {
         "error": job.error,
         "cancel_requested": job.cancel_requested,
         "worker": job.worker,
+        "validation": job.validation,
+        "validation_note": job.validation_note,
     })
 }
 

@@ -66,6 +66,15 @@ pub fn print_list(jobs: &[JobRow]) {
     }
 }
 
+/// `structure`, `decode`, or `structure (decode: <why not>)`.
+fn validated(job: &JobRow) -> String {
+    match (&job.validation, &job.validation_note) {
+        (Some(level), Some(note)) => format!("{level} ({})", cell(note, 200)),
+        (Some(level), None) => level.clone(),
+        (None, _) => "-".into(),
+    }
+}
+
 pub fn print_show(job: &JobRow, attempts: &[AttemptRow]) {
     let now = now_ms();
     let size = match (job.width, job.height) {
@@ -108,6 +117,7 @@ pub fn print_show(job: &JobRow, attempts: &[AttemptRow]) {
         ("bytes", or_dash(job.bytes)),
         ("sha256", or_dash(job.sha256.as_deref())),
         ("blob", or_dash(job.blob_path.as_deref())),
+        ("validated", validated(job)),
         (
             "error",
             or_dash(job.error.as_deref().map(|e| cell(e, 2000))),

@@ -53,6 +53,10 @@ pub struct JobRow {
     pub cancel_requested: bool,
     /// Who holds a running job (`host:pid/wN`).
     pub worker: Option<String>,
+    /// How far a stored image was proved: `structure` or `decode` (unset before migration 0004).
+    pub validation: Option<String>,
+    /// Why a job asked to decode was stored at `structure`.
+    pub validation_note: Option<String>,
 }
 
 impl JobRow {

@@ -132,6 +132,10 @@ pub struct Stored {
     pub bytes: u64,
     pub width: u32,
     pub height: u32,
+    /// How far the bytes were proved to be an image.
+    pub validation: crate::validate::Level,
+    /// Why a job asked to decode was stored at `structure` instead.
+    pub validation_note: Option<String>,
 }
 
 impl Outcome {

@@ -27,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_init.sql"),
     include_str!("../../migrations/postgres/0002_controls.sql"),
     include_str!("../../migrations/postgres/0003_blob_refs.sql"),
+    include_str!("../../migrations/postgres/0004_validation.sql"),
 ];
 
 /// Serialises migrations between daemons starting at once (`pg_advisory_xact_lock`): "jobd" in

@@ -27,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_controls.sql"),
     include_str!("../../migrations/0003_blob_refs.sql"),
+    include_str!("../../migrations/0004_validation.sql"),
 ];
 
 /// How long a connection waits for another writer before giving up. Writers hold the lock for

@@ -14,7 +14,7 @@ use crate::store::{
 
 const JOB_COLUMNS: &str = "id, url, state, priority, attempts, max_attempts, run_at, created_at,
     started_at, finished_at, http_status, declared_mime, mime, bytes, sha256, blob_path,
-    width, height, error, cancel_requested, worker";
+    width, height, error, cancel_requested, worker, validation, validation_note";
 
 /// $1 url, $2 priority, $3 run_at or NULL for now, $4 max_attempts, $5 now (the database's
 /// clock, read once per transaction: claims compare run_at with it).
@@ -61,6 +61,8 @@ fn job_row(r: &Row) -> Result<JobRow, postgres::Error> {
         error: r.try_get(18)?,
         cancel_requested: r.try_get(19)?,
         worker: r.try_get(20)?,
+        validation: r.try_get(21)?,
+        validation_note: r.try_get(22)?,
     })
 }
 

@@ -56,10 +56,11 @@ const COMPLETE: &str = "
         SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[],
                              $6::BIGINT[], $7::TEXT[], $8::TEXT[], $9::BIGINT[], $10::TEXT[],
                              $11::TEXT[], $12::BIGINT[], $13::BIGINT[], $14::BIGINT[],
-                             $15::BIGINT[], $16::TEXT[], $17::BIGINT[], $18::BIGINT[])
+                             $15::BIGINT[], $16::TEXT[], $17::BIGINT[], $18::BIGINT[],
+                             $20::TEXT[], $21::TEXT[])
             AS r (job_id, attempt_id, state, run_at, error, http_status, declared_mime, mime,
                   bytes, sha256, blob_path, width, height, refund, started_at, outcome,
-                  ttfb_ms, download_ms)
+                  ttfb_ms, download_ms, validation, validation_note)
     ), locked AS (
         SELECT id FROM jobs WHERE id IN (SELECT job_id FROM r) ORDER BY id FOR UPDATE
     ), finished AS (
@@ -71,6 +72,7 @@ const COMPLETE: &str = "
             http_status = r.http_status, declared_mime = r.declared_mime, mime = r.mime,
             bytes = r.bytes, sha256 = r.sha256, blob_path = r.blob_path, width = r.width,
             height = r.height, attempts = j.attempts - r.refund, started_at = r.started_at,
+            validation = r.validation, validation_note = r.validation_note,
             worker = NULL, attempt_id = NULL, lease_until = NULL
         FROM r JOIN locked l ON l.id = r.job_id
         WHERE j.id = r.job_id AND j.attempt_id = r.attempt_id AND j.state = 'running'
@@ -166,6 +168,8 @@ struct Columns<'a> {
     outcome: Vec<&'static str>,
     ttfb_ms: Vec<Option<i64>>,
     download_ms: Vec<Option<i64>>,
+    validation: Vec<Option<&'static str>>,
+    validation_note: Vec<Option<&'a str>>,
 }
 
 impl<'a> Columns<'a> {
@@ -195,9 +199,12 @@ impl<'a> Columns<'a> {
         self.outcome.push(report.outcome.name());
         self.ttfb_ms.push(report.ttfb_ms);
         self.download_ms.push(report.download_ms);
+        self.validation.push(stored.map(|s| s.validation.name()));
+        self.validation_note
+            .push(stored.and_then(|s| s.validation_note.as_deref()));
     }
 
-    fn params<'s>(&'s self, now: &'s i64) -> [(&'s (dyn ToSql + Sync), Type); 19] {
+    fn params<'s>(&'s self, now: &'s i64) -> [(&'s (dyn ToSql + Sync), Type); 21] {
         let (ints, texts) = (Type::INT8_ARRAY, Type::TEXT_ARRAY);
         [
             (&self.job_id, ints.clone()),
@@ -215,10 +222,12 @@ impl<'a> Columns<'a> {
             (&self.height, ints.clone()),
             (&self.refund, ints.clone()),
             (&self.started_at, ints.clone()),
-            (&self.outcome, texts),
+            (&self.outcome, texts.clone()),
             (&self.ttfb_ms, ints.clone()),
             (&self.download_ms, ints),
             (now, Type::INT8),
+            (&self.validation, texts.clone()),
+            (&self.validation_note, texts),
         ]
     }
 }

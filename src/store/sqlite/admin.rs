@@ -14,7 +14,7 @@ use crate::store::{
 
 const JOB_COLUMNS: &str = "id, url, state, priority, attempts, max_attempts, run_at, created_at,
     started_at, finished_at, http_status, declared_mime, mime, bytes, sha256, blob_path,
-    width, height, error, cancel_requested, worker";
+    width, height, error, cancel_requested, worker, validation, validation_note";
 
 fn job_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
     let url = match r.get::<_, Value>(1)? {
@@ -46,6 +46,8 @@ fn job_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
         error: r.get(18)?,
         cancel_requested: r.get(19)?,
         worker: r.get(20)?,
+        validation: r.get(21)?,
+        validation_note: r.get(22)?,
     })
 }
 

@@ -45,7 +45,7 @@ const FINISH_JOB: &str = "
         finished_at = ?4, run_at = COALESCE(?5, run_at), error = ?6,
         http_status = ?7, declared_mime = ?8, mime = ?9, bytes = ?10, sha256 = ?11,
         blob_path = ?12, width = ?13, height = ?14, attempts = attempts - ?15,
-        started_at = ?16, worker = NULL, attempt_id = NULL, lease_until = NULL
+        started_at = ?16, validation = ?17, validation_note = ?18, worker = NULL, attempt_id = NULL, lease_until = NULL
     WHERE id = ?1 AND attempt_id = ?2 AND state = 'running'";
 
 /// A batch of finished jobs older than ?1 in the given states (comma-separated ?2).
@@ -96,6 +96,8 @@ fn finish(
                 stored.map(|s| s.height),
                 refund,
                 job.started_at,
+                stored.map(|s| s.validation.name()),
+                stored.and_then(|s| s.validation_note.as_deref()),
             ])
         })
         .ctx(format_args!("recording job {}", job.job_id))?;

@@ -1,0 +1,6 @@
+//! Fuzzes the TIFF validator (image/tiff): no panic, and one verdict however the body is split.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|bytes: &[u8]| jobd_fuzz::check("image/tiff", bytes));
