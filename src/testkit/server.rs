@@ -46,6 +46,9 @@ pub enum Fault {
     Reset,
     /// Announce the full Content-Length but send only the first N body bytes, then close.
     Truncate(usize),
+    /// Send the body without a Content-Length, then close: the client cannot tell a body cut
+    /// short from a whole one (HTTP/1.0 style).
+    CloseDelimited,
     /// Send the body one byte per interval.
     Trickle(Duration),
     /// Send the body, then zero bytes until the client goes away; announced with a 1 TiB

@@ -15,3 +15,4 @@ mod seed;
 mod support;
 mod tls;
 mod torture;
+mod validation;

@@ -238,7 +238,8 @@ fn send(
         } => (Some(ENDLESS_LEN), true),
         Fault::Endless {
             content_length: false,
-        } => (None, true),
+        }
+        | Fault::CloseDelimited => (None, true),
         _ => (Some(body.len() as u64), !req.keep_alive),
     };
     close |= reply
