@@ -13,6 +13,7 @@ use jobd::store::{
     now_ms,
 };
 use jobd::testkit::postgres;
+use jobd::validate::Level;
 
 use crate::support::wait_until;
 
@@ -127,6 +128,8 @@ fn stored(name: &str) -> Stored {
         bytes: 68,
         width: 2,
         height: 3,
+        validation: Level::Structure,
+        validation_note: Some("no memory-safe AVIF decoder".into()),
     }
 }
 
@@ -306,6 +309,8 @@ fn outcomes_are_recorded_on_job_and_attempt(f: &Fixture) {
             job.bytes,
             job.http_status,
             job.worker.as_deref(),
+            job.validation.as_deref(),
+            job.validation_note.as_deref(),
         ),
         (
             Some(blob.sha256.as_str()),
@@ -315,7 +320,9 @@ fn outcomes_are_recorded_on_job_and_attempt(f: &Fixture) {
             Some(3),
             Some(68),
             Some(200),
-            None
+            None,
+            Some("structure"),
+            Some("no memory-safe AVIF decoder"),
         )
     );
     assert_eq!(attempts.len(), 1);

@@ -118,6 +118,8 @@ fn done_without_blob() -> Handled {
         bytes: 0,
         width: 1,
         height: 1,
+        validation: jobd::validate::Level::Structure,
+        validation_note: None,
     })))
 }
 
