@@ -1,7 +1,6 @@
-//! Proving from the bytes that a body is an image: the format from its magic bytes (infer), the
-//! dimensions from its header (imagesize). Headers from the server are never trusted.
-
-use std::path::Path;
+//! The first judgement of a body: its format from its magic bytes (infer), from an explicit list
+//! of accepted formats. Headers from the server are never trusted. Whether the body is a whole
+//! image of that format is `validate`'s proof.
 
 /// An accepted raster format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,10 +59,6 @@ const ACCEPTED: &[Format] = &[
 /// Bytes needed before the format can be judged; every accepted signature fits in fewer.
 pub const SNIFF_LEN: usize = 64;
 
-/// Bytes of the head kept in memory to read dimensions from. A JPEG's size marker usually sits
-/// within this, after EXIF; when it does not, the stored file is read instead.
-pub const HEAD_LEN: usize = 64 * 1024;
-
 /// Judges the first bytes of a body (at least [`SNIFF_LEN`] of them, or the whole body).
 /// The error says what the bytes look like instead.
 pub fn sniff(head: &[u8]) -> Result<Format, String> {
@@ -96,33 +91,13 @@ fn describe_unknown(head: &[u8]) -> String {
     }
 }
 
-/// Reads the dimensions from the kept head, or from the stored file when the head is too short.
-/// An error means the magic bytes lied: the header is missing or corrupt.
-pub fn dimensions(head: &[u8], whole_file: Option<&Path>) -> Result<(u32, u32), String> {
-    let size = imagesize::blob_size(head).or_else(|first| match whole_file {
-        Some(path) => imagesize::size(path),
-        None => Err(first),
-    });
-    match size {
-        Ok(s) if s.width == 0 || s.height == 0 => Err(format!(
-            "invalid image: the header says {}x{}",
-            s.width, s.height
-        )),
-        Ok(s) => Ok((
-            u32::try_from(s.width).map_err(|_| "invalid image: absurd width".to_string())?,
-            u32::try_from(s.height).map_err(|_| "invalid image: absurd height".to_string())?,
-        )),
-        Err(e) => Err(format!("invalid image: cannot read its dimensions ({e})")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testkit::images;
 
     #[test]
-    fn accepts_the_generated_formats_with_their_dimensions() {
+    fn accepts_the_generated_formats() {
         for (bytes, mime) in [
             (images::png(31, 17, 1), "image/png"),
             (images::jpeg(640, 480, 20_000, 2), "image/jpeg"),
@@ -130,13 +105,6 @@ mod tests {
             (images::gif(8, 9, 4), "image/gif"),
         ] {
             assert_eq!(sniff(&bytes).unwrap().mime, mime);
-            let expect = match mime {
-                "image/png" => (31, 17),
-                "image/jpeg" => (640, 480),
-                "image/webp" => (300, 200),
-                _ => (8, 9),
-            };
-            assert_eq!(dimensions(&bytes, None).unwrap(), expect, "{mime}");
         }
     }
 
@@ -162,17 +130,5 @@ mod tests {
         let psd = b"8BPS\x00\x01\x00\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x10\x00\x00\x00\x10";
         assert!(infer::is_image(psd));
         assert!(sniff(psd).unwrap_err().contains("photoshop"));
-    }
-
-    #[test]
-    fn magic_bytes_with_a_junk_header_are_an_invalid_image() {
-        let mut junk = vec![0xFF, 0xD8, 0xFF];
-        junk.extend(std::iter::repeat_n(0x00, 200));
-        assert_eq!(sniff(&junk).unwrap().mime, "image/jpeg");
-        assert!(
-            dimensions(&junk, None)
-                .unwrap_err()
-                .starts_with("invalid image")
-        );
     }
 }
