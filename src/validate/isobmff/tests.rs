@@ -562,30 +562,3 @@ fn mutations_never_panic() {
         }
     }
 }
-
-#[test]
-#[ignore]
-fn real_files() {
-    // BMFF_DIR=/tmp/dir cargo test --lib validate::isobmff -- --ignored
-    let Ok(dir) = std::env::var("BMFF_DIR") else {
-        return;
-    };
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
-        if ext != "avif" && ext != "heic" {
-            continue;
-        }
-        let b = std::fs::read(&p).unwrap();
-        let r = run(&b);
-        println!("{}: {:?}", p.display(), r);
-        assert!(r.is_ok());
-        for cut in 0..b.len() {
-            assert!(
-                run(&b[..cut]).is_err(),
-                "{}: prefix {cut} passed",
-                p.display()
-            );
-        }
-    }
-}
