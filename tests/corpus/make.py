@@ -160,6 +160,31 @@ def valid(name, mime, data, note, frames_via=None):
 def bomb(name, mime, data, note, problems=("TooLarge",)):
     (OUT / name).write_bytes(data)
     ENTRIES.append(dict(name=name, mime=mime, kind="bomb", note=note, problems=list(problems)))
+    if mime not in ("image/webp", "image/jxl"):  # their Pillow plugins decode (allocate) on open
+        ENTRIES[-1]["note"] += f" (Pillow: {bomb_verdict(OUT / name)})"
+
+
+def bomb_verdict(path):
+    """What the reference says of a bomb, from headers (nothing big is decoded or allocated):
+    it refuses it, or reports a frame over max_pixels or more than max_frames frames. A bomb it
+    sees as a small image is no bomb: no manifest."""
+    try:
+        with Image.open(path) as im:
+            if hasattr(im, "ico"):
+                im.ico.frame(0)  # opens the embedded PNG's header, where Pillow's bomb check is
+            if im.format in ("AVIF", "HEIF"):
+                im.load()  # libavif and libheif check their size limits before they allocate
+            n = getattr(im, "n_frames", 1)
+            if n > 1000:
+                return f"{n} frames"
+            for i in range(n):
+                im.seek(i)  # reads each frame's header only
+                if im.size[0] * im.size[1] > 100_000_000:
+                    return f"frame {i + 1} is {im.size[0]}x{im.size[1]}"
+    except Exception as e:
+        words = " ".join(str(e).replace(str(path), path.name).split()).split(", could be")[0]
+        return f"{type(e).__name__}: {words[:90]}"
+    raise Refused(f"the reference sees {path.name} as a small image, not a bomb")
 
 
 def corrupt(name, mime, data, note, problems=("Truncated", "Corrupt")):
@@ -343,8 +368,8 @@ def make_png():
     chunks = png_chunks(good)
     idat = next(c for c in chunks if c[0] == b"IDAT")
     broken = bytearray(good)
-    broken[idat[1] + 8 + 5] ^= 0x55  # a data byte: the stored CRC no longer matches
-    corrupt("png-bad-crc.png", m, bytes(broken), "a data byte of IDAT changed: its CRC does not match")
+    broken[idat[2] - 1] ^= 0x55  # the last byte of IDAT's CRC: the data is intact, its CRC wrong
+    corrupt("png-bad-crc.png", m, bytes(broken), "the CRC of IDAT is wrong (its data is intact)")
     corrupt("png-no-iend.png", m, good[: chunks[-1][1]], "ends after its last IDAT, without IEND")
     corrupt("png-33-bytes.png", m, good[:33], "signature and IHDR only (33 bytes)")
 
@@ -474,7 +499,7 @@ def make_gif():
     frames = [f.quantize(64) for f in frames_of(180, 120, 31, 5)]
     anim = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=80, loop=0, disposal=2)
     valid("gif-animated.gif", m, anim, "animated, 5 frames, local palettes, sub-rectangles, Pillow")
-    head = b"GIF89a" + struct.pack("<HHBBB", 1, 1, 0x81, 0, 0) + b"\0\0\0\xff\xff\xff"
+    head = b"GIF89a" + struct.pack("<HHBBB", 1, 1, 0x80, 0, 0) + b"\0\0\0\xff\xff\xff"  # 2 colours
     bomb(
         "gif-bomb.gif",
         m,
@@ -483,6 +508,9 @@ def make_gif():
     )
     many = head + b"".join(gif_frame(0, 0, 1, 1, [i & 1]) for i in range(1001)) + b"\x3b"
     bomb("gif-1001-frames.gif", m, many, "1001 frames of 1x1: over max_frames (1000)")
+    # Whole otherwise: the reference decodes all its frames.
+    if reference(OUT / "gif-1001-frames.gif", None)[2] != 1001:
+        raise Refused("the reference does not see 1001 frames in gif-1001-frames.gif")
 
 
 # -------------------------------------------------------------------------------------------
