@@ -210,26 +210,29 @@ fn every_cut_of_a_valid_file_fails() {
     let mut failures = Vec::new();
     let mut checked = 0;
     for s in of_kind(Kind::Valid) {
+        checked += 1;
         let len = s.bytes.len();
+        // One line per file: which cuts did not fail, and what the first of them got.
+        let mut wrong = Vec::new();
+        let mut first = None;
         for k in 1..16 {
-            checked += 1;
             let cut = len * k / 16;
             let got = validate_bytes(&s.entry.mime, &s.bytes[..cut], LIMITS);
             let fine = matches!(&got, Err(e) if matches!(e.problem, Problem::Truncated | Problem::Corrupt));
             if !fine {
-                failures.push(format!(
-                    "{} cut at {k}/16 ({cut} of {len} bytes): expected Truncated or Corrupt, got {}",
-                    s.label(),
-                    show(&got)
-                ));
+                wrong.push(k.to_string());
+                first.get_or_insert_with(|| format!("cut at {cut} of {len} bytes: {}", show(&got)));
             }
         }
+        if let Some(first) = first {
+            failures.push(format!(
+                "{}: cuts at k/16 for k = {} do not fail as Truncated or Corrupt; the first, {first}",
+                s.label(),
+                wrong.join(", ")
+            ));
+        }
     }
-    report(
-        "cuts of valid files do not fail as they should",
-        checked,
-        &failures,
-    );
+    report("valid files have cuts that do not fail", checked, &failures);
 }
 
 #[test]

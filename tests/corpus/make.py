@@ -499,6 +499,18 @@ def make_gif():
     frames = [f.quantize(64) for f in frames_of(180, 120, 31, 5)]
     anim = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=80, loop=0, disposal=2)
     valid("gif-animated.gif", m, anim, "animated, 5 frames, local palettes, sub-rectangles, Pillow")
+    # A first frame larger than its logical screen: Firefox and Chromium grow the screen to the
+    # first frame, and so does Pillow; giflib does not care.
+    rnd = random.Random(32)
+    palette = b"\x10\x20\x30\x80\x90\xa0\xf0\x40\x40\x20\xe0\x20"
+    beyond = (
+        b"GIF89a"
+        + struct.pack("<HHBBB", 100, 80, 0x81, 0, 0)
+        + palette
+        + gif_frame(0, 0, 120, 90, [rnd.randrange(4) for _ in range(120 * 90)])
+        + b"\x3b"
+    )
+    valid("gif-frame-beyond-screen.gif", m, beyond, "a 100x80 screen whose first frame is 120x90 (shown 120x90)")
     head = b"GIF89a" + struct.pack("<HHBBB", 1, 1, 0x80, 0, 0) + b"\0\0\0\xff\xff\xff"  # 2 colours
     bomb(
         "gif-bomb.gif",
@@ -618,7 +630,8 @@ def make_bmp():
 
     pal = im.quantize(16)
     palette = pal.getpalette()[: 16 * 3]
-    triples = b"".join(bytes([palette[i + 2], palette[i + 1], palette[i]]) for i in range(0, 48, 3))
+    palette += [0] * (256 * 3 - len(palette))
+    triples = b"".join(bytes([palette[i + 2], palette[i + 1], palette[i]]) for i in range(0, 768, 3))
     stride8 = (121 + 3) & ~3
     raw = pal.tobytes()
     data8 = b"".join(raw[y * 121 : (y + 1) * 121].ljust(stride8, b"\0") for y in reversed(range(83)))
@@ -629,7 +642,20 @@ def make_bmp():
         "bmp-os2v1-palette.bmp",
         m,
         head + core + triples + data8,
-        "OS/2 v1, 8-bit with 16 three-byte palette entries",
+        "OS/2 v1, 8-bit with 256 three-byte palette entries",
+    )
+
+    # A palette shorter than the bit depth implies (biClrUsed 0 means 256): the pixel data
+    # offset ends it, as Chromium's reader truncates it and Pillow reads it.
+    quads = b"".join(bytes([palette[i + 2], palette[i + 1], palette[i], 0]) for i in range(0, 48, 3))
+    info = struct.pack("<IiiHHIIiiII", 40, 121, 83, 1, 8, 0, len(data8), 2835, 2835, 0, 0)
+    off = 14 + 40 + len(quads)
+    head = b"BM" + struct.pack("<IHHI", off + len(data8), 0, 0, off)
+    valid(
+        "bmp-short-palette.bmp",
+        m,
+        head + info + quads + data8,
+        "8-bit, biClrUsed 0 (256 colours) but only 16 palette entries before the pixel data",
     )
 
     # RLE8: runs of one index, an end-of-line after each row, an end-of-bitmap.
@@ -645,7 +671,6 @@ def make_bmp():
             x += n
         rle += b"\0\0"
     rle[-2:] = b"\0\1"
-    quads = b"".join(bytes([palette[i + 2], palette[i + 1], palette[i], 0]) for i in range(0, 48, 3))
     info = struct.pack("<IiiHHIIiiII", 40, 121, 83, 1, 8, 1, len(rle), 2835, 2835, 16, 16)
     off = 14 + 40 + len(quads)
     head = b"BM" + struct.pack("<IHHI", off + len(rle), 0, 0, off)
