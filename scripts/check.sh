@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Everything CI checks, in the order that fails fastest: formatting, lints, then the tests.
 # Run it before every commit. On a fresh Debian machine it installs the sqlite3 shell, which the
-# schema tests use to prove that Debian 12's stock shell can read and write jobd's database, and
-# PostgreSQL's server binaries, which the tests run a throwaway server from (testkit::postgres).
+# schema tests use to prove that Debian 12's stock shell can read and write jobd's database,
+# PostgreSQL's server binaries, which the tests run a throwaway server from (testkit::postgres),
+# and the Python packages the image corpus is made and judged with (tests/corpus/make.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +32,28 @@ if ! have_postgres_server; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
     else
         echo "check.sh: the tests need PostgreSQL's server binaries: sudo apt-get install postgresql" >&2
+        exit 1
+    fi
+fi
+
+# The corpus test (tests/corpus.rs) writes its images with reference encoders in Python, pinned
+# in tests/corpus/requirements.txt; `make.py --check` says whether they are there, at those pins.
+if ! python3 tests/corpus/make.py --check 2>/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "check.sh: installing the corpus test's Python packages (tests/corpus/requirements.txt)" >&2
+        if ! command -v python3 >/dev/null || ! python3 -m pip --version >/dev/null 2>&1; then
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-pip >/dev/null
+        fi
+        # Debian's own python3 refuses pip outside a virtualenv (PEP 668) unless told.
+        pep668=()
+        if python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))'; then
+            pep668=(--break-system-packages)
+        fi
+        python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "${pep668[@]}" \
+            -r tests/corpus/requirements.txt
+        python3 tests/corpus/make.py --check
+    else
+        echo "check.sh: the corpus test needs Python 3 with its packages: python3 -m pip install -r tests/corpus/requirements.txt" >&2
         exit 1
     fi
 fi

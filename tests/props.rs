@@ -1,5 +1,6 @@
 //! Property tests for the functions that judge untrusted input: URL validation, the address
-//! classifier, `jobctl import`'s line reading (through the real binary) and the image sniffer.
+//! classifier, `jobctl import`'s line reading (through the real binary), the image sniffer and
+//! the image validators.
 //!
 //! A separate test binary from `tests/e2e`, so that `cargo test --test props` runs just these.
 //! Each property says what must hold for *every* input; proptest shrinks a failure to a small
@@ -14,6 +15,7 @@ use jobd::guard::{AllowList, Guard, classify};
 use jobd::joburl::{self, MAX_URL_LEN};
 use jobd::sniff::{self, dimensions};
 use jobd::testkit::images;
+use jobd::validate::{Image, Limits, Problem, validate_bytes};
 use proptest::prelude::*;
 use url::Host;
 
@@ -615,5 +617,65 @@ proptest! {
     fn generated_images_round_trip((image, mime, size) in generated_image()) {
         prop_assert_eq!(sniff::sniff(&image).map(|f| f.mime), Ok(mime));
         prop_assert_eq!(dimensions(&image, None), Ok(size), "{}", mime);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. The image validators.
+
+/// Limits that admit every size the generators make (JPEG up to 65535x65535): the property is
+/// about whole files and their prefixes, not about bombs.
+const ROOMY: Limits = Limits {
+    max_pixels: 1 << 32,
+    max_frames: 1000,
+};
+
+/// A whole image from the testkit, its MIME type and its dimensions. Unlike `generated_image`,
+/// JPEG and WebP always get a non-empty scan or partition after their headers.
+fn whole_image() -> impl Strategy<Value = (Vec<u8>, &'static str, (u32, u32))> {
+    let small = || 1u32..=40;
+    prop_oneof![
+        (small(), small(), any::<u64>()).prop_map(|(w, h, s)| (
+            images::png(w, h, s),
+            "image/png",
+            (w, h)
+        )),
+        (1u32..=65535, 1u32..=65535, 512usize..4096, any::<u64>()).prop_map(|(w, h, len, s)| (
+            images::jpeg(w, h, len, s),
+            "image/jpeg",
+            (w, h)
+        )),
+        (1u32..=16383, 1u32..=16383, 64usize..4096, any::<u64>()).prop_map(|(w, h, len, s)| (
+            images::webp(w, h, len, s),
+            "image/webp",
+            (w, h)
+        )),
+        (small(), small(), any::<u64>()).prop_map(|(w, h, s)| (
+            images::gif(w, h, s),
+            "image/gif",
+            (w, h)
+        )),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    #[test]
+    fn a_valid_file_validates_and_no_strict_prefix_of_it_does(
+        (image, mime, (width, height)) in whole_image(),
+        at in any::<prop::sample::Index>(),
+        near_end in any::<bool>(),
+    ) {
+        let whole = validate_bytes(mime, &image, ROOMY);
+        prop_assert_eq!(whole, Ok(Image { width, height, frames: 1 }), "{}", mime);
+        // Anywhere, or within the last 16 bytes, where the end markers are.
+        let len = image.len();
+        let cut = if near_end { len - 1 - at.index(len.min(16)) } else { at.index(len) };
+        let got = validate_bytes(mime, &image[..cut], ROOMY);
+        prop_assert!(
+            matches!(&got, Err(e) if matches!(e.problem, Problem::Truncated | Problem::Corrupt)),
+            "{} of {} bytes cut at {}: {:?}", mime, len, cut, got
+        );
     }
 }
