@@ -34,10 +34,7 @@ const ACCEPTED: &[Format] = &[
         mime: "image/bmp",
         ext: "bmp",
     },
-    Format {
-        mime: "image/tiff",
-        ext: "tif",
-    },
+    TIFF,
     Format {
         mime: "image/avif",
         ext: "avif",
@@ -56,12 +53,21 @@ const ACCEPTED: &[Format] = &[
     },
 ];
 
+const TIFF: Format = Format {
+    mime: "image/tiff",
+    ext: "tif",
+};
+
 /// Bytes needed before the format can be judged; every accepted signature fits in fewer.
 pub const SNIFF_LEN: usize = 64;
 
 /// Judges the first bytes of a body (at least [`SNIFF_LEN`] of them, or the whole body).
 /// The error says what the bytes look like instead.
 pub fn sniff(head: &[u8]) -> Result<Format, String> {
+    // infer knows classic TIFF only; BigTIFF (version 43, 64-bit offsets) is the same format.
+    if head.starts_with(b"II+\0") || head.starts_with(b"MM\0+") {
+        return Ok(TIFF);
+    }
     match infer::get(head) {
         Some(kind) => ACCEPTED
             .iter()
@@ -123,6 +129,13 @@ mod tests {
             let err = sniff(body).unwrap_err();
             assert!(err.to_lowercase().contains(words), "{body:?} gave {err}");
         }
+    }
+
+    #[test]
+    fn bigtiff_is_tiff_although_infer_does_not_know_it() {
+        assert!(infer::get(b"II+\0\x08\0\0\0").is_none());
+        assert_eq!(sniff(b"II+\0\x08\0\0\0").unwrap().mime, "image/tiff");
+        assert_eq!(sniff(b"MM\0+\0\x08\0\0").unwrap().mime, "image/tiff");
     }
 
     #[test]
