@@ -228,13 +228,16 @@ impl Bmp {
             table_end + optional
         } else if self.pixel_offset == 0 {
             table_end
-        } else if u64::from(self.pixel_offset) < table_end {
+        } else if u64::from(self.pixel_offset) < end + masks {
             return Err(Invalid::corrupt(format!(
-                "the pixel data offset {} points inside the BMP's headers and colour table, which end at byte {}",
+                "the pixel data offset {} points inside the BMP's headers, which end at byte {}",
                 group(u64::from(self.pixel_offset)),
-                group(table_end)
+                group(end + masks)
             )));
         } else {
+            // A colour table that runs into the pixel data is cut short where the pixels start,
+            // as Chromium's and Pillow's readers do: writers often leave clr_used at 0 (all
+            // 2^bpp colours) and store only the colours they use.
             u64::from(self.pixel_offset)
         };
 

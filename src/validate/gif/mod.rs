@@ -1,6 +1,7 @@
 //! GIF: proves the block structure is whole and legal (GIF87a/GIF89a header, logical screen,
 //! colour tables, every extension and image's sub-blocks up to their terminators, the trailer),
-//! that every frame lies inside the logical screen, and checks the screen, each frame and the frame
+//! that every frame lies inside the logical screen (grown to fit the first frame, as browsers
+//! grow it), and checks the screen, each frame and the frame
 //! count against the limits. It does not decode the LZW data: a frame whose codes are short or
 //! corrupt inside well-formed sub-blocks passes here and is caught only by the full decode.
 
@@ -125,19 +126,36 @@ impl Gif {
     fn descriptor(&mut self, b: &[u8]) -> Result<Step, Invalid> {
         let n = self.frames;
         let (x, y, w, h, flags) = (le16(b, 0), le16(b, 2), le16(b, 4), le16(b, 6), b[8]);
-        // Browsers clip such a frame (or grow the screen for the first one), but a 1x1 screen
-        // announcing 60000x60000 frames is how a GIF bomb hides from header checks.
-        if u32::from(x) + u32::from(w) > u32::from(self.width)
-            || u32::from(y) + u32::from(h) > u32::from(self.height)
-        {
-            return Err(Invalid::corrupt(format!(
-                "frame {n} ({w}x{h} at {x},{y}) lies outside the {}x{} logical screen",
-                self.width, self.height
-            )));
-        }
-        // Inside a screen within max_pixels, this only refuses an empty frame.
+        // Every frame within max_pixels, whatever the screen says: a 1x1 screen announcing a
+        // 60000x60000 frame is how a GIF bomb hides from header checks.
         self.limits
             .check_frame("frame", n, u64::from(w), u64::from(h))?;
+        let (right, bottom) = (u32::from(x) + u32::from(w), u32::from(y) + u32::from(h));
+        if right > u32::from(self.width) || bottom > u32::from(self.height) {
+            if n != 1 {
+                return Err(Invalid::corrupt(format!(
+                    "frame {n} ({w}x{h} at {x},{y}) lies outside the {}x{} logical screen",
+                    self.width, self.height
+                )));
+            }
+            // Old encoders wrote a screen smaller than the first frame, and browsers and Pillow
+            // grow the screen to fit it: so does the displayed size. Later frames must fit.
+            let (gw, gh) = (right.max(self.width.into()), bottom.max(self.height.into()));
+            if u64::from(gw) * u64::from(gh) > self.limits.max_pixels {
+                return Err(Invalid::too_large(format!(
+                    "frame 1 ({w}x{h} at {x},{y}) grows the {}x{} logical screen to {gw}x{gh}, over max_pixels ({})",
+                    self.width, self.height, self.limits.max_pixels
+                )));
+            }
+            match (u16::try_from(gw), u16::try_from(gh)) {
+                (Ok(gw), Ok(gh)) => (self.width, self.height) = (gw, gh),
+                _ => {
+                    return Err(Invalid::corrupt(format!(
+                        "frame 1 ({w}x{h} at {x},{y}) reaches past the 65535x65535 a GIF can address"
+                    )));
+                }
+            }
+        }
         self.at = At::Table;
         Ok(Step::Need(table_len(flags) + 1))
     }

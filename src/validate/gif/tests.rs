@@ -209,15 +209,48 @@ fn the_logical_screen_must_be_sane() {
 
 #[test]
 fn a_frame_must_lie_inside_the_logical_screen() {
+    // The bomb: a 1x1 screen around a 60000x60000 first frame.
+    let e = error(&gif(&[header(1, 1), image(0, 0, 60000, 60000), vec![0x3B]]));
+    assert_eq!(e.problem, Problem::TooLarge, "{e}");
+    assert_eq!(
+        e.message,
+        "frame 1 is 60000x60000, over max_pixels (100000000)"
+    );
+    // A first frame that overhangs a small screen grows it, as browsers do; a later one may not.
+    let grown = gif(&[header(10, 8), image(4, 2, 10, 8), vec![0x3B]]);
+    assert_eq!(
+        check(&grown).unwrap(),
+        Image {
+            width: 14,
+            height: 10,
+            frames: 1
+        }
+    );
     corrupt(
-        &gif(&[header(1, 1), image(0, 0, 60000, 60000), vec![0x3B]]),
-        "frame 1 (60000x60000 at 0,0) lies outside the 1x1 logical screen",
+        &gif(&[
+            header(10, 8),
+            image(4, 2, 10, 8),
+            image(0, 0, 15, 1),
+            vec![0x3B],
+        ]),
+        "frame 2 (15x1 at 0,0) lies outside the 14x10 logical screen",
+    );
+    let e = error(&gif(&[
+        header(1, 1),
+        image(9000, 9000, 9000, 9000),
+        vec![0x3B],
+    ]));
+    assert_eq!(e.problem, Problem::TooLarge, "{e}");
+    assert!(
+        e.message
+            .contains("grows the 1x1 logical screen to 18000x18000"),
+        "{e}"
     );
     for (x, y, w, h) in [
         (1, 0, 10, 8),
         (0, 1, 10, 8),
         (10, 0, 1, 1),
-        (65535, 65535, 65535, 65535),
+        (60000, 0, 1, 1),
     ] {
         corrupt(
             &gif(&[
