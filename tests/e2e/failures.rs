@@ -366,7 +366,7 @@ fn images_that_lie_about_themselves_fail() {
                 Reply::image(images::png(100, 100, 1), "image/png"),
                 "failed",
                 1,
-                "too large: image 1 is 100x100, over max_pixels (5000)",
+                "too large: frame 1 is 100x100, over max_pixels (5000)",
             ),
             (
                 "/fits",
