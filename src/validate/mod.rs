@@ -180,6 +180,10 @@ pub enum Step {
     Skip(u64),
     /// Hand every byte to [`Parser::scan`] until it says where the scan stopped.
     Scan,
+    /// Every remaining byte goes to [`Parser::pass`], and the body may end anywhere: then
+    /// [`Parser::finish`] decides whether what came is whole (a format whose end only its own
+    /// decoder can tell: a bare JPEG XL codestream).
+    Rest,
     /// The image is whole. Bytes after it are ignored, as decoders ignore them.
     Done,
     /// The image is whole and must be the whole body: a byte more is an error.
@@ -331,7 +335,7 @@ impl Validator {
         let ends =
             |what: String| format!("truncated: the {name} ends {what} at byte {}", group(pos));
         match self.step {
-            Step::Done | Step::End => self.parser.finish(pos, file),
+            Step::Done | Step::End | Step::Rest => self.parser.finish(pos, file),
             Step::NeedOrEnd(_) if self.buf.is_empty() => self.parser.finish(pos, file),
             Step::Need(n) | Step::NeedOrEnd(n) => {
                 let to = pos + (n - self.buf.len()) as u64;
@@ -396,6 +400,11 @@ impl Validator {
                         self.step = next;
                     }
                 },
+                Step::Rest => {
+                    self.parser.pass(data)?;
+                    self.pos += data.len() as u64;
+                    data = &[];
+                }
                 Step::Done => {
                     self.pos += data.len() as u64;
                     data = &[];

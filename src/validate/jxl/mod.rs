@@ -3,14 +3,18 @@
 //! boxes, or in a last box of size 0 "to the end"); the codestream is there and whole as boxes
 //! go (one `jxlc`, or `jxlp` parts numbered 0, 1, 2... up to the one marked last, never both);
 //! and, for both forms, the codestream's signature (FF 0A) and its SizeHeader, whose size (after
-//! the orientation of ImageMetadata: 5-8 swap) must be within `max_pixels`. Does not prove: that
-//! the codestream's frames are all there. A bare codestream is therefore only proved to start
-//! well (a truncated one passes), and in the container the codestream's own inner structure
-//! (ImageMetadata beyond orientation, the ICC profile, frame headers and their TOC, the frame
-//! count: reported as 1) is not walked; a full decode is the `decode` mode's job.
+//! the orientation of ImageMetadata: 5-8 swap) must be within `max_pixels`. A codestream has no
+//! end marker, so its frames are walked by jxl-oxide's parser (`frames.rs`): every frame header
+//! and table of contents, every frame within the limits, and the frame marked last whole. It
+//! does not decode the frames' entropy-coded groups; that is the `decode` mode's job.
 
+mod frames;
+#[cfg(test)]
+pub(crate) mod samples;
 #[cfg(test)]
 mod tests;
+
+use frames::Frames;
 
 use super::{Image, Invalid, Limits, Parser, ReadAt, Step, be32, be64, group};
 
@@ -56,6 +60,10 @@ pub struct Jxl {
     codestream: bool,
     /// Where the last codestream box's content starts when it runs to the end (size 0).
     tail: Option<u64>,
+    /// Whether the codestream's size has been checked (as soon as its first bytes arrived).
+    sized: bool,
+    /// Every byte of the body, for jxl-oxide's walk of the frames.
+    frames: Frames,
 }
 
 impl Jxl {
@@ -70,6 +78,8 @@ impl Jxl {
             head: Vec::new(),
             codestream: false,
             tail: None,
+            sized: false,
+            frames: Frames::new(limits),
         }
     }
 
@@ -119,7 +129,7 @@ impl Jxl {
             if is_code {
                 self.tail = Some(start + hdr);
             }
-            return Ok(Step::Done);
+            return Ok(Step::Rest);
         }
         if size < hdr {
             return Err(Invalid::corrupt(format!(
@@ -252,11 +262,108 @@ impl Parser for Jxl {
     }
 
     fn need(&mut self, bytes: &[u8], at: u64) -> Result<Step, Invalid> {
+        // The container's own rules first (their words are clearer), then jxl-oxide's walk.
+        let step = self.box_step(bytes, at)?;
+        self.frames.feed(bytes)?;
+        Ok(step)
+    }
+
+    fn pass(&mut self, bytes: &[u8]) -> Result<(), Invalid> {
+        if self.codestream && self.head.len() < HEAD {
+            let n = (HEAD - self.head.len()).min(bytes.len());
+            self.head.extend_from_slice(&bytes[..n]);
+        }
+        if !self.sized && self.head.len() >= HEAD {
+            // A size bomb fails on its first bytes, before jxl-oxide sees the rest.
+            self.image(&self.head.clone())?;
+            self.sized = true;
+        }
+        self.frames.feed(bytes)
+    }
+
+    fn skipped(&mut self, _: u64) -> Result<Step, Invalid> {
+        self.at = At::Header;
+        Ok(Step::NeedOrEnd(8))
+    }
+
+    fn finish(&mut self, len: u64, file: &mut dyn ReadAt) -> Result<Image, Invalid> {
+        let image = self.container(len, file)?;
+        if !self.frames.whole() {
+            return Err(Invalid::truncated(format!(
+                "truncated: the JPEG XL codestream ends {} at byte {}",
+                self.frames.progress(),
+                group(len)
+            )));
+        }
+        Image::new(image.width.into(), image.height.into(), self.frames.count())
+    }
+
+    fn inside(&self) -> String {
+        match self.at {
+            At::Start | At::Signature => "in its signature".into(),
+            At::Header => "in a box header".into(),
+            At::Large { typ, start } => format!(
+                "in the size of the {} box at byte {}",
+                fourcc(typ),
+                group(start)
+            ),
+            At::Ftyp { start } => format!("inside the ftyp box at byte {}", group(start)),
+            At::PartIndex { start, .. } => {
+                format!("in the index of the jxlp box at byte {}", group(start))
+            }
+            At::Body { typ, start } => {
+                format!("inside the {} box at byte {}", fourcc(typ), group(start))
+            }
+            At::Bare => "in its codestream".into(),
+        }
+    }
+}
+
+impl Jxl {
+    /// The container's last checks and the size from the codestream's headers.
+    fn container(&mut self, len: u64, file: &mut dyn ReadAt) -> Result<Image, Invalid> {
+        if self.at == At::Bare {
+            let mut head = [0u8; HEAD];
+            let n = len.min(HEAD as u64) as usize;
+            file.read_exact_at(&mut head[..n], 0)
+                .map_err(|e| Invalid::corrupt(format!("cannot read the codestream back: {e}")))?;
+            return self.image(&head[..n]);
+        }
+        if !self.jxlc && self.parts == 0 {
+            return Err(Invalid::corrupt(
+                "the JPEG XL container holds no codestream (no jxlc or jxlp box)",
+            ));
+        }
+        if self.parts > 0 && !self.last_part {
+            return Err(Invalid::truncated(format!(
+                "truncated: the JPEG XL container ends after codestream part {} at byte {}, \
+                 none marked as the last",
+                self.parts - 1,
+                group(len)
+            )));
+        }
+        let mut head = self.head.clone();
+        if let Some(from) = self.tail {
+            // The last codestream box runs to the end: its first bytes are read back.
+            let n = (HEAD - head.len().min(HEAD)) as u64;
+            let n = n.min(len.saturating_sub(from)) as usize;
+            let mut buf = [0u8; HEAD];
+            file.read_exact_at(&mut buf[..n], from)
+                .map_err(|e| Invalid::corrupt(format!("cannot read the codestream back: {e}")))?;
+            head.extend_from_slice(&buf[..n]);
+        }
+        self.image(&head)
+    }
+
+    /// The container's step for the bytes a `Need` asked for.
+    fn box_step(&mut self, bytes: &[u8], at: u64) -> Result<Step, Invalid> {
         match self.at {
             At::Start => {
                 if bytes == [0xff, 0x0a] {
                     self.at = At::Bare;
-                    Ok(Step::Done)
+                    self.codestream = true;
+                    self.head.extend_from_slice(bytes);
+                    Ok(Step::Rest)
                 } else if bytes == &SIGNATURE[..2] {
                     self.at = At::Signature;
                     Ok(Step::Need(10))
@@ -322,78 +429,11 @@ impl Parser for Jxl {
                         )));
                     }
                     self.tail = Some(at + 4);
-                    return Ok(Step::Done);
+                    return Ok(Step::Rest);
                 }
                 Ok(Step::Skip(left))
             }
-            At::Body { .. } | At::Bare => Ok(Step::Done),
-        }
-    }
-
-    fn pass(&mut self, bytes: &[u8]) -> Result<(), Invalid> {
-        if self.codestream && self.head.len() < HEAD {
-            let n = (HEAD - self.head.len()).min(bytes.len());
-            self.head.extend_from_slice(&bytes[..n]);
-        }
-        Ok(())
-    }
-
-    fn skipped(&mut self, _: u64) -> Result<Step, Invalid> {
-        self.at = At::Header;
-        Ok(Step::NeedOrEnd(8))
-    }
-
-    fn finish(&mut self, len: u64, file: &mut dyn ReadAt) -> Result<Image, Invalid> {
-        if self.at == At::Bare {
-            let mut head = [0u8; HEAD];
-            let n = len.min(HEAD as u64) as usize;
-            file.read_exact_at(&mut head[..n], 0)
-                .map_err(|e| Invalid::corrupt(format!("cannot read the codestream back: {e}")))?;
-            return self.image(&head[..n]);
-        }
-        if !self.jxlc && self.parts == 0 {
-            return Err(Invalid::corrupt(
-                "the JPEG XL container holds no codestream (no jxlc or jxlp box)",
-            ));
-        }
-        if self.parts > 0 && !self.last_part {
-            return Err(Invalid::truncated(format!(
-                "truncated: the JPEG XL container ends after codestream part {} at byte {}, \
-                 none marked as the last",
-                self.parts - 1,
-                group(len)
-            )));
-        }
-        let mut head = self.head.clone();
-        if let Some(from) = self.tail {
-            // The last codestream box runs to the end: its first bytes are read back.
-            let n = (HEAD - head.len().min(HEAD)) as u64;
-            let n = n.min(len.saturating_sub(from)) as usize;
-            let mut buf = [0u8; HEAD];
-            file.read_exact_at(&mut buf[..n], from)
-                .map_err(|e| Invalid::corrupt(format!("cannot read the codestream back: {e}")))?;
-            head.extend_from_slice(&buf[..n]);
-        }
-        self.image(&head)
-    }
-
-    fn inside(&self) -> String {
-        match self.at {
-            At::Start | At::Signature => "in its signature".into(),
-            At::Header => "in a box header".into(),
-            At::Large { typ, start } => format!(
-                "in the size of the {} box at byte {}",
-                fourcc(typ),
-                group(start)
-            ),
-            At::Ftyp { start } => format!("inside the ftyp box at byte {}", group(start)),
-            At::PartIndex { start, .. } => {
-                format!("in the index of the jxlp box at byte {}", group(start))
-            }
-            At::Body { typ, start } => {
-                format!("inside the {} box at byte {}", fourcc(typ), group(start))
-            }
-            At::Bare => "in its codestream".into(),
+            At::Body { .. } | At::Bare => Ok(Step::Rest),
         }
     }
 }

@@ -1,6 +1,7 @@
-//! Hand-built codestream heads and containers: each rule broken once, a bomb, orientation,
-//! parts split to single bytes; every prefix of a container fails and every split agrees.
+//! Real codestreams (cjxl's) bare and in hand-built containers: each rule broken once, a bomb,
+//! orientation, parts split to single bytes; every prefix fails and every split agrees.
 
+use super::samples::{ANIM_JXL, LOSSY_JXL, STILL_JXL};
 use super::*;
 use crate::validate::{Problem, Validator, validate_bytes};
 
@@ -73,37 +74,50 @@ fn in_pieces(b: &[u8], piece: usize) -> Result<Image, Invalid> {
 }
 
 #[test]
-fn a_bare_codestream_gives_its_size_and_orientation() {
-    assert_eq!(
-        run(&codestream(300, 200, 1)).unwrap(),
-        Image {
-            width: 300,
-            height: 200,
-            frames: 1
-        }
-    );
-    let i = run(&codestream(300, 200, 6)).unwrap();
-    assert_eq!((i.width, i.height), (200, 300));
-    let i = run(&codestream(300, 200, 3)).unwrap();
-    assert_eq!((i.width, i.height), (300, 200));
-    // div8 and a ratio: 8 * 4 high, 4:3.
-    let mut b = vec![0xff, 0x0a];
-    b.extend(bits(&[(1, 1), (3, 5), (3, 3), (1, 1)]));
-    assert_eq!(
-        run(&b).unwrap(),
-        Image {
-            width: 42,
-            height: 32,
-            frames: 1
-        }
-    );
+fn a_bare_codestream_gives_its_size_and_frames() {
+    let image = |w, h, frames| Image {
+        width: w,
+        height: h,
+        frames,
+    };
+    assert_eq!(run(STILL_JXL), Ok(image(16, 16, 1)));
+    assert_eq!(run(LOSSY_JXL), Ok(image(32, 32, 1)));
+    assert_eq!(run(ANIM_JXL), Ok(image(16, 16, 3)));
 }
 
 #[test]
-fn a_bare_codestream_cut_in_its_headers_is_truncated() {
-    let b = codestream(300, 200, 6);
+fn every_strict_prefix_of_a_bare_codestream_fails_and_every_split_agrees() {
+    for b in [STILL_JXL, LOSSY_JXL, ANIM_JXL] {
+        for cut in 0..b.len() {
+            let e = run(&b[..cut]).unwrap_err();
+            assert!(
+                matches!(e.problem, Problem::Truncated | Problem::Corrupt),
+                "cut {cut}: {e}"
+            );
+        }
+        for piece in [1, 2, 3, 7, 64] {
+            assert_eq!(in_pieces(b, piece), run(b), "pieces of {piece}");
+        }
+    }
+    let e = run(&ANIM_JXL[..ANIM_JXL.len() - 1]).unwrap_err();
+    assert!(e.message.contains("ends inside frame 3"), "{e}");
+}
+
+#[test]
+fn the_size_and_orientation_come_from_the_headers() {
+    let size = |b: &[u8]| {
+        let i = Jxl::new(LIMITS).image(b).unwrap();
+        (i.width, i.height)
+    };
+    assert_eq!(size(&codestream(300, 200, 1)), (300, 200));
+    assert_eq!(size(&codestream(300, 200, 6)), (200, 300));
+    assert_eq!(size(&codestream(300, 200, 3)), (300, 200));
+    // div8 and a ratio: 8 * 4 high, 4:3.
+    let mut b = vec![0xff, 0x0a];
+    b.extend(bits(&[(1, 1), (3, 5), (3, 3), (1, 1)]));
+    assert_eq!(size(&b), (42, 32));
     for cut in 0..8 {
-        let e = run(&b[..cut]).unwrap_err();
+        let e = run(&codestream(300, 200, 6)[..cut]).unwrap_err();
         assert_eq!(e.problem, Problem::Truncated, "cut {cut}: {e}");
     }
 }
@@ -119,7 +133,7 @@ fn a_size_bomb_is_too_large() {
 
 #[test]
 fn a_container_passes_and_every_prefix_fails() {
-    let cs = codestream(64, 48, 8);
+    let cs = STILL_JXL;
     let files = [
         // (A metadata box after the codestream could be cut off whole: not here.)
         container(&[bx(b"jxll", &[5]), bx(b"Exif", &[0; 10]), bx(b"jxlc", &cs)]),
@@ -139,8 +153,8 @@ fn a_container_passes_and_every_prefix_fails() {
         assert_eq!(
             run(b).unwrap(),
             Image {
-                width: 48,
-                height: 64,
+                width: 16,
+                height: 16,
                 frames: 1
             }
         );
@@ -155,20 +169,20 @@ fn a_container_passes_and_every_prefix_fails() {
 
 #[test]
 fn a_last_box_of_size_0_runs_to_the_end() {
-    let cs = codestream(64, 48, 1);
+    let cs = STILL_JXL;
     let mut b = container(&[bx(b"jxlc", &cs)]);
     let at = SIGNATURE.len() + 20;
     b[at..at + 4].copy_from_slice(&[0; 4]);
-    assert_eq!(run(&b).unwrap().width, 64);
+    assert_eq!(run(&b).unwrap().width, 16);
     let mut b = container(&[part(0, false, &cs[..5]), part(1, true, &cs[5..])]);
     let at = b.len() - (cs.len() - 5) - 12;
     b[at..at + 4].copy_from_slice(&[0; 4]);
-    assert_eq!(run(&b).unwrap().width, 64);
+    assert_eq!(run(&b).unwrap().width, 16);
 }
 
 #[test]
 fn the_container_rules_are_enforced() {
-    let cs = codestream(64, 48, 1);
+    let cs = STILL_JXL;
     let cases: Vec<(&str, Vec<u8>, Problem, &str)> = vec![
         (
             "no codestream",
@@ -208,7 +222,10 @@ fn the_container_rules_are_enforced() {
         ),
         (
             "bad codestream",
-            container(&[bx(b"jxlc", &[0xff, 0xd8, 0, 0])]),
+            container(&[bx(
+                b"jxlc",
+                &[0xff, 0xd8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            )]),
             Problem::Corrupt,
             "FF 0A",
         ),
