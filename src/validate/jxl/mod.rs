@@ -64,6 +64,9 @@ pub struct Jxl {
     sized: bool,
     /// Every byte of the body, for jxl-oxide's walk of the frames.
     frames: Frames,
+    /// jxl-oxide's complaint before the size was checked: a size bomb must be called one, so
+    /// the complaint waits for the size.
+    deferred: Option<Invalid>,
 }
 
 impl Jxl {
@@ -80,6 +83,7 @@ impl Jxl {
             tail: None,
             sized: false,
             frames: Frames::new(limits),
+            deferred: None,
         }
     }
 
@@ -264,7 +268,7 @@ impl Parser for Jxl {
     fn need(&mut self, bytes: &[u8], at: u64) -> Result<Step, Invalid> {
         // The container's own rules first (their words are clearer), then jxl-oxide's walk.
         let step = self.box_step(bytes, at)?;
-        self.frames.feed(bytes)?;
+        self.walk(bytes)?;
         Ok(step)
     }
 
@@ -274,11 +278,14 @@ impl Parser for Jxl {
             self.head.extend_from_slice(&bytes[..n]);
         }
         if !self.sized && self.head.len() >= HEAD {
-            // A size bomb fails on its first bytes, before jxl-oxide sees the rest.
+            // A size bomb fails on its first bytes, whatever jxl-oxide made of them.
             self.image(&self.head.clone())?;
             self.sized = true;
+            if let Some(e) = self.deferred.take() {
+                return Err(e);
+            }
         }
-        self.frames.feed(bytes)
+        self.walk(bytes)
     }
 
     fn skipped(&mut self, _: u64) -> Result<Step, Invalid> {
@@ -288,6 +295,9 @@ impl Parser for Jxl {
 
     fn finish(&mut self, len: u64, file: &mut dyn ReadAt) -> Result<Image, Invalid> {
         let image = self.container(len, file)?;
+        if let Some(e) = self.deferred.take() {
+            return Err(e);
+        }
         if !self.frames.whole() {
             return Err(Invalid::truncated(format!(
                 "truncated: the JPEG XL codestream ends {} at byte {}",
@@ -434,6 +444,17 @@ impl Jxl {
                 Ok(Step::Skip(left))
             }
             At::Body { .. } | At::Bare => Ok(Step::Rest),
+        }
+    }
+
+    /// Feeds jxl-oxide, holding its complaint back until the size has been checked.
+    fn walk(&mut self, bytes: &[u8]) -> Result<(), Invalid> {
+        match self.frames.feed(bytes) {
+            Err(e) if !self.sized => {
+                self.deferred.get_or_insert(e);
+                Ok(())
+            }
+            other => other,
         }
     }
 }
