@@ -100,10 +100,11 @@ fn claims(mut args: impl Iterator<Item = String>) -> Result<(), String> {
     Ok(())
 }
 
+/// A file's bytes and the MIME type sniff gives them.
+type Typed = (String, Vec<u8>);
+
 /// Every file of `--dir` with the type sniff gives it, and `--rounds` (default 5).
-fn images(
-    mut args: impl Iterator<Item = String>,
-) -> Result<(Vec<(String, Vec<u8>)>, usize), String> {
+fn images(mut args: impl Iterator<Item = String>) -> Result<(Vec<Typed>, usize), String> {
     let (mut dir, mut rounds) = (None, 5usize);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;

@@ -133,10 +133,10 @@ fn a_size_bomb_is_too_large() {
 
 #[test]
 fn a_container_passes_and_every_prefix_fails() {
-    let cs = STILL_JXL;
+    let cs: &[u8] = STILL_JXL;
     let files = [
         // (A metadata box after the codestream could be cut off whole: not here.)
-        container(&[bx(b"jxll", &[5]), bx(b"Exif", &[0; 10]), bx(b"jxlc", &cs)]),
+        container(&[bx(b"jxll", &[5]), bx(b"Exif", &[0; 10]), bx(b"jxlc", cs)]),
         container(&[
             part(0, false, &cs[..3]),
             bx(b"Exif", &[1; 6]),
@@ -169,8 +169,8 @@ fn a_container_passes_and_every_prefix_fails() {
 
 #[test]
 fn a_last_box_of_size_0_runs_to_the_end() {
-    let cs = STILL_JXL;
-    let mut b = container(&[bx(b"jxlc", &cs)]);
+    let cs: &[u8] = STILL_JXL;
+    let mut b = container(&[bx(b"jxlc", cs)]);
     let at = SIGNATURE.len() + 20;
     b[at..at + 4].copy_from_slice(&[0; 4]);
     assert_eq!(run(&b).unwrap().width, 16);
@@ -182,7 +182,7 @@ fn a_last_box_of_size_0_runs_to_the_end() {
 
 #[test]
 fn the_container_rules_are_enforced() {
-    let cs = STILL_JXL;
+    let cs: &[u8] = STILL_JXL;
     let cases: Vec<(&str, Vec<u8>, Problem, &str)> = vec![
         (
             "no codestream",
@@ -192,7 +192,7 @@ fn the_container_rules_are_enforced() {
         ),
         (
             "no last part",
-            container(&[part(0, false, &cs)]),
+            container(&[part(0, false, cs)]),
             Problem::Truncated,
             "none marked as the last",
         ),
@@ -204,19 +204,19 @@ fn the_container_rules_are_enforced() {
         ),
         (
             "part after the last",
-            container(&[part(0, true, &cs), part(1, true, &[])]),
+            container(&[part(0, true, cs), part(1, true, &[])]),
             Problem::Corrupt,
             "after the codestream's end",
         ),
         (
             "jxlc and jxlp",
-            container(&[bx(b"jxlc", &cs), part(0, true, &[])]),
+            container(&[bx(b"jxlc", cs), part(0, true, &[])]),
             Problem::Corrupt,
             "after the codestream's end",
         ),
         (
             "two jxlc",
-            container(&[bx(b"jxlc", &cs), bx(b"jxlc", &cs)]),
+            container(&[bx(b"jxlc", cs), bx(b"jxlc", cs)]),
             Problem::Corrupt,
             "after another codestream box",
         ),
@@ -234,7 +234,7 @@ fn the_container_rules_are_enforced() {
             [
                 &SIGNATURE[..],
                 &bx(b"ftyp", b"avif\0\0\0\0"),
-                &bx(b"jxlc", &cs),
+                &bx(b"jxlc", cs),
             ]
             .concat(),
             Problem::Corrupt,
@@ -242,29 +242,25 @@ fn the_container_rules_are_enforced() {
         ),
         (
             "no ftyp",
-            [&SIGNATURE[..], &bx(b"jxlc", &cs)].concat(),
+            [&SIGNATURE[..], &bx(b"jxlc", cs)].concat(),
             Problem::Corrupt,
             "not ftyp",
         ),
         (
             "signature",
-            [
-                &[0, 0, 0, 0x0c, b'J', b'X', b'L', b' ', 0, 0, 0, 0][..],
-                &cs,
-            ]
-            .concat(),
+            [&[0, 0, 0, 0x0c, b'J', b'X', b'L', b' ', 0, 0, 0, 0][..], cs].concat(),
             Problem::Corrupt,
             "signature box is wrong",
         ),
         (
             "short box",
-            container(&[bx(b"jxlc", &cs), vec![0, 0, 0, 3, b'f', b'r', b'e', b'e']]),
+            container(&[bx(b"jxlc", cs), vec![0, 0, 0, 3, b'f', b'r', b'e', b'e']]),
             Problem::Corrupt,
             "less than its header",
         ),
         (
             "trailing bytes",
-            [container(&[bx(b"jxlc", &cs)]), vec![1, 2, 3]].concat(),
+            [container(&[bx(b"jxlc", cs)]), vec![1, 2, 3]].concat(),
             Problem::Truncated,
             "in a box header",
         ),
