@@ -81,7 +81,7 @@ fn http_and_content_failures() {
                 ),
                 "failed",
                 1,
-                "invalid image",
+                "truncated: the JPEG ends",
             ),
             (
                 "/empty",

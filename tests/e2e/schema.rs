@@ -83,7 +83,7 @@ fn jobd_and_the_shell_share_a_database() {
         String::from_utf8_lossy(&out.stdout)
             .split_whitespace()
             .collect::<Vec<_>>(),
-        ["wal", "3"]
+        ["wal", "4"]
     );
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(env.path("jobd.db"))

@@ -50,7 +50,10 @@ fn a_truncated_image_fails_at_once_and_says_where_it_ends() {
 
     let cut = env.job(ids[0]);
     assert_eq!((cut.state.as_str(), cut.attempts), ("failed", 1), "{cut:?}");
-    let expected = format!("truncated: the PNG ends inside IDAT at byte {}", half.len());
+    let expected = format!(
+        "truncated: the PNG ends inside IDAT at byte {} of",
+        jobd::validate::group(half.len() as u64)
+    );
     assert!(cut.error().starts_with(&expected), "{cut:?}");
 
     let bomb = env.job(ids[1]);
