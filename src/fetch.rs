@@ -5,6 +5,7 @@
 //! Architecture invariant: this module never touches the database or the blob store; it hands a
 //! response with a body reader to the caller, or a [`Failure`].
 
+use std::cell::Cell;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
@@ -13,6 +14,9 @@ use std::time::{Duration, Instant};
 use ureq::Agent;
 use ureq::config::AutoHeaderValue;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+use ureq::unversioned::transport::{
+    Buffers, ConnectionDetails, Connector, DefaultConnector, NextTimeout, Transport,
+};
 use url::Url;
 
 use crate::config::FetchConfig;
@@ -26,6 +30,8 @@ use crate::retry::{
 pub struct Http {
     agent: Agent,
     max_redirects: u32,
+    /// `timeout_secs`: the whole attempt's deadline, which a request sent again shares.
+    timeout: Duration,
 }
 
 /// A 2xx response whose body is still to be read.
@@ -78,26 +84,53 @@ impl Http {
         Ok(Http {
             agent: Agent::with_parts(
                 agent_config,
-                ureq::unversioned::transport::DefaultConnector::default(),
+                DefaultConnector::default().chain(Tracking),
                 GuardedResolver::new(guard),
             ),
             max_redirects: config.max_redirects,
+            timeout: Duration::from_secs(config.timeout_secs),
         })
     }
 
     /// Sends a GET and waits for the headers. Anything but a 2xx is a failure.
+    ///
+    /// A request that went out on a pooled connection and failed before a single byte came back
+    /// met a connection the server had already closed (servers close idle keep-alive
+    /// connections whenever they like, and the close crosses our request on the wire). It is
+    /// sent again once, within the same attempt and deadline, on new connections only, as curl
+    /// and browsers do. A GET may be repeated: it changes nothing on the server.
     pub fn get(&self, url: &Url) -> Result<Response, HttpFailure> {
         let sent = Instant::now();
-        let response = self
-            .agent
-            .get(url.as_str())
-            .call()
-            .map_err(|e| HttpFailure {
-                failure: self.describe(&e),
-                status: None,
-                declared_mime: None,
-                ttfb: None,
-            })?;
+        LAST_REQUEST.set(Sent::default());
+        let mut result = self.agent.get(url.as_str()).call();
+        let stale = match &result {
+            Err(e) => LAST_REQUEST.get().met_a_stale_connection() && closed_unanswered(e),
+            Ok(_) => false,
+        };
+        let remaining = self.timeout.saturating_sub(sent.elapsed());
+        if stale && !remaining.is_zero() {
+            log::debug!(
+                "{url}: a pooled connection was closed before it answered; sending again on a \
+                 new connection"
+            );
+            LAST_REQUEST.set(Sent::default());
+            result = self
+                .agent
+                .get(url.as_str())
+                .config()
+                // Every pooled connection is too old for this request: each hop (redirects
+                // included) dials anew.
+                .max_idle_age(Duration::ZERO)
+                .timeout_global(Some(remaining))
+                .build()
+                .call();
+        }
+        let response = result.map_err(|e| HttpFailure {
+            failure: self.describe(&e),
+            status: None,
+            declared_mime: None,
+            ttfb: None,
+        })?;
         let ttfb = sent.elapsed();
         let status = response.status().as_u16();
         let declared_mime = response
@@ -170,11 +203,128 @@ impl Http {
             }
             E::BadUri(why) => Failure::permanent(Reason::BadUrl, format!("unusable URL: {why}")),
             E::Tls(why) => Failure::permanent(Reason::Tls, format!("TLS error: {why}")),
+            // A redirect that cannot be followed is the server's answer, and it will give the
+            // same one next time.
+            E::Protocol(ureq_proto::Error::NoLocationHeader) => {
+                Failure::permanent(Reason::Redirects, "a redirect without a Location header")
+            }
+            E::Protocol(ureq_proto::Error::BadLocationHeader(location)) => Failure::permanent(
+                Reason::Redirects,
+                format!("a redirect to an unusable Location: {location:?}"),
+            ),
             E::Protocol(e) => {
                 Failure::transient(Reason::Network, format!("the server broke HTTP: {e}"))
             }
             other => Failure::transient(Reason::Network, other.to_string()),
         }
+    }
+}
+
+thread_local! {
+    /// What the latest request sent from this thread met. A worker makes one request at a time,
+    /// and ureq does all of a call's I/O on the calling thread.
+    static LAST_REQUEST: Cell<Sent> = const { Cell::new(Sent { reused: false, answered: false }) };
+}
+
+/// See [`LAST_REQUEST`].
+#[derive(Debug, Clone, Copy, Default)]
+struct Sent {
+    /// It went out on a connection that had already carried a response: a pooled one.
+    reused: bool,
+    /// At least one byte came back after it was sent.
+    answered: bool,
+}
+
+impl Sent {
+    fn met_a_stale_connection(self) -> bool {
+        self.reused && !self.answered
+    }
+}
+
+/// Whether a failed call ended the way a connection closed by the server ends: reset, or at its
+/// end, before any answer. A timeout is not one of them: that server is slow, not gone.
+fn closed_unanswered(e: &ureq::Error) -> bool {
+    use io::ErrorKind as K;
+    match e {
+        ureq::Error::Io(e) => matches!(
+            e.kind(),
+            K::UnexpectedEof
+                | K::ConnectionReset
+                | K::ConnectionAborted
+                | K::BrokenPipe
+                | K::NotConnected
+        ),
+        _ => false,
+    }
+}
+
+/// The last link of the connector chain: wraps every new connection (after TLS) in [`Tracked`].
+#[derive(Debug)]
+struct Tracking;
+
+impl<In: Transport> Connector<In> for Tracking {
+    type Out = Tracked<In>;
+
+    fn connect(
+        &self,
+        _: &ConnectionDetails,
+        chained: Option<In>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        Ok(chained.map(|inner| Tracked {
+            inner,
+            answered_before: false,
+            sending: false,
+        }))
+    }
+}
+
+/// A connection that records, in [`LAST_REQUEST`], whether each request it carries is its first
+/// and whether anything came back. HTTP/1.1 without pipelining alternates: a request is the
+/// writes after the last read.
+#[derive(Debug)]
+struct Tracked<T> {
+    inner: T,
+    /// A response (or part of one) has arrived on this connection.
+    answered_before: bool,
+    /// A request is being written, and nothing has been read since.
+    sending: bool,
+}
+
+impl<T: Transport> Transport for Tracked<T> {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        self.inner.buffers()
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        if !self.sending {
+            self.sending = true;
+            LAST_REQUEST.set(Sent {
+                reused: self.answered_before,
+                answered: false,
+            });
+        }
+        self.inner.transmit_output(amount, timeout)
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        let progress = self.inner.await_input(timeout);
+        if matches!(progress, Ok(true)) {
+            self.answered_before = true;
+            self.sending = false;
+            LAST_REQUEST.set(Sent {
+                answered: true,
+                ..LAST_REQUEST.get()
+            });
+        }
+        progress
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.inner.is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        self.inner.is_tls()
     }
 }
 
@@ -277,6 +427,93 @@ pub fn io_failure(context: &str, e: &io::Error) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::retry::Kind;
+    use crate::testkit::{Fault, Reply, TestServer, images};
+    use std::io::Read;
+
+    /// The defaults, with the test server's address allowed.
+    fn local() -> FetchConfig {
+        FetchConfig {
+            timeout_secs: 20,
+            allow_ips: vec!["127.0.0.1/32".into()],
+            ..FetchConfig::default()
+        }
+    }
+
+    fn get(http: &Http, server: &TestServer, path: &str) -> Result<Response, HttpFailure> {
+        http.get(&Url::parse(&server.url(path)).unwrap())
+    }
+
+    /// Regression: a 302 whose Location was missing or not ASCII failed as "the server broke
+    /// HTTP", which is retried, until the attempts ran out.
+    #[test]
+    fn a_redirect_without_a_usable_location_fails_at_once() {
+        let server = TestServer::start();
+        server.route("/none", Reply::status(302));
+        server.route(
+            "/not-ascii",
+            Reply::status(301).header("Location", "/caf\u{e9}.png"),
+        );
+        let http = Http::new(&local(), 1).unwrap();
+        for path in ["/none", "/not-ascii"] {
+            let Err(failed) = get(&http, &server, path) else {
+                panic!("{path}: a redirect without a usable Location was followed");
+            };
+            assert_eq!(
+                (failed.failure.kind, failed.failure.reason),
+                (Kind::Permanent, Reason::Redirects),
+                "{path}: {failed:?}"
+            );
+            assert!(failed.failure.error.contains("Location"), "{failed:?}");
+            assert_eq!(server.hits(path), 1);
+        }
+    }
+
+    /// Regression: after a 302 on a keep-alive connection, the redirect went out on that pooled
+    /// connection, which the server closed without answering: the attempt failed with
+    /// "connection reset" and cost the job an attempt. curl and browsers send such a request
+    /// again on a new connection.
+    #[test]
+    fn a_request_on_a_pooled_connection_closed_before_any_answer_is_sent_again() {
+        let server = TestServer::start();
+        let body = images::png(4, 4, 1);
+        server.route("/moved", Reply::redirect(302, "/image.png"));
+        server.route(
+            "/image.png",
+            Reply::sequence(vec![
+                Reply::image(body.clone(), "image/png").fault(Fault::Reset),
+                Reply::image(body.clone(), "image/png"),
+            ]),
+        );
+        let http = Http::new(&local(), 1).unwrap();
+        let mut response = match get(&http, &server, "/moved") {
+            Ok(response) => response,
+            Err(failed) => panic!("not sent again: {failed:?}"),
+        };
+        assert_eq!(response.status, 200);
+        let mut got = Vec::new();
+        response.body.read_to_end(&mut got).unwrap();
+        assert_eq!(got, body);
+        assert_eq!(server.hits("/image.png"), 2);
+        assert!(server.connections() >= 2, "not on a new connection");
+    }
+
+    /// A new connection that the server closes without answering is the server's doing: the
+    /// request is not sent again within the attempt (the retry policy decides).
+    #[test]
+    fn a_new_connection_closed_before_any_answer_is_not_sent_again() {
+        let server = TestServer::start();
+        server.route(
+            "/closes",
+            Reply::image(images::png(4, 4, 1), "image/png").fault(Fault::Reset),
+        );
+        let http = Http::new(&local(), 1).unwrap();
+        let Err(failed) = get(&http, &server, "/closes") else {
+            panic!("a server that never answers answered");
+        };
+        assert_eq!(failed.failure.kind, Kind::Transient, "{failed:?}");
+        assert_eq!(server.hits("/closes"), 1);
+    }
 
     #[test]
     fn ca_file_adds_to_the_mozilla_roots_instead_of_replacing_them() {
