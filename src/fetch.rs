@@ -5,7 +5,6 @@
 //! Architecture invariant: this module never touches the database or the blob store; it hands a
 //! response with a body reader to the caller, or a [`Failure`].
 
-use std::cell::Cell;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
@@ -14,9 +13,7 @@ use std::time::{Duration, Instant};
 use ureq::Agent;
 use ureq::config::AutoHeaderValue;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
-use ureq::unversioned::transport::{
-    Buffers, ConnectionDetails, Connector, DefaultConnector, NextTimeout, Transport,
-};
+use ureq::unversioned::transport::{Connector, DefaultConnector};
 use url::Url;
 
 use crate::config::FetchConfig;
@@ -24,6 +21,9 @@ use crate::guard::{AllowList, Guard, GuardedResolver, blocked_in};
 use crate::retry::{
     Failure, Reason, parse_retry_after, status_is_transient, status_means_slow_down,
 };
+use stale::{LAST_REQUEST, Sent, Tracking, closed_unanswered};
+
+mod stale;
 
 /// The HTTP client shared by all workers.
 #[derive(Debug)]
@@ -217,114 +217,6 @@ impl Http {
             }
             other => Failure::transient(Reason::Network, other.to_string()),
         }
-    }
-}
-
-thread_local! {
-    /// What the latest request sent from this thread met. A worker makes one request at a time,
-    /// and ureq does all of a call's I/O on the calling thread.
-    static LAST_REQUEST: Cell<Sent> = const { Cell::new(Sent { reused: false, answered: false }) };
-}
-
-/// See [`LAST_REQUEST`].
-#[derive(Debug, Clone, Copy, Default)]
-struct Sent {
-    /// It went out on a connection that had already carried a response: a pooled one.
-    reused: bool,
-    /// At least one byte came back after it was sent.
-    answered: bool,
-}
-
-impl Sent {
-    fn met_a_stale_connection(self) -> bool {
-        self.reused && !self.answered
-    }
-}
-
-/// Whether a failed call ended the way a connection closed by the server ends: reset, or at its
-/// end, before any answer. A timeout is not one of them: that server is slow, not gone.
-fn closed_unanswered(e: &ureq::Error) -> bool {
-    use io::ErrorKind as K;
-    match e {
-        ureq::Error::Io(e) => matches!(
-            e.kind(),
-            K::UnexpectedEof
-                | K::ConnectionReset
-                | K::ConnectionAborted
-                | K::BrokenPipe
-                | K::NotConnected
-        ),
-        _ => false,
-    }
-}
-
-/// The last link of the connector chain: wraps every new connection (after TLS) in [`Tracked`].
-#[derive(Debug)]
-struct Tracking;
-
-impl<In: Transport> Connector<In> for Tracking {
-    type Out = Tracked<In>;
-
-    fn connect(
-        &self,
-        _: &ConnectionDetails,
-        chained: Option<In>,
-    ) -> Result<Option<Self::Out>, ureq::Error> {
-        Ok(chained.map(|inner| Tracked {
-            inner,
-            answered_before: false,
-            sending: false,
-        }))
-    }
-}
-
-/// A connection that records, in [`LAST_REQUEST`], whether each request it carries is its first
-/// and whether anything came back. HTTP/1.1 without pipelining alternates: a request is the
-/// writes after the last read.
-#[derive(Debug)]
-struct Tracked<T> {
-    inner: T,
-    /// A response (or part of one) has arrived on this connection.
-    answered_before: bool,
-    /// A request is being written, and nothing has been read since.
-    sending: bool,
-}
-
-impl<T: Transport> Transport for Tracked<T> {
-    fn buffers(&mut self) -> &mut dyn Buffers {
-        self.inner.buffers()
-    }
-
-    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
-        if !self.sending {
-            self.sending = true;
-            LAST_REQUEST.set(Sent {
-                reused: self.answered_before,
-                answered: false,
-            });
-        }
-        self.inner.transmit_output(amount, timeout)
-    }
-
-    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
-        let progress = self.inner.await_input(timeout);
-        if matches!(progress, Ok(true)) {
-            self.answered_before = true;
-            self.sending = false;
-            LAST_REQUEST.set(Sent {
-                answered: true,
-                ..LAST_REQUEST.get()
-            });
-        }
-        progress
-    }
-
-    fn is_open(&mut self) -> bool {
-        self.inner.is_open()
-    }
-
-    fn is_tls(&self) -> bool {
-        self.inner.is_tls()
     }
 }
 
