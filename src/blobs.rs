@@ -136,13 +136,23 @@ impl BlobStore {
 
     /// Renames one sealed blob (whose bytes are durable) to its content address.
     fn place(&self, mut blob: Sealed) -> io::Result<Blob> {
-        self.ensure_dir(&blob.rel_path[..5])?;
+        let rel_dir = &blob.rel_path[..5];
+        self.ensure_dir(rel_dir)?;
         let target = self.root.join(&blob.rel_path);
         // An existing name holds these very bytes, durably: it was renamed there only after a
         // sync, and this group's second sync covers its directory entry too.
         let written = !target.exists();
         if written {
-            fs::rename(&blob.temp, &target)?;
+            match fs::rename(&blob.temp, &target) {
+                // The folder is gone although we made it (someone cleaned blob_dir up under the
+                // daemon): make it again. The group's second sync covers the new entries.
+                Err(e) if e.kind() == io::ErrorKind::NotFound && blob.temp.exists() => {
+                    lock(&self.known_dirs).remove(rel_dir);
+                    self.ensure_dir(rel_dir)?;
+                    fs::rename(&blob.temp, &target)?;
+                }
+                other => other?,
+            }
             blob.placed = true;
         }
         Ok(Blob {
@@ -485,6 +495,34 @@ mod tests {
             fs::read_dir(tmp.join("3")).unwrap().count(),
             0,
             "a shard was not swept"
+        );
+    }
+
+    /// Regression (issue 12): after `rm -rf blob_dir` under a running daemon, every image whose
+    /// `ab/cd` folder the daemon had made before failed with "No such file or directory" until a
+    /// restart: the cache of known folders was never told.
+    #[test]
+    fn folders_that_vanish_are_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("blobs");
+        let store = BlobStore::open(&root).unwrap();
+        let first = store_one(&store, b"an image", "png");
+        fs::remove_dir_all(&root).unwrap();
+        // The same folder again (the same bytes), prepared from a worker as the daemon does.
+        let again = sealed(&store, b"an image", "png");
+        store.prepare(&again).unwrap();
+        let placed = store.make_durable(vec![again]).pop().unwrap().unwrap();
+        assert_eq!(placed.rel_path, first.rel_path);
+        assert_eq!(fs::read(root.join(&placed.rel_path)).unwrap(), b"an image");
+        // And with the folder gone between the worker's preparation and the group's rename.
+        fs::remove_dir_all(&root).unwrap();
+        let late = sealed(&store, b"another image", "png");
+        store.prepare(&late).unwrap();
+        fs::remove_dir_all(root.join(&late.rel_path[..2])).unwrap();
+        let placed = store.make_durable(vec![late]).pop().unwrap().unwrap();
+        assert_eq!(
+            fs::read(root.join(&placed.rel_path)).unwrap(),
+            b"another image"
         );
     }
 
