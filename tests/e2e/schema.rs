@@ -74,7 +74,18 @@ fn jobd_and_the_shell_share_a_database() {
         out.contains("https://example.org/b.png") && out.contains("queued"),
         "{out}"
     );
-    // WAL, a version stamp, and the database private to its owner.
+    // WAL, a version stamp (one per migration), and the database private to its owner.
+    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|e| e == "sql")
+        })
+        .count()
+        .to_string();
     let out = sqlite3(
         &env.path("jobd.db"),
         "PRAGMA journal_mode; PRAGMA user_version;",
@@ -83,7 +94,7 @@ fn jobd_and_the_shell_share_a_database() {
         String::from_utf8_lossy(&out.stdout)
             .split_whitespace()
             .collect::<Vec<_>>(),
-        ["wal", "3"]
+        ["wal", migrations.as_str()]
     );
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(env.path("jobd.db"))
