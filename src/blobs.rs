@@ -13,6 +13,13 @@
 //! blob agree, and temporary names carry the machine's name and the process id, so neither
 //! collide nor get swept by another machine's daemon.
 //!
+//! Deleting a blob races with a daemon that is storing the same bytes right now, so the store
+//! also *holds* blobs aside for `jobctl prune --blobs` ([`BlobStore::hold`]): moved into `.tmp`
+//! under a name that says whose they are and what they are, `<host>-<pid>-<sha256>.<ext>.held`,
+//! then deleted or restored. If the process that holds them dies, the sweeper of the next store
+//! opened on this blob_dir (a daemon's, also every minute while it runs, or jobctl's) restores
+//! them: a blob is never lost because its deleter was interrupted.
+//!
 //! Architecture invariant: no file or directory name comes from the URL or the server; names are
 //! the hash, a fixed extension per format, and our own host name, process id and counter.
 
@@ -36,8 +43,11 @@ const TMP_DIR: &str = ".tmp";
 /// Folders under `.tmp` that temporary files are spread over.
 const TMP_SHARDS: u64 = 16;
 /// Temporary files of another machine are swept once they are this old: that daemon died, or it
-/// would have finished or given up on them long ago (attempts have a deadline of minutes).
+/// would have finished or given up on them long ago (attempts have a deadline of minutes). The
+/// same age applies to another machine's held blobs (jobctl's wait is bounded to minutes).
 const FOREIGN_TEMP_AGE: Duration = Duration::from_secs(24 * 3600);
+/// The suffix of a blob held aside by [`BlobStore::hold`].
+const HELD_SUFFIX: &str = ".held";
 
 #[derive(Debug)]
 pub struct BlobStore {
@@ -76,8 +86,59 @@ impl BlobStore {
             counter: AtomicU64::new(0),
             known_dirs: Mutex::new(HashSet::new()),
         };
-        store.sweep_stale_temp_files();
+        store.sweep(Sweep::AtOpen);
         Ok(store)
+    }
+
+    /// Restores the blobs that a process now gone held aside (see the module docs). A daemon
+    /// calls it now and then, so that an interrupted `jobctl prune --blobs` on another terminal
+    /// does not keep a blob from its job until the next start.
+    pub fn restore_abandoned(&self) {
+        self.sweep(Sweep::Running);
+    }
+
+    /// Moves the blob at `rel_path` (`ab/cd/<sha256>.<ext>`) out of its address, into `.tmp`
+    /// under a name of this process. None if there is no such file. It waits there, unseen by
+    /// jobs, until [`BlobStore::restore`] or [`BlobStore::delete`]; if this process dies first,
+    /// the next sweep restores it.
+    pub fn hold(&self, rel_path: &str) -> io::Result<Option<Held>> {
+        let Some((sha256, ext)) = parse_rel_path(rel_path) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{rel_path} is not a blob path of jobd's (ab/cd/<sha256>.<ext>)"),
+            ));
+        };
+        let home = self.root.join(rel_path);
+        let aside = self
+            .tmp
+            .join(format!("{}-{sha256}.{ext}{HELD_SUFFIX}", self.owner));
+        let bytes = match fs::metadata(&home) {
+            Ok(meta) => meta.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match fs::rename(&home, &aside) {
+            Ok(()) => Ok(Some(Held {
+                sha256: sha256.to_string(),
+                home,
+                aside,
+                bytes,
+            })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Puts a held blob back at its address. If a daemon has meanwhile stored the same bytes
+    /// there, the held copy is surplus and is deleted instead.
+    pub fn restore(&self, held: Held) -> io::Result<()> {
+        put_back(&held.aside, &held.home)
+    }
+
+    /// Deletes a held blob for good; returns its size.
+    pub fn delete(&self, held: Held) -> io::Result<u64> {
+        fs::remove_file(&held.aside)?;
+        Ok(held.bytes)
     }
 
     pub fn root(&self) -> &Path {
@@ -197,29 +258,87 @@ impl BlobStore {
         })
     }
 
-    /// Removes `.part` files whose process is gone, in `.tmp` and its shard folders. Files of
-    /// live processes (other daemons on the same blob_dir) are left alone: they are being
-    /// written right now. Another machine's files are removed only when a day old, since its
-    /// processes cannot be seen from here.
-    fn sweep_stale_temp_files(&self) {
+    /// At open: removes `.part` files whose process is gone, in `.tmp` and its shard folders,
+    /// and restores held blobs whose process is gone. While running: only the latter. Files of
+    /// live processes (other daemons, a jobctl at work) are left alone. Another machine's files
+    /// count as abandoned only when a day old, since its processes cannot be seen from here.
+    fn sweep(&self, when: Sweep) {
         let Ok(entries) = fs::read_dir(&self.tmp) else {
             return;
         };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
-                for inner in fs::read_dir(&path).into_iter().flatten().flatten() {
-                    remove_if_stale(&inner.path(), &self.owner);
+                if when == Sweep::AtOpen {
+                    for inner in fs::read_dir(&path).into_iter().flatten().flatten() {
+                        remove_if_stale(&inner.path(), &self.owner);
+                    }
                 }
-            } else {
+            } else if path.to_string_lossy().ends_with(HELD_SUFFIX) {
+                self.restore_if_abandoned(&path, when);
+            } else if when == Sweep::AtOpen {
                 remove_if_stale(&path, &self.owner);
             }
         }
     }
+
+    /// Restores a `<host>-<pid>-<sha256>.<ext>.held` file whose process is gone.
+    fn restore_if_abandoned(&self, path: &Path, when: Sweep) {
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(HELD_SUFFIX))
+        else {
+            return;
+        };
+        let Some((blob, gone)) = owner_gone(path, name, &self.owner, when) else {
+            return;
+        };
+        let (Some(first), Some(second)) = (blob.get(..2), blob.get(2..4)) else {
+            return;
+        };
+        let rel_path = format!("{first}/{second}/{blob}");
+        if !gone || parse_rel_path(&rel_path).is_none() {
+            return;
+        }
+        match put_back(path, &self.root.join(&rel_path)) {
+            Ok(()) => log::warn!(
+                "restored blob {rel_path}, held aside by a process that is gone (an interrupted \
+                 jobctl prune --blobs)"
+            ),
+            Err(e) => log::warn!("cannot restore {} to {rel_path}: {e}", path.display()),
+        }
+    }
+}
+
+/// When a sweep runs: at open, this process owns nothing yet, so files bearing its pid are a
+/// dead process's whose pid was reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sweep {
+    AtOpen,
+    Running,
+}
+
+/// For a file named `<host>-<pid>-<rest>` (the name without its suffix): `<rest>`, and whether
+/// the process that owns it is gone. None for names of another shape. Names without a host are
+/// from older versions, which ran on this machine.
+fn owner_gone<'a>(path: &Path, name: &'a str, owner: &str, when: Sweep) -> Option<(&'a str, bool)> {
+    let mut parts = name.rsplitn(3, '-');
+    let rest = parts.next()?;
+    let pid = parts.next()?.parse::<u32>().ok()?;
+    let ours = owner.rsplit_once('-').map(|(host, _)| host);
+    let gone = match parts.next() {
+        Some(host) if Some(host) != ours => fs::metadata(path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > FOREIGN_TEMP_AGE)),
+        _ if pid == std::process::id() => when == Sweep::AtOpen,
+        _ => !process_alive(pid),
+    };
+    Some((rest, gone))
 }
 
 /// Removes a `<host>-<pid>-<n>.part` file whose process is gone (or is this one, starting
-/// afresh); names without a host are from older versions, which ran on this machine.
+/// afresh).
 fn remove_if_stale(path: &Path, owner: &str) {
     let Some(stem) = path
         .file_name()
@@ -228,23 +347,46 @@ fn remove_if_stale(path: &Path, owner: &str) {
     else {
         return;
     };
-    let mut parts = stem.rsplitn(3, '-').skip(1);
-    let Some(pid) = parts.next().and_then(|p| p.parse::<u32>().ok()) else {
-        return;
-    };
-    let ours = owner.rsplit_once('-').map(|(host, _)| host);
-    let stale = match parts.next() {
-        Some(host) if Some(host) != ours => fs::metadata(path)
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > FOREIGN_TEMP_AGE)),
-        _ => pid == std::process::id() || !process_alive(pid),
-    };
-    if stale {
+    if let Some((_, true)) = owner_gone(path, stem, owner, Sweep::AtOpen) {
         match fs::remove_file(path) {
             Ok(()) => log::info!("removed stale temporary file {}", path.display()),
             Err(e) => log::warn!("cannot remove {}: {e}", path.display()),
         }
     }
+}
+
+/// Moves a held blob back home, making its folder again if it is gone. If the same bytes are
+/// there already (a daemon stored them meanwhile), the held copy is surplus.
+fn put_back(aside: &Path, home: &Path) -> io::Result<()> {
+    if home.exists() {
+        return fs::remove_file(aside);
+    }
+    if let Some(dir) = home.parent() {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(dir)?;
+    }
+    fs::rename(aside, home)
+}
+
+/// The sha256 (lowercase hex) and extension of a blob path as jobd writes them,
+/// `ab/cd/<sha256>.<ext>`; None for anything else, which is no path of ours.
+pub fn parse_rel_path(path: &str) -> Option<(&str, &str)> {
+    let (dirs, file) = path.rsplit_once('/')?;
+    let (sha, ext) = file.split_once('.')?;
+    let hex = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let ext_ok = (1..=8).contains(&ext.len())
+        && ext
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if sha.len() != 64 || !hex(sha) || !ext_ok || dirs != format!("{}/{}", &sha[..2], &sha[2..4]) {
+        return None;
+    }
+    Some((sha, ext))
 }
 
 fn process_alive(pid: u32) -> bool {
@@ -269,6 +411,19 @@ fn sync_filesystem(_file: &File) -> io::Result<()> {
     // SAFETY: sync takes no arguments and cannot fail.
     unsafe { libc::sync() };
     Ok(())
+}
+
+/// A blob held out of its address by [`BlobStore::hold`]. Dropped without
+/// [`BlobStore::restore`] or [`BlobStore::delete`], it stays aside until its process is gone and
+/// a sweep restores it.
+#[derive(Debug)]
+pub struct Held {
+    pub sha256: String,
+    /// Its content address.
+    home: PathBuf,
+    /// Where it waits.
+    aside: PathBuf,
+    pub bytes: u64,
 }
 
 /// A blob being written. Dropped without [`BlobWriter::seal`], its temporary file is removed.
@@ -523,6 +678,90 @@ mod tests {
         assert_eq!(
             fs::read(root.join(&placed.rel_path)).unwrap(),
             b"another image"
+        );
+    }
+
+    #[test]
+    fn held_blobs_are_restored_or_deleted_and_a_twin_stored_meanwhile_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let kept = store_one(&store, b"kept", "png");
+        let gone = store_one(&store, b"gone", "gif");
+        let twin = store_one(&store, b"twin", "png");
+        let home = |blob: &Blob| dir.path().join(&blob.rel_path);
+
+        let held = store.hold(&kept.rel_path).unwrap().unwrap();
+        assert!(!home(&kept).exists(), "still visible at its address");
+        assert_eq!(held.sha256, kept.sha256);
+        store.restore(held).unwrap();
+        assert_eq!(fs::read(home(&kept)).unwrap(), b"kept");
+
+        let held = store.hold(&gone.rel_path).unwrap().unwrap();
+        assert_eq!(store.delete(held).unwrap(), 4);
+        assert!(!home(&gone).exists());
+        assert!(
+            store.hold(&gone.rel_path).unwrap().is_none(),
+            "nothing to hold"
+        );
+
+        // A daemon stores the same bytes while they are held: the held copy is surplus.
+        let held = store.hold(&twin.rel_path).unwrap().unwrap();
+        store_one(&store, b"twin", "png");
+        store.restore(held).unwrap();
+        assert_eq!(fs::read(home(&twin)).unwrap(), b"twin");
+        assert_eq!(temp_files(dir.path()), 0);
+        assert!(store.hold("../../etc/passwd").is_err());
+    }
+
+    /// Regression (issue 12): an interrupted `jobctl prune --blobs` left blobs aside under names
+    /// the sweeper did not know, for ever, even those a job had meanwhile recorded as done.
+    #[test]
+    fn blobs_held_by_a_process_now_gone_are_restored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let blobs: Vec<Blob> = [&b"dead"[..], b"live", b"foreign", b"old foreign"]
+            .iter()
+            .map(|bytes| store_one(&store, bytes, "png"))
+            .collect();
+        let tmp = dir.path().join(TMP_DIR);
+        let host = crate::hostname();
+        let parent = std::os::unix::process::parent_id();
+        let owners = [
+            format!("{host}-99999999"),
+            format!("{host}-{parent}"),
+            "other-host.example-99999999".to_string(),
+            "other-host.example-99999998".to_string(),
+        ];
+        for (blob, owner) in blobs.iter().zip(&owners) {
+            let name = blob.rel_path.rsplit('/').next().unwrap();
+            fs::rename(
+                dir.path().join(&blob.rel_path),
+                tmp.join(format!("{owner}-{name}{HELD_SUFFIX}")),
+            )
+            .unwrap();
+        }
+        File::options()
+            .write(true)
+            .open(tmp.join(format!(
+                "{}-{}{HELD_SUFFIX}",
+                owners[3],
+                blobs[3].rel_path.rsplit('/').next().unwrap()
+            )))
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - 2 * FOREIGN_TEMP_AGE)
+            .unwrap();
+        // The content folder went too: it is made again.
+        fs::remove_dir_all(dir.path().join(&blobs[0].rel_path[..2])).unwrap();
+        store.restore_abandoned();
+        let back: Vec<bool> = blobs
+            .iter()
+            .map(|b| dir.path().join(&b.rel_path).exists())
+            .collect();
+        assert_eq!(back, [true, false, false, true]);
+        assert_eq!(
+            temp_files(dir.path()),
+            2,
+            "the live and the young foreign stay held"
         );
     }
 

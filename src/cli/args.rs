@@ -137,7 +137,9 @@ pub enum Command {
     /// Delete finished jobs and their attempts, in small batches
     ///
     /// Daemons keep working meanwhile: each batch is one short transaction. Blob files stay
-    /// unless --blobs is given.
+    /// unless --blobs is given. With --blobs, the blobs to delete are first set aside while
+    /// the attempts running at that moment end (one may be storing the same image); Ctrl-C or
+    /// the end of --wait puts them back and deletes none.
     Prune {
         /// Only jobs that finished more than DURATION ago
         #[arg(long, value_name = "DURATION", value_parser = time::parse_duration)]
@@ -148,6 +150,10 @@ pub enum Command {
         /// Also delete the blob files of the pruned jobs that no remaining job refers to
         #[arg(long)]
         blobs: bool,
+        /// With --blobs: how long to wait for running attempts before giving up (and deleting
+        /// no blob) [default: the config's fetch.timeout_secs + lease_secs]
+        #[arg(long, value_name = "DURATION", requires = "blobs", value_parser = time::parse_duration)]
+        wait: Option<i64>,
     },
     /// Follow the queue until it is drained: progress, rate, ETA and counts per state
     ///

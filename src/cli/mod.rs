@@ -21,6 +21,7 @@ mod time;
 mod watch;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 pub use args::Args;
 use args::Command;
@@ -116,7 +117,19 @@ fn run(args: Args) -> Result<(), Failure> {
             older_than,
             state,
             blobs,
-        } => prune::run(store, &config.blob_dir, older_than, &state, blobs, json),
+            wait,
+        } => {
+            // No attempt outlives its fetch deadline, and a dead daemon's ends with its lease.
+            let wait = wait.map_or(
+                Duration::from_secs(config.fetch.timeout_secs + config.lease_secs),
+                |ms| Duration::from_millis(ms.max(0) as u64),
+            );
+            let blobs = blobs.then(|| prune::BlobOptions {
+                blob_dir: &config.blob_dir,
+                wait,
+            });
+            prune::run(store, older_than, &state, blobs, json)
+        }
         Command::Watch { interval } => watch::run(store, interval, json),
         Command::Pause => control::pause(store, true, json),
         Command::Resume => control::pause(store, false, json),
