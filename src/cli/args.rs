@@ -8,8 +8,9 @@ use super::time;
 use crate::store::{JobId, STATES, now_ms};
 
 const EXIT_CODES: &str = "\
-Exit codes: 0 success; 1 failure (database, I/O, or cancel/retry could act on none of the jobs \
-named); 2 bad input (usage, config, rejected URLs or lines); 3 not found.
+Exit codes: 0 success; 1 failure (the database, the blob_dir or a file could not be used, an \
+interrupted prune, or cancel/retry could act on none of the jobs named); 2 bad input (usage, the \
+config file, rejected URLs or lines); 3 not found.
 
 Times: DURATION is like 30s, 10m, 2h, 1d or 1h30m. TIME is RFC 3339 (2026-11-26T08:00:00Z, \
 2026-11-26T09:00:00+01:00) or a bare date (midnight UTC).";

@@ -3,8 +3,9 @@
 //! [`crate::joburl`]. Tables go to stdout (`output.rs`), or JSON with `--json` (`json.rs`, whose
 //! shapes the README documents); errors go to stderr.
 //!
-//! Exit codes: 0 success, 1 failure (database, I/O, or a command that could act on none of the
-//! jobs it named), 2 bad input (usage, config, rejected URLs or lines), 3 not found.
+//! Exit codes (the README's table): 0 success, 1 failure (the database, the blob_dir or a file
+//! could not be used, an interrupted prune, or a command that could act on none of the jobs it
+//! named), 2 bad input (usage, the config file, rejected URLs or lines), 3 not found.
 //!
 //! Architecture invariant: no SQL here; what jobctl asks of the database is a method in
 //! `store::Admin`.
