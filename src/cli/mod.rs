@@ -18,7 +18,7 @@ mod jobs;
 mod json;
 mod output;
 mod prune;
-mod time;
+pub(crate) mod time;
 mod watch;
 
 use std::process::ExitCode;

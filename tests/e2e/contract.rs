@@ -736,6 +736,7 @@ fn the_watch_sees_new_rows_and_due_times(f: &Fixture) {
     });
     let due = watch.next_due().unwrap().expect("a queued job");
     assert!((due - later).abs() < 5_000, "due {due}, scheduled {later}");
+    assert_eq!(watch.queued_and_running().unwrap(), (1, 1));
 }
 
 fn the_next_due_time_is_the_earliest_over_all_priorities(f: &Fixture) {
