@@ -261,6 +261,30 @@ fn the_cron_script_moves_rejected_files_to_failed_and_says_why() {
     assert_eq!(env.count("SELECT COUNT(*) FROM jobs"), 2);
 }
 
+/// Regression (issue 12): a second daemon with the same config exited because the metrics
+/// port was taken, without saying what to change.
+#[test]
+fn a_taken_metrics_port_says_what_to_change() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let env = Env::with_config(&format!(
+        "[metrics]\nlisten = \"{}\"\n",
+        taken.local_addr().unwrap()
+    ));
+    let out = finish(
+        env.jobd(&["--drain"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the port is taken") && stderr.contains("[metrics] listen port"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn the_systemd_unit_restarts_hardens_and_outwaits_the_grace_period() {
     let unit =
