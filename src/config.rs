@@ -441,6 +441,39 @@ mod tests {
         assert!(err.0.contains("unknown field `allow_ip`"), "{err}");
     }
 
+    /// Regression (issue 12): `localhost` resolves to both 127.0.0.1 and ::1 where /etc/hosts
+    /// says so (Debian's default), and a host with any forbidden address is refused, so the
+    /// documented `allow_ips = ["127.0.0.1/32"]` refused `http://localhost/`. Every example in
+    /// the README and daemon.toml covers both.
+    #[test]
+    fn the_documented_allow_ips_examples_cover_both_localhost_addresses() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut examples = 0;
+        for file in ["README.md", "daemon.toml"] {
+            let text = std::fs::read_to_string(root.join(file)).unwrap();
+            for line in text.lines().filter(|l| l.contains("allow_ips = [\"")) {
+                let at = line.find("allow_ips").unwrap();
+                let end = line[at..].find(']').map(|i| at + i + 1).unwrap();
+                let table: toml::Table = toml::from_str(&line[at..end]).unwrap();
+                let list: Vec<String> = table["allow_ips"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_string())
+                    .collect();
+                let allow = AllowList::parse(&list).unwrap();
+                for ip in ["127.0.0.1", "::1"] {
+                    assert!(
+                        allow.contains(ip.parse().unwrap()),
+                        "{file}: {line:?} refuses {ip}, which localhost may resolve to"
+                    );
+                }
+                examples += 1;
+            }
+        }
+        assert!(examples >= 2, "no allow_ips example found");
+    }
+
     /// SECTIONS lists exactly the keys serde accepts in each table.
     #[test]
     fn the_section_table_matches_the_structs() {
