@@ -39,6 +39,12 @@ pub struct Args {
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// Create the database (with its tables) and the blob_dir the config names, and say how to
+    /// add a first job
+    ///
+    /// The sqlite3 shell cannot create jobd's tables: run this (or jobd once) before its first
+    /// INSERT. Harmless on an existing database: nothing is changed but pending migrations.
+    Init,
     /// Queue image URLs; prints the new jobs' ids, one per line
     ///
     /// Every URL is checked first (http or https, a host, no spaces); one bad URL rejects the

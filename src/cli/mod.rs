@@ -13,6 +13,7 @@
 mod args;
 mod control;
 mod import;
+mod init;
 mod input;
 mod jobs;
 mod json;
@@ -70,6 +71,7 @@ fn run(args: Args) -> Result<(), Failure> {
     let store = &*store;
     let json = args.json;
     match args.command {
+        Command::Init => init::run(&config, args.config.as_deref(), json),
         Command::Add {
             urls,
             priority,

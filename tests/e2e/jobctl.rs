@@ -172,6 +172,7 @@ fn help_explains_every_command() {
         assert!(top.contains(words), "jobctl --help lacks {words:?}: {top}");
     }
     for (command, words) in [
+        ("init", "first INSERT"),
         ("add", "--at"),
         ("import", "--skip-existing"),
         ("list", "--host"),
@@ -180,6 +181,7 @@ fn help_explains_every_command() {
         ("retry", "--failed"),
         ("cancel", "when their attempt ends"),
         ("prune", "--blobs"),
+        ("prune", "--wait"),
         ("watch", "drained"),
         ("pause", "claiming"),
         ("resume", "claim jobs again"),
