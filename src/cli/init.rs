@@ -47,10 +47,10 @@ pub fn run(config: &Config, config_arg: Option<&Path>, as_json: bool) -> Result<
     let insert = format!("INSERT INTO jobs(url) VALUES ('{EXAMPLE_URL}')");
     match (&config.database, mode) {
         (Database::Sqlite(path), Some(mode)) => {
-            let who = if mode & 0o066 == 0 {
+            let who = if mode & 0o077 == 0 {
                 "only its owner can read and write it; see the README to share it"
             } else {
-                "shared beyond its owner"
+                "open beyond its owner"
             };
             println!(
                 "database  {} (SQLite, mode {mode:o}: {who})",
