@@ -538,7 +538,7 @@ fn prune_blobs_waits_for_running_attempts_that_may_store_the_same_image() {
     assert_eq!(report["blobs_removed"], 0, "{report}");
     assert_eq!(report["blobs_kept"], 1, "{report}");
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("waiting for 1 running jobs"),
+        String::from_utf8_lossy(&out.stderr).contains("for 1 running attempt to end"),
         "{}",
         show(&out)
     );
