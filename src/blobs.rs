@@ -30,11 +30,16 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
 use crate::lock;
+
+mod held;
+mod sweep;
+
+pub use held::{Held, parse_rel_path};
+use sweep::Sweep;
 
 /// Blobs are readable by their owner's group and others, writable by the owner alone.
 const FILE_MODE: u32 = 0o644;
@@ -42,12 +47,6 @@ const DIR_MODE: u32 = 0o755;
 const TMP_DIR: &str = ".tmp";
 /// Folders under `.tmp` that temporary files are spread over.
 const TMP_SHARDS: u64 = 16;
-/// Temporary files of another machine are swept once they are this old: that daemon died, or it
-/// would have finished or given up on them long ago (attempts have a deadline of minutes). The
-/// same age applies to another machine's held blobs (jobctl's wait is bounded to minutes).
-const FOREIGN_TEMP_AGE: Duration = Duration::from_secs(24 * 3600);
-/// The suffix of a blob held aside by [`BlobStore::hold`].
-const HELD_SUFFIX: &str = ".held";
 
 #[derive(Debug)]
 pub struct BlobStore {
@@ -88,57 +87,6 @@ impl BlobStore {
         };
         store.sweep(Sweep::AtOpen);
         Ok(store)
-    }
-
-    /// Restores the blobs that a process now gone held aside (see the module docs). A daemon
-    /// calls it now and then, so that an interrupted `jobctl prune --blobs` on another terminal
-    /// does not keep a blob from its job until the next start.
-    pub fn restore_abandoned(&self) {
-        self.sweep(Sweep::Running);
-    }
-
-    /// Moves the blob at `rel_path` (`ab/cd/<sha256>.<ext>`) out of its address, into `.tmp`
-    /// under a name of this process. None if there is no such file. It waits there, unseen by
-    /// jobs, until [`BlobStore::restore`] or [`BlobStore::delete`]; if this process dies first,
-    /// the next sweep restores it.
-    pub fn hold(&self, rel_path: &str) -> io::Result<Option<Held>> {
-        let Some((sha256, ext)) = parse_rel_path(rel_path) else {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{rel_path} is not a blob path of jobd's (ab/cd/<sha256>.<ext>)"),
-            ));
-        };
-        let home = self.root.join(rel_path);
-        let aside = self
-            .tmp
-            .join(format!("{}-{sha256}.{ext}{HELD_SUFFIX}", self.owner));
-        let bytes = match fs::metadata(&home) {
-            Ok(meta) => meta.len(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        match fs::rename(&home, &aside) {
-            Ok(()) => Ok(Some(Held {
-                sha256: sha256.to_string(),
-                home,
-                aside,
-                bytes,
-            })),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Puts a held blob back at its address. If a daemon has meanwhile stored the same bytes
-    /// there, the held copy is surplus and is deleted instead.
-    pub fn restore(&self, held: Held) -> io::Result<()> {
-        put_back(&held.aside, &held.home)
-    }
-
-    /// Deletes a held blob for good; returns its size.
-    pub fn delete(&self, held: Held) -> io::Result<u64> {
-        fs::remove_file(&held.aside)?;
-        Ok(held.bytes)
     }
 
     pub fn root(&self) -> &Path {
@@ -257,140 +205,6 @@ impl BlobStore {
             sealed: false,
         })
     }
-
-    /// At open: removes `.part` files whose process is gone, in `.tmp` and its shard folders,
-    /// and restores held blobs whose process is gone. While running: only the latter. Files of
-    /// live processes (other daemons, a jobctl at work) are left alone. Another machine's files
-    /// count as abandoned only when a day old, since its processes cannot be seen from here.
-    fn sweep(&self, when: Sweep) {
-        let Ok(entries) = fs::read_dir(&self.tmp) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                if when == Sweep::AtOpen {
-                    for inner in fs::read_dir(&path).into_iter().flatten().flatten() {
-                        remove_if_stale(&inner.path(), &self.owner);
-                    }
-                }
-            } else if path.to_string_lossy().ends_with(HELD_SUFFIX) {
-                self.restore_if_abandoned(&path, when);
-            } else if when == Sweep::AtOpen {
-                remove_if_stale(&path, &self.owner);
-            }
-        }
-    }
-
-    /// Restores a `<host>-<pid>-<sha256>.<ext>.held` file whose process is gone.
-    fn restore_if_abandoned(&self, path: &Path, when: Sweep) {
-        let Some(name) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(HELD_SUFFIX))
-        else {
-            return;
-        };
-        let Some((blob, gone)) = owner_gone(path, name, &self.owner, when) else {
-            return;
-        };
-        let (Some(first), Some(second)) = (blob.get(..2), blob.get(2..4)) else {
-            return;
-        };
-        let rel_path = format!("{first}/{second}/{blob}");
-        if !gone || parse_rel_path(&rel_path).is_none() {
-            return;
-        }
-        match put_back(path, &self.root.join(&rel_path)) {
-            Ok(()) => log::warn!(
-                "restored blob {rel_path}, held aside by a process that is gone (an interrupted \
-                 jobctl prune --blobs)"
-            ),
-            Err(e) => log::warn!("cannot restore {} to {rel_path}: {e}", path.display()),
-        }
-    }
-}
-
-/// When a sweep runs: at open, this process owns nothing yet, so files bearing its pid are a
-/// dead process's whose pid was reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Sweep {
-    AtOpen,
-    Running,
-}
-
-/// For a file named `<host>-<pid>-<rest>` (the name without its suffix): `<rest>`, and whether
-/// the process that owns it is gone. None for names of another shape. Names without a host are
-/// from older versions, which ran on this machine.
-fn owner_gone<'a>(path: &Path, name: &'a str, owner: &str, when: Sweep) -> Option<(&'a str, bool)> {
-    let mut parts = name.rsplitn(3, '-');
-    let rest = parts.next()?;
-    let pid = parts.next()?.parse::<u32>().ok()?;
-    let ours = owner.rsplit_once('-').map(|(host, _)| host);
-    let gone = match parts.next() {
-        Some(host) if Some(host) != ours => fs::metadata(path)
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > FOREIGN_TEMP_AGE)),
-        _ if pid == std::process::id() => when == Sweep::AtOpen,
-        _ => !process_alive(pid),
-    };
-    Some((rest, gone))
-}
-
-/// Removes a `<host>-<pid>-<n>.part` file whose process is gone (or is this one, starting
-/// afresh).
-fn remove_if_stale(path: &Path, owner: &str) {
-    let Some(stem) = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_suffix(".part"))
-    else {
-        return;
-    };
-    if let Some((_, true)) = owner_gone(path, stem, owner, Sweep::AtOpen) {
-        match fs::remove_file(path) {
-            Ok(()) => log::info!("removed stale temporary file {}", path.display()),
-            Err(e) => log::warn!("cannot remove {}: {e}", path.display()),
-        }
-    }
-}
-
-/// Moves a held blob back home, making its folder again if it is gone. If the same bytes are
-/// there already (a daemon stored them meanwhile), the held copy is surplus.
-fn put_back(aside: &Path, home: &Path) -> io::Result<()> {
-    if home.exists() {
-        return fs::remove_file(aside);
-    }
-    if let Some(dir) = home.parent() {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(DIR_MODE)
-            .create(dir)?;
-    }
-    fs::rename(aside, home)
-}
-
-/// The sha256 (lowercase hex) and extension of a blob path as jobd writes them,
-/// `ab/cd/<sha256>.<ext>`; None for anything else, which is no path of ours.
-pub fn parse_rel_path(path: &str) -> Option<(&str, &str)> {
-    let (dirs, file) = path.rsplit_once('/')?;
-    let (sha, ext) = file.split_once('.')?;
-    let hex = |s: &str| {
-        s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
-    let ext_ok = (1..=8).contains(&ext.len())
-        && ext
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    if sha.len() != 64 || !hex(sha) || !ext_ok || dirs != format!("{}/{}", &sha[..2], &sha[2..4]) {
-        return None;
-    }
-    Some((sha, ext))
-}
-
-fn process_alive(pid: u32) -> bool {
-    Path::new("/proc").join(pid.to_string()).exists()
 }
 
 /// Flushes the whole filesystem that holds `file` (Linux `syncfs`).
@@ -411,19 +225,6 @@ fn sync_filesystem(_file: &File) -> io::Result<()> {
     // SAFETY: sync takes no arguments and cannot fail.
     unsafe { libc::sync() };
     Ok(())
-}
-
-/// A blob held out of its address by [`BlobStore::hold`]. Dropped without
-/// [`BlobStore::restore`] or [`BlobStore::delete`], it stays aside until its process is gone and
-/// a sweep restores it.
-#[derive(Debug)]
-pub struct Held {
-    pub sha256: String,
-    /// Its content address.
-    home: PathBuf,
-    /// Where it waits.
-    aside: PathBuf,
-    pub bytes: u64,
 }
 
 /// A blob being written. Dropped without [`BlobWriter::seal`], its temporary file is removed.
@@ -510,6 +311,8 @@ pub fn hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::held::HELD_SUFFIX;
+    use super::sweep::FOREIGN_TEMP_AGE;
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
