@@ -4,9 +4,12 @@
 #   */5 * * * * /opt/jobd/scripts/cron-import.sh /srv/jobd/incoming --config /etc/jobd/daemon.toml >> /var/log/jobd-import.log 2>&1
 #
 # Each regular file in INCOMING (plain lines, CSV or TSV, as `jobctl import` reads them) is
-# imported, then moved to INCOMING/done/ or, if jobctl failed outright, to INCOMING/failed/, with
-# a timestamp in front of its name. Files whose names start with a dot or end in .part are left
-# alone: write a file under such a name and rename it when it is complete.
+# imported, then moved, with a timestamp in front of its name, to INCOMING/done/ if jobctl took
+# every line, or else to INCOMING/failed/: a file with rejected lines (exit 2: its good lines were
+# added all the same), a bad header (nothing was added) or any other failure. The log line says
+# what jobctl reported and its own error lines (the rejected lines with their numbers). Files
+# whose names start with a dot or end in .part are left alone: write a file under such a name and
+# rename it when it is complete.
 # A lock (flock on INCOMING/.cron-import.lock) makes an overlapping run exit at once, so a slow
 # import is never run twice. One log line per file. Extra arguments go to jobctl (e.g. --config).
 # JOBCTL names the jobctl binary (default: jobctl on PATH, else next to this script's repo build).
@@ -42,15 +45,20 @@ for file in "$incoming"/*; do
     name=$(basename "$file")
     case $name in .* | *.part) continue ;; esac
     stamp=$(date -u +%Y%m%dT%H%M%SZ)
-    # jobctl exits 2 when some lines were rejected: the rest were added, so the file is done.
     status=0
-    output=$("$jobctl" "$@" import "$file" 2>&1) || status=$?
-    summary=$(printf '%s\n' "$output" | grep -E '^added ' | tail -n 1 || true)
-    if [ "$status" -eq 0 ] || [ "$status" -eq 2 ]; then
+    errors=$(mktemp)
+    summary=$("$jobctl" "$@" import "$file" 2>"$errors") || status=$?
+    summary=$(printf '%s\n' "$summary" | grep -E '^added ' | tail -n 1 || true)
+    # jobctl's own words, one log line per file: its error lines joined with "; ".
+    said=$(awk 'NF { printf "%s%s", sep, $0; sep = "; " }' "$errors")
+    rm -f -- "$errors"
+    if [ "$status" -eq 0 ]; then
         mv -- "$file" "$incoming/done/$stamp-$name"
-        log "$name: ${summary:-imported} (exit $status)"
+        log "$name: ${summary:-imported}"
     else
+        # Exit 2 with a summary: some lines were rejected and the others added. Moved to
+        # failed/ all the same, so that someone looks at the rejected lines.
         mv -- "$file" "$incoming/failed/$stamp-$name"
-        log "$name: failed (exit $status): $(printf '%s' "$output" | tr '\n' ' ')"
+        log "$name: failed (exit $status)${summary:+: $summary}${said:+: $said}"
     fi
 done

@@ -13,6 +13,13 @@
 //! blob agree, and temporary names carry the machine's name and the process id, so neither
 //! collide nor get swept by another machine's daemon.
 //!
+//! Deleting a blob races with a daemon that is storing the same bytes right now, so the store
+//! also *holds* blobs aside for `jobctl prune --blobs` ([`BlobStore::hold`]): moved into `.tmp`
+//! under a name that says whose they are and what they are, `<host>-<pid>-<sha256>.<ext>.held`,
+//! then deleted or restored. If the process that holds them dies, the sweeper of the next store
+//! opened on this blob_dir (a daemon's, also every minute while it runs, or jobctl's) restores
+//! them: a blob is never lost because its deleter was interrupted.
+//!
 //! Architecture invariant: no file or directory name comes from the URL or the server; names are
 //! the hash, a fixed extension per format, and our own host name, process id and counter.
 
@@ -23,11 +30,16 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
 use crate::lock;
+
+mod held;
+mod sweep;
+
+pub use held::{Held, parse_rel_path};
+use sweep::Sweep;
 
 /// Blobs are readable by their owner's group and others, writable by the owner alone.
 const FILE_MODE: u32 = 0o644;
@@ -35,9 +47,6 @@ const DIR_MODE: u32 = 0o755;
 const TMP_DIR: &str = ".tmp";
 /// Folders under `.tmp` that temporary files are spread over.
 const TMP_SHARDS: u64 = 16;
-/// Temporary files of another machine are swept once they are this old: that daemon died, or it
-/// would have finished or given up on them long ago (attempts have a deadline of minutes).
-const FOREIGN_TEMP_AGE: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug)]
 pub struct BlobStore {
@@ -76,7 +85,7 @@ impl BlobStore {
             counter: AtomicU64::new(0),
             known_dirs: Mutex::new(HashSet::new()),
         };
-        store.sweep_stale_temp_files();
+        store.sweep(Sweep::AtOpen);
         Ok(store)
     }
 
@@ -136,13 +145,23 @@ impl BlobStore {
 
     /// Renames one sealed blob (whose bytes are durable) to its content address.
     fn place(&self, mut blob: Sealed) -> io::Result<Blob> {
-        self.ensure_dir(&blob.rel_path[..5])?;
+        let rel_dir = &blob.rel_path[..5];
+        self.ensure_dir(rel_dir)?;
         let target = self.root.join(&blob.rel_path);
         // An existing name holds these very bytes, durably: it was renamed there only after a
         // sync, and this group's second sync covers its directory entry too.
         let written = !target.exists();
         if written {
-            fs::rename(&blob.temp, &target)?;
+            match fs::rename(&blob.temp, &target) {
+                // The folder is gone although we made it (someone cleaned blob_dir up under the
+                // daemon): make it again. The group's second sync covers the new entries.
+                Err(e) if e.kind() == io::ErrorKind::NotFound && blob.temp.exists() => {
+                    lock(&self.known_dirs).remove(rel_dir);
+                    self.ensure_dir(rel_dir)?;
+                    fs::rename(&blob.temp, &target)?;
+                }
+                other => other?,
+            }
             blob.placed = true;
         }
         Ok(Blob {
@@ -186,59 +205,6 @@ impl BlobStore {
             sealed: false,
         })
     }
-
-    /// Removes `.part` files whose process is gone, in `.tmp` and its shard folders. Files of
-    /// live processes (other daemons on the same blob_dir) are left alone: they are being
-    /// written right now. Another machine's files are removed only when a day old, since its
-    /// processes cannot be seen from here.
-    fn sweep_stale_temp_files(&self) {
-        let Ok(entries) = fs::read_dir(&self.tmp) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                for inner in fs::read_dir(&path).into_iter().flatten().flatten() {
-                    remove_if_stale(&inner.path(), &self.owner);
-                }
-            } else {
-                remove_if_stale(&path, &self.owner);
-            }
-        }
-    }
-}
-
-/// Removes a `<host>-<pid>-<n>.part` file whose process is gone (or is this one, starting
-/// afresh); names without a host are from older versions, which ran on this machine.
-fn remove_if_stale(path: &Path, owner: &str) {
-    let Some(stem) = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_suffix(".part"))
-    else {
-        return;
-    };
-    let mut parts = stem.rsplitn(3, '-').skip(1);
-    let Some(pid) = parts.next().and_then(|p| p.parse::<u32>().ok()) else {
-        return;
-    };
-    let ours = owner.rsplit_once('-').map(|(host, _)| host);
-    let stale = match parts.next() {
-        Some(host) if Some(host) != ours => fs::metadata(path)
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > FOREIGN_TEMP_AGE)),
-        _ => pid == std::process::id() || !process_alive(pid),
-    };
-    if stale {
-        match fs::remove_file(path) {
-            Ok(()) => log::info!("removed stale temporary file {}", path.display()),
-            Err(e) => log::warn!("cannot remove {}: {e}", path.display()),
-        }
-    }
-}
-
-fn process_alive(pid: u32) -> bool {
-    Path::new("/proc").join(pid.to_string()).exists()
 }
 
 /// Flushes the whole filesystem that holds `file` (Linux `syncfs`).
@@ -345,6 +311,8 @@ pub fn hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::held::HELD_SUFFIX;
+    use super::sweep::FOREIGN_TEMP_AGE;
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
@@ -485,6 +453,118 @@ mod tests {
             fs::read_dir(tmp.join("3")).unwrap().count(),
             0,
             "a shard was not swept"
+        );
+    }
+
+    /// Regression (issue 12): after `rm -rf blob_dir` under a running daemon, every image whose
+    /// `ab/cd` folder the daemon had made before failed with "No such file or directory" until a
+    /// restart: the cache of known folders was never told.
+    #[test]
+    fn folders_that_vanish_are_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("blobs");
+        let store = BlobStore::open(&root).unwrap();
+        let first = store_one(&store, b"an image", "png");
+        fs::remove_dir_all(&root).unwrap();
+        // The same folder again (the same bytes), prepared from a worker as the daemon does.
+        let again = sealed(&store, b"an image", "png");
+        store.prepare(&again).unwrap();
+        let placed = store.make_durable(vec![again]).pop().unwrap().unwrap();
+        assert_eq!(placed.rel_path, first.rel_path);
+        assert_eq!(fs::read(root.join(&placed.rel_path)).unwrap(), b"an image");
+        // And with the folder gone between the worker's preparation and the group's rename.
+        fs::remove_dir_all(&root).unwrap();
+        let late = sealed(&store, b"another image", "png");
+        store.prepare(&late).unwrap();
+        fs::remove_dir_all(root.join(&late.rel_path[..2])).unwrap();
+        let placed = store.make_durable(vec![late]).pop().unwrap().unwrap();
+        assert_eq!(
+            fs::read(root.join(&placed.rel_path)).unwrap(),
+            b"another image"
+        );
+    }
+
+    #[test]
+    fn held_blobs_are_restored_or_deleted_and_a_twin_stored_meanwhile_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let kept = store_one(&store, b"kept", "png");
+        let gone = store_one(&store, b"gone", "gif");
+        let twin = store_one(&store, b"twin", "png");
+        let home = |blob: &Blob| dir.path().join(&blob.rel_path);
+
+        let held = store.hold(&kept.rel_path).unwrap().unwrap();
+        assert!(!home(&kept).exists(), "still visible at its address");
+        assert_eq!(held.sha256, kept.sha256);
+        store.restore(held).unwrap();
+        assert_eq!(fs::read(home(&kept)).unwrap(), b"kept");
+
+        let held = store.hold(&gone.rel_path).unwrap().unwrap();
+        assert_eq!(store.delete(held).unwrap(), 4);
+        assert!(!home(&gone).exists());
+        assert!(
+            store.hold(&gone.rel_path).unwrap().is_none(),
+            "nothing to hold"
+        );
+
+        // A daemon stores the same bytes while they are held: the held copy is surplus.
+        let held = store.hold(&twin.rel_path).unwrap().unwrap();
+        store_one(&store, b"twin", "png");
+        store.restore(held).unwrap();
+        assert_eq!(fs::read(home(&twin)).unwrap(), b"twin");
+        assert_eq!(temp_files(dir.path()), 0);
+        assert!(store.hold("../../etc/passwd").is_err());
+    }
+
+    /// Regression (issue 12): an interrupted `jobctl prune --blobs` left blobs aside under names
+    /// the sweeper did not know, for ever, even those a job had meanwhile recorded as done.
+    #[test]
+    fn blobs_held_by_a_process_now_gone_are_restored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let blobs: Vec<Blob> = [&b"dead"[..], b"live", b"foreign", b"old foreign"]
+            .iter()
+            .map(|bytes| store_one(&store, bytes, "png"))
+            .collect();
+        let tmp = dir.path().join(TMP_DIR);
+        let host = crate::hostname();
+        let parent = std::os::unix::process::parent_id();
+        let owners = [
+            format!("{host}-99999999"),
+            format!("{host}-{parent}"),
+            "other-host.example-99999999".to_string(),
+            "other-host.example-99999998".to_string(),
+        ];
+        for (blob, owner) in blobs.iter().zip(&owners) {
+            let name = blob.rel_path.rsplit('/').next().unwrap();
+            fs::rename(
+                dir.path().join(&blob.rel_path),
+                tmp.join(format!("{owner}-{name}{HELD_SUFFIX}")),
+            )
+            .unwrap();
+        }
+        File::options()
+            .write(true)
+            .open(tmp.join(format!(
+                "{}-{}{HELD_SUFFIX}",
+                owners[3],
+                blobs[3].rel_path.rsplit('/').next().unwrap()
+            )))
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - 2 * FOREIGN_TEMP_AGE)
+            .unwrap();
+        // The content folder went too: it is made again.
+        fs::remove_dir_all(dir.path().join(&blobs[0].rel_path[..2])).unwrap();
+        store.restore_abandoned();
+        let back: Vec<bool> = blobs
+            .iter()
+            .map(|b| dir.path().join(&b.rel_path).exists())
+            .collect();
+        assert_eq!(back, [true, false, false, true]);
+        assert_eq!(
+            temp_files(dir.path()),
+            2,
+            "the live and the young foreign stay held"
         );
     }
 

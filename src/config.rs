@@ -197,7 +197,8 @@ impl Config {
 
     /// Parses and validates config text; relative paths resolve against `base`.
     pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        let mut config: Config = toml::from_str(text)
+            .map_err(|e| misplaced_key(text).unwrap_or_else(|| ConfigError(e.to_string())))?;
         if let Database::Sqlite(path) = &config.database {
             config.database = Database::Sqlite(resolve(base, path));
         }
@@ -290,6 +291,90 @@ impl Config {
     }
 }
 
+/// The keys of each table ("" is the top of the file), to tell a key written under the wrong
+/// one. A unit test holds this list to the structs above.
+const SECTIONS: &[(&str, &[&str])] = &[
+    (
+        "",
+        &[
+            "database",
+            "blob_dir",
+            "workers",
+            "lease_secs",
+            "poll_interval_ms",
+            "grace_secs",
+            "retention_days",
+        ],
+    ),
+    (
+        "fetch",
+        &[
+            "timeout_secs",
+            "connect_timeout_secs",
+            "max_bytes",
+            "max_redirects",
+            "user_agent",
+            "max_pixels",
+            "max_frames",
+            "validate",
+            "max_per_host",
+            "allow_ips",
+            "allow_private",
+            "ca_file",
+        ],
+    ),
+    ("retry", &["max_attempts", "base_delay_ms", "max_delay_ms"]),
+    ("metrics", &["listen"]),
+];
+
+/// A key that belongs to another table than the one it is in: TOML puts every key after a
+/// `[section]` line into that section, so a line appended to the file lands in its last one.
+/// serde can only say "unknown field"; this says where the key goes.
+fn misplaced_key(text: &str) -> Option<ConfigError> {
+    let table: toml::Table = toml::from_str(text).ok()?;
+    let home_of = |key: &str| {
+        SECTIONS
+            .iter()
+            .find(|(_, keys)| keys.contains(&key))
+            .map(|(section, _)| *section)
+    };
+    let place = |section: &str| {
+        if section.is_empty() {
+            "at the top of the file, before any [section] line".to_string()
+        } else {
+            format!("under [{section}]")
+        }
+    };
+    let misplaced = |key: &str, section: &str| {
+        let home = home_of(key).filter(|home| *home != section)?;
+        let path = if section.is_empty() {
+            key.to_string()
+        } else {
+            format!("{section}.{key}")
+        };
+        Some(ConfigError(format!(
+            "{path}: unknown key here; {key} belongs {} (every key after a [section] line \
+             belongs to that section: move it there)",
+            place(home)
+        )))
+    };
+    for (key, value) in &table {
+        match value {
+            toml::Value::Table(inner) if SECTIONS.iter().any(|(s, _)| s == key) => {
+                if let Some(e) = inner.keys().find_map(|k| misplaced(k, key)) {
+                    return Some(e);
+                }
+            }
+            _ => {
+                if let Some(e) = misplaced(key, "") {
+                    return Some(e);
+                }
+            }
+        }
+    }
+    None
+}
+
 fn resolve(base: &Path, path: &Path) -> PathBuf {
     if path.is_absolute() {
         path.to_path_buf()
@@ -321,6 +406,96 @@ mod tests {
         assert!(err.0.contains("wokers"), "{err}");
         let err = Config::parse("[fetch]\ntimeout = 3", Path::new(".")).unwrap_err();
         assert!(err.0.contains("timeout"), "{err}");
+    }
+
+    /// Regression (issue 12): `allow_ips = [...]` appended to the shipped daemon.toml lands in
+    /// its last section, [metrics], and the error said only "unknown field `allow_ips`,
+    /// expected `listen`".
+    #[test]
+    fn a_key_under_another_section_names_its_section() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("daemon.toml");
+        let shipped = std::fs::read_to_string(path).unwrap();
+        let appended = format!("{shipped}\nallow_ips = [\"127.0.0.1/32\"]\n");
+        let err = Config::parse(&appended, Path::new(".")).unwrap_err();
+        assert!(
+            err.0.starts_with("metrics.allow_ips: ")
+                && err.0.contains("allow_ips belongs under [fetch]"),
+            "{err}"
+        );
+        for (text, words) in [
+            (
+                "[retry]\nworkers = 2",
+                "workers belongs at the top of the file",
+            ),
+            ("max_attempts = 2", "max_attempts belongs under [retry]"),
+            (
+                "[fetch]\nlisten = \"127.0.0.1:9\"",
+                "listen belongs under [metrics]",
+            ),
+        ] {
+            let err = Config::parse(text, Path::new(".")).unwrap_err();
+            assert!(err.0.contains(words), "{text:?} gave {err}");
+        }
+        // A key unknown everywhere keeps serde's words, which list the keys of its section.
+        let err = Config::parse("[fetch]\nallow_ip = []", Path::new(".")).unwrap_err();
+        assert!(err.0.contains("unknown field `allow_ip`"), "{err}");
+    }
+
+    /// Regression (issue 12): `localhost` resolves to both 127.0.0.1 and ::1 where /etc/hosts
+    /// says so (Debian's default), and a host with any forbidden address is refused, so the
+    /// documented `allow_ips = ["127.0.0.1/32"]` refused `http://localhost/`. Every example in
+    /// the README and daemon.toml covers both.
+    #[test]
+    fn the_documented_allow_ips_examples_cover_both_localhost_addresses() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut examples = 0;
+        for file in ["README.md", "daemon.toml"] {
+            let text = std::fs::read_to_string(root.join(file)).unwrap();
+            for line in text.lines().filter(|l| l.contains("allow_ips = [\"")) {
+                let at = line.find("allow_ips").unwrap();
+                let end = line[at..].find(']').map(|i| at + i + 1).unwrap();
+                let table: toml::Table = toml::from_str(&line[at..end]).unwrap();
+                let list: Vec<String> = table["allow_ips"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_string())
+                    .collect();
+                let allow = AllowList::parse(&list).unwrap();
+                for ip in ["127.0.0.1", "::1"] {
+                    assert!(
+                        allow.contains(ip.parse().unwrap()),
+                        "{file}: {line:?} refuses {ip}, which localhost may resolve to"
+                    );
+                }
+                examples += 1;
+            }
+        }
+        assert!(examples >= 2, "no allow_ips example found");
+    }
+
+    /// SECTIONS lists exactly the keys serde accepts in each table.
+    #[test]
+    fn the_section_table_matches_the_structs() {
+        for (section, keys) in SECTIONS {
+            let text = if section.is_empty() {
+                "no_such_key = 1".to_string()
+            } else {
+                format!("[{section}]\nno_such_key = 1")
+            };
+            let err = Config::parse(&text, Path::new(".")).unwrap_err().0;
+            let expected = err.split("expected").nth(1).unwrap_or("");
+            let mut accepted: Vec<&str> = expected
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .filter(|k| !SECTIONS.iter().any(|(s, _)| s == k))
+                .collect();
+            accepted.sort_unstable();
+            let mut listed = keys.to_vec();
+            listed.sort_unstable();
+            assert_eq!(accepted, listed, "[{section}]: {err}");
+        }
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub fn run(config: &Config, drain: bool) -> Result<(), String> {
     let blobs = BlobStore::open(&config.blob_dir)
         .map_err(|e| format!("cannot open blob_dir {}: {e}", config.blob_dir.display()))?;
     let blobs = Arc::new(blobs);
+    restore_abandoned_blobs(blobs.clone())?;
     let downloader = Downloader::new(config, blobs.clone())?;
     log::info!(
         "jobd {} on {} (blobs in {}), {} workers{}",
@@ -59,6 +60,25 @@ pub fn run(config: &Config, drain: bool) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     log::info!("stopped");
     Ok(())
+}
+
+/// How often a running daemon restores blobs that a process now gone held aside.
+const RESTORE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Every [`RESTORE_EVERY`], restores the blobs an interrupted `jobctl prune --blobs` left held
+/// aside ([`BlobStore::restore_abandoned`]), so that a job recorded during its wait gets its file
+/// back without a restart. The thread only reads folders and renames; it ends with the process.
+fn restore_abandoned_blobs(blobs: Arc<BlobStore>) -> Result<(), String> {
+    std::thread::Builder::new()
+        .name("blob-restorer".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(RESTORE_EVERY);
+                blobs.restore_abandoned();
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| format!("cannot start the blob restorer: {e}"))
 }
 
 /// The first SIGTERM or SIGINT only sets a flag that the supervisor sees on its next tick; a

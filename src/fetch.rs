@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use ureq::Agent;
 use ureq::config::AutoHeaderValue;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+use ureq::unversioned::transport::{Connector, DefaultConnector};
 use url::Url;
 
 use crate::config::FetchConfig;
@@ -20,12 +21,17 @@ use crate::guard::{AllowList, Guard, GuardedResolver, blocked_in};
 use crate::retry::{
     Failure, Reason, parse_retry_after, status_is_transient, status_means_slow_down,
 };
+use stale::{LAST_REQUEST, Sent, Tracking, closed_unanswered};
+
+mod stale;
 
 /// The HTTP client shared by all workers.
 #[derive(Debug)]
 pub struct Http {
     agent: Agent,
     max_redirects: u32,
+    /// `timeout_secs`: the whole attempt's deadline, which a request sent again shares.
+    timeout: Duration,
 }
 
 /// A 2xx response whose body is still to be read.
@@ -78,26 +84,53 @@ impl Http {
         Ok(Http {
             agent: Agent::with_parts(
                 agent_config,
-                ureq::unversioned::transport::DefaultConnector::default(),
+                DefaultConnector::default().chain(Tracking),
                 GuardedResolver::new(guard),
             ),
             max_redirects: config.max_redirects,
+            timeout: Duration::from_secs(config.timeout_secs),
         })
     }
 
     /// Sends a GET and waits for the headers. Anything but a 2xx is a failure.
+    ///
+    /// A request that went out on a pooled connection and failed before a single byte came back
+    /// met a connection the server had already closed (servers close idle keep-alive
+    /// connections whenever they like, and the close crosses our request on the wire). It is
+    /// sent again once, within the same attempt and deadline, on new connections only, as curl
+    /// and browsers do. A GET may be repeated: it changes nothing on the server.
     pub fn get(&self, url: &Url) -> Result<Response, HttpFailure> {
         let sent = Instant::now();
-        let response = self
-            .agent
-            .get(url.as_str())
-            .call()
-            .map_err(|e| HttpFailure {
-                failure: self.describe(&e),
-                status: None,
-                declared_mime: None,
-                ttfb: None,
-            })?;
+        LAST_REQUEST.set(Sent::default());
+        let mut result = self.agent.get(url.as_str()).call();
+        let stale = match &result {
+            Err(e) => LAST_REQUEST.get().met_a_stale_connection() && closed_unanswered(e),
+            Ok(_) => false,
+        };
+        let remaining = self.timeout.saturating_sub(sent.elapsed());
+        if stale && !remaining.is_zero() {
+            log::debug!(
+                "{url}: a pooled connection was closed before it answered; sending again on a \
+                 new connection"
+            );
+            LAST_REQUEST.set(Sent::default());
+            result = self
+                .agent
+                .get(url.as_str())
+                .config()
+                // Every pooled connection is too old for this request: each hop (redirects
+                // included) dials anew.
+                .max_idle_age(Duration::ZERO)
+                .timeout_global(Some(remaining))
+                .build()
+                .call();
+        }
+        let response = result.map_err(|e| HttpFailure {
+            failure: self.describe(&e),
+            status: None,
+            declared_mime: None,
+            ttfb: None,
+        })?;
         let ttfb = sent.elapsed();
         let status = response.status().as_u16();
         let declared_mime = response
@@ -170,6 +203,15 @@ impl Http {
             }
             E::BadUri(why) => Failure::permanent(Reason::BadUrl, format!("unusable URL: {why}")),
             E::Tls(why) => Failure::permanent(Reason::Tls, format!("TLS error: {why}")),
+            // A redirect that cannot be followed is the server's answer, and it will give the
+            // same one next time.
+            E::Protocol(ureq_proto::Error::NoLocationHeader) => {
+                Failure::permanent(Reason::Redirects, "a redirect without a Location header")
+            }
+            E::Protocol(ureq_proto::Error::BadLocationHeader(location)) => Failure::permanent(
+                Reason::Redirects,
+                format!("a redirect to an unusable Location: {location:?}"),
+            ),
             E::Protocol(e) => {
                 Failure::transient(Reason::Network, format!("the server broke HTTP: {e}"))
             }
@@ -277,6 +319,93 @@ pub fn io_failure(context: &str, e: &io::Error) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::retry::Kind;
+    use crate::testkit::{Fault, Reply, TestServer, images};
+    use std::io::Read;
+
+    /// The defaults, with the test server's address allowed.
+    fn local() -> FetchConfig {
+        FetchConfig {
+            timeout_secs: 20,
+            allow_ips: vec!["127.0.0.1/32".into()],
+            ..FetchConfig::default()
+        }
+    }
+
+    fn get(http: &Http, server: &TestServer, path: &str) -> Result<Response, HttpFailure> {
+        http.get(&Url::parse(&server.url(path)).unwrap())
+    }
+
+    /// Regression: a 302 whose Location was missing or not ASCII failed as "the server broke
+    /// HTTP", which is retried, until the attempts ran out.
+    #[test]
+    fn a_redirect_without_a_usable_location_fails_at_once() {
+        let server = TestServer::start();
+        server.route("/none", Reply::status(302));
+        server.route(
+            "/not-ascii",
+            Reply::status(301).header("Location", "/caf\u{e9}.png"),
+        );
+        let http = Http::new(&local(), 1).unwrap();
+        for path in ["/none", "/not-ascii"] {
+            let Err(failed) = get(&http, &server, path) else {
+                panic!("{path}: a redirect without a usable Location was followed");
+            };
+            assert_eq!(
+                (failed.failure.kind, failed.failure.reason),
+                (Kind::Permanent, Reason::Redirects),
+                "{path}: {failed:?}"
+            );
+            assert!(failed.failure.error.contains("Location"), "{failed:?}");
+            assert_eq!(server.hits(path), 1);
+        }
+    }
+
+    /// Regression: after a 302 on a keep-alive connection, the redirect went out on that pooled
+    /// connection, which the server closed without answering: the attempt failed with
+    /// "connection reset" and cost the job an attempt. curl and browsers send such a request
+    /// again on a new connection.
+    #[test]
+    fn a_request_on_a_pooled_connection_closed_before_any_answer_is_sent_again() {
+        let server = TestServer::start();
+        let body = images::png(4, 4, 1);
+        server.route("/moved", Reply::redirect(302, "/image.png"));
+        server.route(
+            "/image.png",
+            Reply::sequence(vec![
+                Reply::image(body.clone(), "image/png").fault(Fault::Reset),
+                Reply::image(body.clone(), "image/png"),
+            ]),
+        );
+        let http = Http::new(&local(), 1).unwrap();
+        let mut response = match get(&http, &server, "/moved") {
+            Ok(response) => response,
+            Err(failed) => panic!("not sent again: {failed:?}"),
+        };
+        assert_eq!(response.status, 200);
+        let mut got = Vec::new();
+        response.body.read_to_end(&mut got).unwrap();
+        assert_eq!(got, body);
+        assert_eq!(server.hits("/image.png"), 2);
+        assert!(server.connections() >= 2, "not on a new connection");
+    }
+
+    /// A new connection that the server closes without answering is the server's doing: the
+    /// request is not sent again within the attempt (the retry policy decides).
+    #[test]
+    fn a_new_connection_closed_before_any_answer_is_not_sent_again() {
+        let server = TestServer::start();
+        server.route(
+            "/closes",
+            Reply::image(images::png(4, 4, 1), "image/png").fault(Fault::Reset),
+        );
+        let http = Http::new(&local(), 1).unwrap();
+        let Err(failed) = get(&http, &server, "/closes") else {
+            panic!("a server that never answers answered");
+        };
+        assert_eq!(failed.failure.kind, Kind::Transient, "{failed:?}");
+        assert_eq!(server.hits("/closes"), 1);
+    }
 
     #[test]
     fn ca_file_adds_to_the_mozilla_roots_instead_of_replacing_them() {

@@ -174,8 +174,21 @@ pub fn serve(
     queue: &dyn Queue,
 ) -> Result<SocketAddr, String> {
     let mut watch: Box<dyn Watch> = queue.watch().map_err(|e| e.to_string())?;
-    let server = tiny_http::Server::http(addr)
-        .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+    let server = tiny_http::Server::http(addr).map_err(|e| {
+        let taken = e
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::AddrInUse);
+        if taken {
+            // Typically a second daemon started with the same config.
+            format!(
+                "cannot serve metrics on {addr}: the port is taken (another jobd with this \
+                 config?); give each daemon its own [metrics] listen port, or leave listen unset \
+                 for all but one"
+            )
+        } else {
+            format!("cannot serve metrics on {addr}: {e}")
+        }
+    })?;
     let bound = server
         .server_addr()
         .to_ip()

@@ -84,6 +84,7 @@ pub fn run(
         (Instant::now(), Instant::now(), Instant::now());
     let mut last_prune: Option<Instant> = None;
     let mut next_due: Option<i64> = None;
+    let mut drain_wait = options.drain.then(DrainWait::default);
     let mut watch_failing = false;
     while !stop.load(Ordering::SeqCst) {
         for worker in &mut workers {
@@ -126,7 +127,7 @@ pub fn run(
             &mut *watch,
             &shared,
             &mut next_due,
-            options.drain,
+            drain_wait.as_mut(),
             options.poll_interval,
         ) {
             Ok(drained) => {
@@ -157,23 +158,73 @@ pub fn run(
 }
 
 /// One look at the queue, after waiting up to `wait` for a change (the loop's only pause): wakes
-/// idle workers when a job is due. Returns true when `drain` is set and nothing is left to do.
+/// idle workers when a job is due. With `drain` (`--drain`), says what it waits for, and returns
+/// true once nothing is left to do.
 fn tick(
     watch: &mut dyn Watch,
     shared: &Shared,
     next_due: &mut Option<i64>,
-    drain: bool,
+    drain: Option<&mut DrainWait>,
     wait: Duration,
 ) -> Result<bool, StoreError> {
     let changed = watch.changed(wait)?;
     let now = now_ms();
-    if changed || next_due.is_some_and(|t| t <= now) {
+    let looked = changed || next_due.is_some_and(|t| t <= now);
+    if looked {
         *next_due = watch.next_due()?;
         if next_due.is_some_and(|t| t <= now) {
             shared.wake.notify();
         }
     }
-    Ok(drain && !watch.pending()?)
+    let Some(drain) = drain else {
+        return Ok(false);
+    };
+    if looked {
+        drain.look(watch, *next_due, now)?;
+    }
+    Ok(!watch.pending()?)
+}
+
+/// With `--drain`, what the daemon waits for when no job is due: a cron batch whose last job is
+/// scheduled hours ahead must not hang without a word.
+#[derive(Default)]
+struct DrainWait {
+    /// (jobs scheduled for later, the next due time) as last logged, while waiting.
+    logged: Option<(i64, i64)>,
+}
+
+impl DrainWait {
+    /// Logs the jobs scheduled for later and when the next is due, when no job is due now: at
+    /// the first look and whenever either changes. Called only when the queue changed.
+    fn look(
+        &mut self,
+        watch: &mut dyn Watch,
+        next_due: Option<i64>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        // The earliest queued job is in the future, so every queued job is.
+        let Some(due) = next_due.filter(|&t| t > now) else {
+            self.logged = None;
+            return Ok(());
+        };
+        let (scheduled, running) = watch.queued_and_running()?;
+        if self.logged == Some((scheduled, due)) {
+            return Ok(());
+        }
+        self.logged = Some((scheduled, due));
+        let running = match running {
+            0 => String::new(),
+            n => format!("; {n} running"),
+        };
+        log::info!(
+            "draining: waiting for {scheduled} {} scheduled for later; the next is due at {} \
+             (in {}){running}",
+            if scheduled == 1 { "job" } else { "jobs" },
+            crate::logger::timestamp(due),
+            crate::cli::time::span(due - now),
+        );
+        Ok(())
+    }
 }
 
 /// How often the write-ahead log is checkpointed and truncated, on top of SQLite's automatic

@@ -21,20 +21,29 @@ struct Args {
     drain: bool,
 }
 
+/// Exit codes, as jobctl's (README, "Exit codes"): 0 stopped or drained, 1 failure (the
+/// database, the blob_dir, the metrics port), 2 bad input (usage, the config file).
 fn main() -> ExitCode {
     let args = Args::parse();
     jobd::logger::init();
     let path = Config::locate(args.config.as_deref());
-    let result = Config::load(&path)
-        .map_err(|e| e.to_string())
-        .and_then(|mut config| {
-            if let Some(n) = args.workers {
-                config.workers = n;
-                config.validate().map_err(|e| format!("--workers: {e}"))?;
-            }
-            jobd::daemon::run(&config, args.drain)
-        });
-    match result {
+    let config = Config::load(&path).and_then(|mut config| {
+        if let Some(n) = args.workers {
+            config.workers = n;
+            config
+                .validate()
+                .map_err(|e| jobd::config::ConfigError(format!("--workers: {e}")))?;
+        }
+        Ok(config)
+    });
+    let config = match config {
+        Ok(config) => config,
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match jobd::daemon::run(&config, args.drain) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");

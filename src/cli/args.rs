@@ -8,8 +8,9 @@ use super::time;
 use crate::store::{JobId, STATES, now_ms};
 
 const EXIT_CODES: &str = "\
-Exit codes: 0 success; 1 failure (database, I/O, or cancel/retry could act on none of the jobs \
-named); 2 bad input (usage, config, rejected URLs or lines); 3 not found.
+Exit codes: 0 success; 1 failure (the database, the blob_dir or a file could not be used, an \
+interrupted prune, or cancel/retry could act on none of the jobs named); 2 bad input (usage, the \
+config file, rejected URLs or lines); 3 not found.
 
 Times: DURATION is like 30s, 10m, 2h, 1d or 1h30m. TIME is RFC 3339 (2026-11-26T08:00:00Z, \
 2026-11-26T09:00:00+01:00) or a bare date (midnight UTC).";
@@ -38,6 +39,12 @@ pub struct Args {
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// Create the database (with its tables) and the blob_dir the config names, and say how to
+    /// add a first job
+    ///
+    /// The sqlite3 shell cannot create jobd's tables: run this (or jobd once) before its first
+    /// INSERT. Harmless on an existing database: nothing is changed but pending migrations.
+    Init,
     /// Queue image URLs; prints the new jobs' ids, one per line
     ///
     /// Every URL is checked first (http or https, a host, no spaces); one bad URL rejects the
@@ -137,7 +144,9 @@ pub enum Command {
     /// Delete finished jobs and their attempts, in small batches
     ///
     /// Daemons keep working meanwhile: each batch is one short transaction. Blob files stay
-    /// unless --blobs is given.
+    /// unless --blobs is given. With --blobs, the blobs to delete are first set aside while
+    /// the attempts running at that moment end (one may be storing the same image); Ctrl-C or
+    /// the end of --wait puts them back and deletes none.
     Prune {
         /// Only jobs that finished more than DURATION ago
         #[arg(long, value_name = "DURATION", value_parser = time::parse_duration)]
@@ -148,6 +157,10 @@ pub enum Command {
         /// Also delete the blob files of the pruned jobs that no remaining job refers to
         #[arg(long)]
         blobs: bool,
+        /// With --blobs: how long to wait for running attempts before giving up (and deleting
+        /// no blob) [default: the config's fetch.timeout_secs + lease_secs]
+        #[arg(long, value_name = "DURATION", requires = "blobs", value_parser = time::parse_duration)]
+        wait: Option<i64>,
     },
     /// Follow the queue until it is drained: progress, rate, ETA and counts per state
     ///

@@ -61,7 +61,7 @@ pub fn run(
         )
     } else {
         let f = File::open(file)
-            .map_err(|e| Failure::BadInput(format!("cannot open {}: {e}", file.display())))?;
+            .map_err(|e| Failure::Other(format!("cannot open {}: {e}", file.display())))?;
         let size = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
         (Box::new(BufReader::with_capacity(1 << 20, f)), size)
     };
@@ -138,9 +138,12 @@ pub fn run(
         None => {}
     }
     if parsed.rejected > 0 {
+        let (rejected, were) = match parsed.rejected {
+            1 => ("1 line".to_string(), "was"),
+            n => (format!("{n} lines"), "were"),
+        };
         return Err(Failure::BadInput(format!(
-            "{} lines of {name} were rejected; the other lines were added",
-            parsed.rejected
+            "{rejected} of {name} {were} rejected; the other lines were added"
         )));
     }
     Ok(())

@@ -3,8 +3,9 @@
 //! [`crate::joburl`]. Tables go to stdout (`output.rs`), or JSON with `--json` (`json.rs`, whose
 //! shapes the README documents); errors go to stderr.
 //!
-//! Exit codes: 0 success, 1 failure (database, I/O, or a command that could act on none of the
-//! jobs it named), 2 bad input (usage, config, rejected URLs or lines), 3 not found.
+//! Exit codes (the README's table): 0 success, 1 failure (the database, the blob_dir or a file
+//! could not be used, an interrupted prune, or a command that could act on none of the jobs it
+//! named), 2 bad input (usage, the config file, rejected URLs or lines), 3 not found.
 //!
 //! Architecture invariant: no SQL here; what jobctl asks of the database is a method in
 //! `store::Admin`.
@@ -12,15 +13,17 @@
 mod args;
 mod control;
 mod import;
+mod init;
 mod input;
 mod jobs;
 mod json;
 mod output;
 mod prune;
-mod time;
+pub(crate) mod time;
 mod watch;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 pub use args::Args;
 use args::Command;
@@ -68,6 +71,7 @@ fn run(args: Args) -> Result<(), Failure> {
     let store = &*store;
     let json = args.json;
     match args.command {
+        Command::Init => init::run(&config, args.config.as_deref(), json),
         Command::Add {
             urls,
             priority,
@@ -116,7 +120,19 @@ fn run(args: Args) -> Result<(), Failure> {
             older_than,
             state,
             blobs,
-        } => prune::run(store, &config.blob_dir, older_than, &state, blobs, json),
+            wait,
+        } => {
+            // No attempt outlives its fetch deadline, and a dead daemon's ends with its lease.
+            let wait = wait.map_or(
+                Duration::from_secs(config.fetch.timeout_secs + config.lease_secs),
+                |ms| Duration::from_millis(ms.max(0) as u64),
+            );
+            let blobs = blobs.then(|| prune::BlobOptions {
+                blob_dir: &config.blob_dir,
+                wait,
+            });
+            prune::run(store, older_than, &state, blobs, json)
+        }
         Command::Watch { interval } => watch::run(store, interval, json),
         Command::Pause => control::pause(store, true, json),
         Command::Resume => control::pause(store, false, json),

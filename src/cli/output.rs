@@ -16,6 +16,12 @@ fn time(ms: Option<i64>, now: i64) -> String {
     )
 }
 
+/// A count with its noun: "1 blob", "3 blobs" (every noun jobctl counts takes an s).
+pub fn count(n: impl Into<u64>, noun: &str) -> String {
+    let n = n.into();
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
 /// Keeps a table row on one line: control characters out, long text cut.
 pub fn cell(text: &str, max: usize) -> String {
     let clean: String = text

@@ -2,32 +2,46 @@
 //! `Queue::prune`), and with `--blobs` the blob files that no remaining job refers to.
 //!
 //! Deleting a blob races with a daemon that is storing the same bytes right now: it may have seen
-//! the file exist, dropped its own copy, and be about to record `done` with that name. So a blob
-//! is first moved aside into `blob_dir/.tmp`; every attempt running at that moment is allowed
-//! to end; then a blob that a job refers to by now is moved back, and the rest are deleted. A
-//! job recorded in that window misses its file for moments, never for good.
+//! the file exist, dropped its own copy, and be about to record `done` with that name. So the
+//! blob store first holds each blob aside ([`BlobStore::hold`]); every attempt running at that
+//! moment is allowed to end; then a blob that a job refers to by now is restored, and the rest
+//! are deleted. A job recorded in that window misses its file for moments, never for good.
+//!
+//! The wait is bounded (`--wait`, by default the fetch deadline plus a lease: no live attempt
+//! outlasts that), and SIGINT or SIGTERM end it early. Either way every blob still held goes
+//! back and none is deleted; if jobctl dies outright, the blob store's sweeper restores them.
 
-use std::fs;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use signal_hook::SigId;
+use signal_hook::consts::{SIGINT, SIGTERM};
 
-use super::output::human_bytes;
+use super::output::{count, human_bytes};
+use super::time::span;
 use super::{Failure, print_json};
-use crate::store::{Store, StoreError, now_ms};
+use crate::blobs::{self, BlobStore, Held};
+use crate::store::{Store, now_ms};
 
 /// Jobs deleted per transaction.
 const PRUNE_BATCH: usize = 1_000;
 const FINISHED: [&str; 3] = ["done", "failed", "cancelled"];
 
+/// What `--blobs` needs beside the database.
+pub struct BlobOptions<'a> {
+    pub blob_dir: &'a Path,
+    /// How long to wait for the attempts running now to end.
+    pub wait: Duration,
+}
+
 pub fn run(
     store: &dyn Store,
-    blob_dir: &Path,
     older_than: i64,
     states: &[String],
-    blobs: bool,
+    blobs: Option<BlobOptions>,
     as_json: bool,
 ) -> Result<(), Failure> {
     let mut states: Vec<&str> = states.iter().map(String::as_str).collect();
@@ -38,14 +52,19 @@ pub fn run(
     states.dedup();
     let before = now_ms().saturating_sub(older_than);
     let mut candidates = Candidates::default();
-    if blobs {
+    if blobs.is_some() {
         store.blobs_of_finished(before, &states, &mut |path| candidates.add(path))?;
     }
     let pruned = store.prune(before, &states, PRUNE_BATCH)?;
-    let removed = if blobs {
-        remove_unreferenced(store, blob_dir, candidates)?
-    } else {
-        Removed::default()
+    let removed = match &blobs {
+        Some(options) => remove_unreferenced(store, options, candidates).map_err(|e| match e {
+            Failure::Other(why) => Failure::Other(format!(
+                "{why}; the {} pruned before stay pruned",
+                count(pruned as u64, "job")
+            )),
+            other => other,
+        })?,
+        None => Removed::default(),
     };
     if as_json {
         print_json(&json!({
@@ -59,7 +78,7 @@ pub fn run(
             "pruned {pruned} jobs ({}) and their attempts",
             states.join(", ")
         );
-        if blobs {
+        if blobs.is_some() {
             println!(
                 "removed {} blob files ({}); kept {} that other jobs use",
                 removed.files,
@@ -83,9 +102,16 @@ impl Candidates {
     /// Takes `ab/cd/<sha256>.<ext>` as jobd writes it; anything else is no path of ours and is
     /// never deleted.
     fn add(&mut self, blob_path: &str) {
-        let Some((sha, ext)) = parse_blob_path(blob_path) else {
+        let Some((hex, ext)) = blobs::parse_rel_path(blob_path) else {
             return;
         };
+        let mut sha = [0u8; 32];
+        for (i, byte) in sha.iter_mut().enumerate() {
+            match hex.get(2 * i..2 * i + 2).map(|p| u8::from_str_radix(p, 16)) {
+                Some(Ok(b)) => *byte = b,
+                _ => return,
+            }
+        }
         let idx = match self.exts.iter().position(|e| e == ext) {
             Some(i) => i,
             None if self.exts.len() < 256 => {
@@ -98,27 +124,6 @@ impl Candidates {
     }
 }
 
-fn parse_blob_path(path: &str) -> Option<([u8; 32], &str)> {
-    let (dirs, file) = path.rsplit_once('/')?;
-    let (hex, ext) = file.split_once('.')?;
-    let ext_ok = (1..=8).contains(&ext.len())
-        && ext
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    if hex.len() != 64 || !ext_ok || dirs != format!("{}/{}", &hex[..2], &hex[2..4]) {
-        return None;
-    }
-    let mut sha = [0u8; 32];
-    for (i, byte) in sha.iter_mut().enumerate() {
-        let pair = hex.get(2 * i..2 * i + 2)?;
-        if pair.bytes().any(|b| b.is_ascii_uppercase()) {
-            return None;
-        }
-        *byte = u8::from_str_radix(pair, 16).ok()?;
-    }
-    Some((sha, ext))
-}
-
 #[derive(Default)]
 struct Removed {
     files: u64,
@@ -127,121 +132,214 @@ struct Removed {
     kept: u64,
 }
 
-/// A blob moved aside: its sha256, where it lives, and where it waits.
-struct Aside {
-    sha: String,
-    home: PathBuf,
-    waiting: PathBuf,
-}
-
 fn remove_unreferenced(
     store: &dyn Store,
-    blob_dir: &Path,
+    options: &BlobOptions,
     mut candidates: Candidates,
 ) -> Result<Removed, Failure> {
     candidates.blobs.sort_unstable();
     candidates.blobs.dedup();
-    let tmp = blob_dir.join(".tmp");
-    fs::create_dir_all(&tmp)
-        .map_err(|e| Failure::Other(format!("cannot create {}: {e}", tmp.display())))?;
+    // Opening the store also restores what an earlier, interrupted prune left held.
+    let blob_store = BlobStore::open(options.blob_dir).map_err(|e| {
+        Failure::Other(format!(
+            "cannot open blob_dir {}: {e}",
+            options.blob_dir.display()
+        ))
+    })?;
+    let signals = Signals::install()?;
     let mut removed = Removed::default();
-    let mut aside = Vec::new();
-    for (sha, ext) in &candidates.blobs {
-        let sha: String = sha.iter().map(|b| format!("{b:02x}")).collect();
-        if store.blob_referenced(&sha)? {
-            removed.kept += 1;
-            continue;
-        }
-        let ext = &candidates.exts[usize::from(*ext)];
-        let home = blob_dir.join(format!("{}/{}/{sha}.{ext}", &sha[..2], &sha[2..4]));
-        // Named like the daemon's temporary files, so that if jobctl dies here a daemon
-        // sweeps it up at its next start.
-        let waiting = tmp.join(format!("{}-prune-{sha}.part", std::process::id()));
-        match fs::rename(&home, &waiting) {
-            Ok(()) => aside.push(Aside { sha, home, waiting }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => eprintln!("jobctl: cannot remove {}: {e}", home.display()),
-        }
-    }
-    let result = wait_for_running_attempts(store).and_then(|()| {
-        for blob in &aside {
-            if store.blob_referenced(&blob.sha)? {
-                put_back(blob);
-                removed.kept += 1;
-            } else {
-                let bytes = fs::metadata(&blob.waiting).map_or(0, |m| m.len());
-                match fs::remove_file(&blob.waiting) {
-                    Ok(()) => {
+    let mut held: Vec<Held> = Vec::new();
+    let result = hold_unreferenced(store, &blob_store, &candidates, &signals, &mut held)
+        .and_then(|kept| {
+            removed.kept = kept;
+            wait_for_running_attempts(store, options.wait, held.len(), &signals)
+        })
+        .and_then(|()| {
+            // Popped only once the database has answered, so that on an error every blob not
+            // yet decided is still in `held`, and goes back.
+            while let Some(sha256) = held.last().map(|b| b.sha256.clone()) {
+                let referenced = store.blob_referenced(&sha256)?;
+                let Some(blob) = held.pop() else { break };
+                if referenced {
+                    restore(&blob_store, blob);
+                    removed.kept += 1;
+                    continue;
+                }
+                let shown = format!("{}.*", &blob.sha256);
+                match blob_store.delete(blob) {
+                    Ok(bytes) => {
                         removed.files += 1;
                         removed.bytes += bytes;
                     }
-                    Err(e) => eprintln!("jobctl: cannot remove {}: {e}", blob.waiting.display()),
+                    Err(e) => eprintln!("jobctl: cannot remove blob {shown}: {e}"),
                 }
             }
-        }
-        Ok(())
-    });
+            Ok(())
+        });
     match result {
         Ok(()) => Ok(removed),
         Err(e) => {
-            // Without the database's word, nothing is deleted: every blob goes back.
-            for blob in aside.iter().filter(|b| b.waiting.exists()) {
-                put_back(blob);
+            // Stopped, or without the database's word: nothing more is deleted, and every blob
+            // still held goes back.
+            let back = held.len();
+            for blob in held {
+                restore(&blob_store, blob);
             }
-            Err(e.into())
+            let why = match e {
+                Failure::Other(why) | Failure::BadInput(why) | Failure::NotFound(why) => why,
+            };
+            Err(Failure::Other(format!(
+                "{why}; {} set aside put back, none deleted",
+                count(back as u64, "blob")
+            )))
         }
     }
 }
 
-/// Moves a blob back home, unless a daemon has meanwhile stored the same bytes there.
-fn put_back(blob: &Aside) {
-    let result = if blob.home.exists() {
-        fs::remove_file(&blob.waiting)
-    } else {
-        fs::rename(&blob.waiting, &blob.home)
-    };
-    if let Err(e) = result {
-        eprintln!(
-            "jobctl: cannot move {} back to {}: {e}",
-            blob.waiting.display(),
-            blob.home.display()
-        );
+/// Holds aside every candidate that no job refers to; returns how many are still referred to.
+fn hold_unreferenced(
+    store: &dyn Store,
+    blob_store: &BlobStore,
+    candidates: &Candidates,
+    signals: &Signals,
+    held: &mut Vec<Held>,
+) -> Result<u64, Failure> {
+    let mut kept = 0;
+    for (sha, ext) in &candidates.blobs {
+        signals.check()?;
+        let sha = blobs::hex(sha);
+        if store.blob_referenced(&sha)? {
+            kept += 1;
+            continue;
+        }
+        let ext = &candidates.exts[usize::from(*ext)];
+        let rel_path = format!("{}/{}/{sha}.{ext}", &sha[..2], &sha[2..4]);
+        match blob_store.hold(&rel_path) {
+            Ok(Some(blob)) => held.push(blob),
+            Ok(None) => {}
+            Err(e) => eprintln!("jobctl: cannot remove blob {rel_path}: {e}"),
+        }
+    }
+    Ok(kept)
+}
+
+fn restore(blob_store: &BlobStore, blob: Held) {
+    let shown = format!("{}.*", &blob.sha256);
+    if let Err(e) = blob_store.restore(blob) {
+        eprintln!("jobctl: cannot put blob {shown} back: {e}");
     }
 }
 
-/// Waits until every attempt that runs now has ended (or its daemon died: its lease expired).
-fn wait_for_running_attempts(store: &dyn Store) -> Result<(), StoreError> {
+/// Waits until every attempt that runs now has ended (or its daemon died: its lease expired),
+/// for at most `bound`; a signal ends the wait early.
+fn wait_for_running_attempts(
+    store: &dyn Store,
+    bound: Duration,
+    held: usize,
+    signals: &Signals,
+) -> Result<(), Failure> {
+    if held == 0 {
+        return Ok(());
+    }
     let attempts = store.live_attempts()?;
     let start = Instant::now();
     let mut told = false;
     loop {
+        signals.check()?;
         let live = store.still_live(&attempts)?;
         if live == 0 {
             return Ok(());
         }
-        if !told && start.elapsed() > Duration::from_millis(500) {
+        let waited = start.elapsed();
+        if waited >= bound {
+            return Err(Failure::Other(format!(
+                "gave up after {}: {} running when the blobs were set aside still \
+                 running (--wait sets how long to wait)",
+                span(waited.as_millis() as i64),
+                count(live as u64, "attempt")
+            )));
+        }
+        if !told && waited > Duration::from_millis(500) {
             told = true;
             eprintln!(
-                "jobctl: waiting for {live} running jobs to end their attempts before deleting \
-                 blobs (one of them may be storing the same image)"
+                "jobctl: waiting up to {} for {} to end before deleting {} (one of them may \
+                 be storing the same image); Ctrl-C puts the blobs back",
+                span(bound.as_millis() as i64),
+                count(live as u64, "running attempt"),
+                count(held as u64, "blob")
             );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
+/// SIGINT and SIGTERM while blobs are held: the first ends the wait and puts the blobs back; a
+/// second exits at once (the blob store's sweeper restores them then). Default handling returns
+/// when this is dropped.
+struct Signals {
+    caught: Arc<AtomicUsize>,
+    ids: Vec<SigId>,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, Failure> {
+        let caught = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(AtomicBool::new(false));
+        let mut ids = Vec::new();
+        for signal in [SIGINT, SIGTERM] {
+            let registered = signal_hook::flag::register_conditional_shutdown(
+                signal,
+                128 + signal,
+                seen.clone(),
+            )
+            .and_then(|first| {
+                ids.push(first);
+                signal_hook::flag::register(signal, seen.clone())
+            })
+            .and_then(|second| {
+                ids.push(second);
+                signal_hook::flag::register_usize(signal, caught.clone(), signal as usize)
+            });
+            match registered {
+                Ok(id) => ids.push(id),
+                Err(e) => {
+                    return Err(Failure::Other(format!(
+                        "cannot install the signal handler: {e}"
+                    )));
+                }
+            }
+        }
+        Ok(Signals { caught, ids })
+    }
+
+    /// An error naming the signal, once one has arrived.
+    fn check(&self) -> Result<(), Failure> {
+        let name = match self.caught.load(Ordering::SeqCst) {
+            0 => return Ok(()),
+            n if n == SIGINT as usize => "SIGINT",
+            _ => "SIGTERM",
+        };
+        Err(Failure::Other(format!("interrupted by {name}")))
+    }
+}
+
+impl Drop for Signals {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_blob_path;
+    use super::Candidates;
 
     #[test]
     fn only_blob_paths_of_jobds_shape_are_taken() {
         let sha = "3aef82".to_string() + &"0".repeat(58);
-        let good = format!("3a/ef/{sha}.png");
-        assert_eq!(
-            parse_blob_path(&good).map(|(s, e)| (s[0], s[1], e)),
-            Some((0x3a, 0xef, "png"))
-        );
+        let mut candidates = Candidates::default();
+        candidates.add(&format!("3a/ef/{sha}.png"));
         for bad in [
             format!("3a/ee/{sha}.png"),
             format!("../3a/ef/{sha}.png"),
@@ -250,7 +348,10 @@ mod tests {
             format!("3a/ef/{sha}"),
             "/etc/passwd".to_string(),
         ] {
-            assert!(parse_blob_path(&bad).is_none(), "{bad}");
+            candidates.add(&bad);
         }
+        assert_eq!(candidates.blobs.len(), 1);
+        assert_eq!(candidates.blobs[0].0[..2], [0x3a, 0xef]);
+        assert_eq!(candidates.exts, ["png"]);
     }
 }

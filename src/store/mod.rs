@@ -170,6 +170,9 @@ pub trait Watch: Send {
     fn pending(&mut self) -> Result<bool, StoreError>;
     /// The number of jobs in each state (states with no job are left out).
     fn counts(&mut self) -> Result<Vec<(String, i64)>, StoreError>;
+    /// The queued and the running jobs, counted from their partial indexes: cheap however many
+    /// finished jobs the table holds (`--drain` says what it waits for).
+    fn queued_and_running(&mut self) -> Result<(i64, i64), StoreError>;
     /// Keeps the write-ahead log bounded: checkpoints and truncates it when no reader holds an old
     /// snapshot; gives up at once otherwise (the next call tries again).
     fn checkpoint(&mut self) -> Result<(), StoreError>;

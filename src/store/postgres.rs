@@ -28,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0002_controls.sql"),
     include_str!("../../migrations/postgres/0003_blob_refs.sql"),
     include_str!("../../migrations/postgres/0004_validation.sql"),
+    include_str!("../../migrations/postgres/0005_ids_never_reused.sql"),
 ];
 
 /// Serialises migrations between daemons starting at once (`pg_advisory_xact_lock`): "jobd" in

@@ -28,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_controls.sql"),
     include_str!("../../migrations/0003_blob_refs.sql"),
     include_str!("../../migrations/0004_validation.sql"),
+    include_str!("../../migrations/0005_ids_never_reused.sql"),
 ];
 
 /// How long a connection waits for another writer before giving up. Writers hold the lock for
@@ -119,8 +120,18 @@ impl SqliteStore {
 
     /// Applies pending migrations in one IMMEDIATE transaction, so two processes opening a new
     /// file at once cannot both apply them.
+    ///
+    /// They run on a connection of their own with foreign keys off, as SQLite's documented way
+    /// of rebuilding a table requires (0005 rebuilds `jobs`): with them on, dropping the old
+    /// table would delete every attempt through ON DELETE CASCADE. (The pragma cannot change
+    /// inside a transaction, hence the separate connection, which is never pooled.) Before the
+    /// commit, `foreign_key_check` proves that every reference still holds.
     fn migrate(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
+        let mut conn = Connection::open(&self.path)
+            .ctx(format_args!("opening the database {}", self.path.display()))?;
+        configure(&mut conn).ctx("configuring the migration's connection")?;
+        conn.pragma_update(None, "foreign_keys", false)
+            .ctx("configuring the migration's connection")?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .ctx("starting the migration")?;
@@ -128,11 +139,25 @@ impl SqliteStore {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .ctx("reading the schema version")?;
         let applied = migrations_applied(applied, MIGRATIONS.len())?;
+        if applied == MIGRATIONS.len() {
+            return Ok(());
+        }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
             tx.execute_batch(sql)
                 .ctx(format_args!("applying migration {}", i + 1))?;
             tx.pragma_update(None, "user_version", i as i64 + 1)
                 .ctx("recording the schema version")?;
+        }
+        let broken: i64 = tx
+            .query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })
+            .ctx("checking references after the migration")?;
+        if broken > 0 {
+            return Err(StoreError::new(
+                "checking references after the migration",
+                format!("{broken} rows refer to rows that are gone; nothing was changed"),
+            ));
         }
         tx.commit().ctx("committing the migration")
     }
@@ -182,6 +207,73 @@ mod tests {
             sync, 1,
             "jobctl's add left the pooled connection fsyncing every commit"
         );
+    }
+
+    /// Migration 0005 rebuilds `jobs` for AUTOINCREMENT: on a database in use, every row, every
+    /// attempt (which a cascade would have deleted) and every index survives, and the references
+    /// still cascade afterwards.
+    #[test]
+    fn the_rebuild_for_ids_never_reused_keeps_jobs_attempts_and_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            configure(&mut conn).unwrap();
+            for sql in &MIGRATIONS[..4] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch(
+                "PRAGMA user_version = 4;
+                 INSERT INTO jobs (id, url, state, sha256, validation, validation_note)
+                     VALUES (1, 'http://127.0.0.1/a', 'done', 'ab', 'structure', 'no decoder'),
+                            (2, 'http://127.0.0.1/b', 'queued', NULL, NULL, NULL),
+                            (7, 'http://127.0.0.1/c', 'failed', NULL, NULL, NULL);
+                 INSERT INTO attempts (job_id, attempt, started_at, outcome)
+                     VALUES (1, 1, 0, 'done'), (7, 1, 0, 'failed'), (7, 2, 0, 'failed');
+                 UPDATE jobs SET cancel_requested = 1 WHERE id = 2;",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path, 1).unwrap();
+        let conn = store.conn().unwrap();
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(count("PRAGMA user_version"), MIGRATIONS.len() as i64);
+        assert_eq!(count("SELECT COUNT(*) FROM attempts"), 3);
+        assert_eq!(
+            count(
+                "SELECT COUNT(*) FROM jobs_view WHERE id = 1 AND validation = 'structure'
+                 AND validation_note = 'no decoder' AND sha256 = 'ab'"
+            ),
+            1
+        );
+        assert_eq!(count("SELECT cancel_requested FROM jobs WHERE id = 2"), 1);
+        assert_eq!(
+            count("SELECT seq FROM sqlite_sequence WHERE name = 'jobs'"),
+            7
+        );
+        for index in [
+            "jobs_claim",
+            "jobs_due",
+            "jobs_lease",
+            "jobs_state",
+            "jobs_finished",
+            "jobs_sha256",
+        ] {
+            assert_eq!(
+                count(&format!(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = '{index}'
+                     AND tbl_name = 'jobs'"
+                )),
+                1,
+                "{index}"
+            );
+        }
+        conn.execute("DELETE FROM jobs WHERE id IN (1, 7)", [])
+            .unwrap();
+        assert_eq!(count("SELECT COUNT(*) FROM attempts"), 0, "no cascade");
+        conn.execute("INSERT INTO jobs (url) VALUES ('http://127.0.0.1/d')", [])
+            .unwrap();
+        assert_eq!(count("SELECT MAX(id) FROM jobs"), 8);
     }
 
     #[test]

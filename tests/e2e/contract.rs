@@ -182,6 +182,7 @@ contract!(
     the_watch_sees_new_rows_and_due_times,
     the_next_due_time_is_the_earliest_over_all_priorities,
     extreme_run_at_values_typed_by_hand_break_nothing,
+    ids_are_never_reused_after_a_prune,
 );
 
 fn a_row_inserted_by_hand_is_runnable(f: &Fixture) {
@@ -735,6 +736,7 @@ fn the_watch_sees_new_rows_and_due_times(f: &Fixture) {
     });
     let due = watch.next_due().unwrap().expect("a queued job");
     assert!((due - later).abs() < 5_000, "due {due}, scheduled {later}");
+    assert_eq!(watch.queued_and_running().unwrap(), (1, 1));
 }
 
 fn the_next_due_time_is_the_earliest_over_all_priorities(f: &Fixture) {
@@ -797,4 +799,38 @@ fn extreme_run_at_values_typed_by_hand_break_nothing(f: &Fixture) {
         ]
     );
     assert_eq!((claimed[1].attempts, claimed[1].max_attempts), (0, Some(0)));
+}
+
+/// Regression (issue 12): after a prune of every finished job, SQLite gave the next job the id
+/// of a pruned one, so whatever outside the database kept that id named another image.
+fn ids_are_never_reused_after_a_prune(f: &Fixture) {
+    let first = f.add(&["http://127.0.0.1/a", "http://127.0.0.1/b"]);
+    let claimed = f.claim(2);
+    let reports = [done("a"), failed("HTTP 404")];
+    let items: Vec<_> = claimed.iter().zip(&reports).collect();
+    f.store.complete_many(&items).unwrap();
+    let everything = now_ms() + 86_400_000;
+    assert_eq!(
+        f.store
+            .prune(everything, &["done", "failed", "cancelled"], 10)
+            .unwrap(),
+        2
+    );
+    assert_eq!(f.count("SELECT COUNT(*) FROM jobs"), 0);
+    let highest = first[1];
+    // Every way in: jobctl add, an import, and a row typed by hand.
+    let added = f.add(&["http://127.0.0.1/c"]);
+    assert!(added[0] > highest, "id {} reused", added[0]);
+    let mut batch = std::iter::once(vec![NewJob::new("http://127.0.0.1/d")]);
+    f.store.import(&mut batch, false, &mut |_| {}).unwrap();
+    f.exec("INSERT INTO jobs (url) VALUES ('http://127.0.0.1/e')");
+    assert_eq!(
+        f.count(&format!("SELECT COUNT(*) FROM jobs WHERE id <= {highest}")),
+        0
+    );
+    // The newest pruned again, and still no going back.
+    let newest = f.count("SELECT MAX(id) FROM jobs");
+    f.exec(&format!("DELETE FROM jobs WHERE id = {newest}"));
+    let again = f.add(&["http://127.0.0.1/f"]);
+    assert!(again[0] > newest, "id {} reused", again[0]);
 }

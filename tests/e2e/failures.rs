@@ -385,3 +385,43 @@ fn images_that_lie_about_themselves_fail() {
         ],
     );
 }
+
+/// Regression (issue 12): a redirect without a Location, or to a Location that is not ASCII,
+/// was retried as "the server broke HTTP"; and a redirect that went out on a keep-alive
+/// connection the server had closed cost an attempt ("connection closed early"), where curl and
+/// browsers send it again on a new connection.
+#[test]
+fn redirects_fail_at_once_without_a_location_and_survive_a_closed_keep_alive() {
+    let server = TestServer::start();
+    let env = Env::new("");
+    let body = png();
+    server.route(
+        "/keepalive/image.png",
+        Reply::sequence(vec![
+            Reply::image(body.clone(), "image/png").fault(Fault::Reset),
+            Reply::image(body.clone(), "image/png"),
+        ]),
+    );
+    check(
+        &env,
+        &server,
+        &[
+            (
+                "/keepalive",
+                Reply::redirect(302, "/keepalive/image.png"),
+                "done",
+                1,
+                "",
+            ),
+            ("/no-location", Reply::status(302), "failed", 1, "Location"),
+            (
+                "/not-ascii",
+                Reply::status(301).header("Location", "/\u{fc}ber.png"),
+                "failed",
+                1,
+                "Location",
+            ),
+        ],
+    );
+    assert_eq!(env.outcomes(1), ["done"]);
+}

@@ -172,6 +172,7 @@ fn help_explains_every_command() {
         assert!(top.contains(words), "jobctl --help lacks {words:?}: {top}");
     }
     for (command, words) in [
+        ("init", "first INSERT"),
         ("add", "--at"),
         ("import", "--skip-existing"),
         ("list", "--host"),
@@ -180,6 +181,7 @@ fn help_explains_every_command() {
         ("retry", "--failed"),
         ("cancel", "when their attempt ends"),
         ("prune", "--blobs"),
+        ("prune", "--wait"),
         ("watch", "drained"),
         ("pause", "claiming"),
         ("resume", "claim jobs again"),
@@ -287,6 +289,56 @@ fn errors_have_distinct_exit_codes() {
     );
 }
 
+/// Regression (issue 12): `jobctl import /no/such/file` exited 2, where the README's table says
+/// 1 for a file that could not be used. Every row of the table, for jobctl and jobd alike.
+#[test]
+fn exit_codes_follow_the_readmes_table() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for row in [
+        "| 1 | failure: the database, the blob_dir or a file could not be used",
+        "| 2 | bad input: usage, the config file (unreadable or invalid)",
+        "| 3 | not found",
+    ] {
+        assert!(readme.contains(row), "the README's table lacks {row:?}");
+    }
+    let env = Env::new("");
+    env.jobctl_ok(&["stats"]);
+    let code = |out: std::process::Output| (out.status.code(), show(&out));
+    // 1: a file or the database cannot be used.
+    let missing = env.path("no-such-file.txt");
+    assert_eq!(
+        code(env.jobctl(&["import", missing.to_str().unwrap()])).0,
+        Some(1)
+    );
+    assert_eq!(
+        code(env.jobctl(&["import", env.path("").to_str().unwrap()])).0,
+        Some(1)
+    );
+    let no_db = Env::new("database = \"jobd.db/inside\"");
+    std::fs::write(no_db.path("jobd.db"), "a file, not a folder").unwrap();
+    assert_eq!(code(no_db.jobctl(&["stats"])).0, Some(1));
+    let out = no_db.jobd(&["--drain"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    // 2: usage and config, for jobd too.
+    assert_eq!(code(env.jobctl(&["frobnicate"])).0, Some(2));
+    let bad_config = Env::with_config("wrokers = 3\n");
+    let out = bad_config.jobd(&["--drain"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let out = env.jobd(&["--drain", "--workers", "0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jobd"))
+        .arg("--config")
+        .arg(env.path("missing.toml"))
+        .arg("--drain")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+    // 3: not found.
+    assert_eq!(code(env.jobctl(&["show", "999"])).0, Some(3));
+}
+
 #[test]
 fn import_skips_comments_and_reports_bad_lines_by_number() {
     let env = Env::new("");
@@ -302,7 +354,7 @@ fn import_skips_comments_and_reports_bad_lines_by_number() {
     let out = env.jobctl(&["import", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    for words in ["line 5:", "line 7:", "line 8:", "3 lines"] {
+    for words in ["line 5:", "line 7:", "line 8:", "3 lines of"] {
         assert!(stderr.contains(words), "stderr lacks {words:?}: {stderr}");
     }
     assert!(

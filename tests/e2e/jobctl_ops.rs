@@ -10,7 +10,7 @@ use jobd::testkit::images;
 use jobd::testkit::server::{Fault, Reply, TestServer};
 use serde_json::Value;
 
-use crate::support::{Env, Logged, files_under, finish, show, signal, wait_until};
+use crate::support::{Env, Logged, files_under, finish, sha256_hex, show, signal, wait_until};
 
 fn json(out: &str) -> Value {
     serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
@@ -288,6 +288,132 @@ fn prune_deletes_old_rows_and_with_blobs_the_files_nobody_uses() {
     assert_eq!(env.job(z2).state, "done");
 }
 
+/// A done job, finished two days ago, whose blob is on disk; and a job running under a live
+/// lease, as a daemon storing an image would hold it, so that `prune --blobs` has to wait.
+/// Returns the blob's path.
+fn a_pruneable_blob_and_a_running_attempt(env: &Env) -> std::path::PathBuf {
+    env.jobctl_ok(&["stats"]);
+    let bytes = png(40);
+    let sha = sha256_hex(&bytes);
+    let rel = format!("{}/{}/{sha}.png", &sha[..2], &sha[2..4]);
+    let file = env.path("blobs").join(&rel);
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, &bytes).unwrap();
+    let db = env.db();
+    db.execute(
+        "INSERT INTO jobs (url, state, finished_at, sha256, blob_path)
+         VALUES ('http://127.0.0.1/old.png', 'done', strftime('%s', 'now') * 1000 - 2 * 86400000,
+                 ?1, ?2)",
+        [&sha, &rel],
+    )
+    .unwrap();
+    db.execute_batch(
+        "INSERT INTO jobs (url, state, attempts, started_at, worker)
+             VALUES ('http://127.0.0.1/slow.png', 'running', 1, 1, 'live:1/w0');
+         INSERT INTO attempts (job_id, attempt, started_at) VALUES (last_insert_rowid(), 1, 1);
+         UPDATE jobs SET attempt_id = last_insert_rowid(),
+                         lease_until = strftime('%s', 'now') * 1000 + 3600000
+             WHERE worker = 'live:1/w0';",
+    )
+    .unwrap();
+    file
+}
+
+fn held_files(env: &Env) -> Vec<std::path::PathBuf> {
+    files_under(&env.path("blobs").join(".tmp"))
+        .into_iter()
+        .filter(|f| f.to_string_lossy().ends_with(".held"))
+        .collect()
+}
+
+/// Regression (issue 12): `prune --blobs` interrupted during its wait left the blobs it had
+/// moved aside there for ever (under names no sweeper knew), even when a job had meanwhile
+/// recorded one as done; and the wait had no bound.
+#[test]
+fn prune_blobs_puts_the_blobs_back_when_interrupted_or_when_its_wait_runs_out() {
+    let env = Env::new("");
+    let file = a_pruneable_blob_and_a_running_attempt(&env);
+    let prune = Logged::spawn({
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_jobctl"));
+        cmd.arg("--config")
+            .arg(env.config())
+            .args(["prune", "--older-than", "1d", "--blobs"]);
+        cmd
+    });
+    prune.wait_for_log("waiting up to 1 min 20 s for 1 running attempt to end");
+    assert!(
+        !file.exists(),
+        "the blob is not held aside while jobctl waits"
+    );
+    signal(&prune.child, "INT");
+    let (out, log) = prune.finish();
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("interrupted by SIGINT") && log.contains("1 blob set aside put back"),
+        "{log}"
+    );
+    assert!(file.exists(), "the blob was not put back");
+    assert!(held_files(&env).is_empty());
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM jobs WHERE state = 'done'"),
+        0
+    );
+
+    // The same blob named by a job again, pruned again: this time the wait runs out.
+    env.db()
+        .execute(
+            "INSERT INTO jobs (url, state, finished_at, sha256, blob_path)
+             SELECT 'http://127.0.0.1/again.png', 'done', 1, ?1, ?2",
+            [
+                sha256_hex(&std::fs::read(&file).unwrap()),
+                file.strip_prefix(env.path("blobs"))
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+            ],
+        )
+        .unwrap();
+    let out = env.jobctl(&["prune", "--older-than", "1d", "--blobs", "--wait", "1s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("gave up after 1.") && stderr.contains("1 blob set aside put back"),
+        "{stderr}"
+    );
+    assert!(file.exists() && held_files(&env).is_empty());
+}
+
+/// A jobctl killed outright while it holds blobs leaves them aside; the next blob store opened
+/// on the folder (a daemon starting, another prune) sees that their owner is gone and restores
+/// them.
+#[test]
+fn blobs_held_by_a_killed_jobctl_are_restored_by_the_next_daemon() {
+    let env = Env::new("");
+    let file = a_pruneable_blob_and_a_running_attempt(&env);
+    let prune = Logged::spawn({
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_jobctl"));
+        cmd.arg("--config")
+            .arg(env.config())
+            .args(["prune", "--older-than", "1d", "--blobs"]);
+        cmd
+    });
+    prune.wait_for_log("waiting up to");
+    signal(&prune.child, "KILL");
+    let (out, _) = prune.finish();
+    assert!(!out.status.success());
+    assert!(!file.exists() && held_files(&env).len() == 1);
+    // The running job ends, so that a draining daemon exits at once.
+    env.db()
+        .execute(
+            "UPDATE jobs SET state = 'failed' WHERE state = 'running'",
+            [],
+        )
+        .unwrap();
+    env.drain(&[]);
+    assert!(file.exists(), "the daemon did not restore the held blob");
+    assert!(held_files(&env).is_empty());
+}
+
 /// Spawns `jobctl` with stdout read as it comes.
 fn spawn_collecting(env: &Env, args: &[&str]) -> (Child, Arc<Mutex<String>>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_jobctl"))
@@ -412,7 +538,7 @@ fn prune_blobs_waits_for_running_attempts_that_may_store_the_same_image() {
     assert_eq!(report["blobs_removed"], 0, "{report}");
     assert_eq!(report["blobs_kept"], 1, "{report}");
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("waiting for 1 running jobs"),
+        String::from_utf8_lossy(&out.stderr).contains("for 1 running attempt to end"),
         "{}",
         show(&out)
     );

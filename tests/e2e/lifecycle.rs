@@ -429,3 +429,33 @@ fn a_dead_committer_is_replaced_and_the_leases_bring_its_jobs_back() {
     );
     assert!(env.count("SELECT COUNT(*) FROM attempts WHERE outcome = 'lease_expired'") >= 1);
 }
+
+/// Regression (issue 12): `jobd --drain` with a job due in 2 hours waited silently, even at
+/// `JOBD_LOG=debug`, so a cron batch hung with no word why. It says what it waits for at start
+/// and whenever that changes.
+#[test]
+fn drain_says_what_it_is_waiting_for() {
+    let env = Env::new("");
+    let later = env.jobctl_ok(&["add", "--at", "+2h", "https://example.org/later.png"]);
+    let run_at = |id: &str| -> i64 {
+        env.db()
+            .query_row("SELECT run_at FROM jobs WHERE id = ?1", [id.trim()], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    };
+    let daemon = Logged::spawn(env.jobd(&["--drain"]));
+    daemon.wait_for_log(&format!(
+        "draining: waiting for 1 job scheduled for later; the next is due at {} (in 1 h 59 min)",
+        jobd::logger::timestamp(run_at(&later))
+    ));
+    let sooner = env.jobctl_ok(&["add", "--at", "+1h", "https://example.org/sooner.png"]);
+    daemon.wait_for_log(&format!(
+        "draining: waiting for 2 jobs scheduled for later; the next is due at {}",
+        jobd::logger::timestamp(run_at(&sooner))
+    ));
+    signal(&daemon.child, "TERM");
+    let (out, log) = daemon.finish();
+    assert!(out.status.success(), "{log}");
+    assert_eq!(log.matches("draining: waiting for").count(), 2, "{log}");
+}

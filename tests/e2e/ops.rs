@@ -189,6 +189,102 @@ fn the_cron_script_run_twice_at_once_imports_each_file_once() {
     );
 }
 
+/// Regression (issue 12): a CSV whose header said `priorty` went to done/ with the log line
+/// `added 0, rejected 0 (exit 2)`, the reason dropped. A file with rejected lines, in part or
+/// whole, goes to failed/, and the log carries jobctl's own words.
+#[test]
+fn the_cron_script_moves_rejected_files_to_failed_and_says_why() {
+    let env = Env::new("");
+    env.jobctl_ok(&["stats"]);
+    let incoming = env.path("incoming");
+    std::fs::create_dir(&incoming).unwrap();
+    let files = [
+        ("good.txt", "https://example.org/good.jpg\n"),
+        ("typo.csv", "url,priorty\nhttps://example.org/typo.jpg,1\n"),
+        ("partly.txt", "https://example.org/partly.jpg\nnot a url\n"),
+    ];
+    for (name, text) in files {
+        std::fs::write(incoming.join(name), text).unwrap();
+    }
+    let out = finish(
+        Command::new("bash")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/scripts/cron-import.sh"
+            ))
+            .arg(&incoming)
+            .arg("--config")
+            .arg(env.config())
+            .env("JOBCTL", env!("CARGO_BIN_EXE_jobctl"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let log = String::from_utf8_lossy(&out.stdout);
+    let moved_to = |dir: &str| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(incoming.join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .map(|n| n.split_once('-').map(|(_, name)| name.to_string()).unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(moved_to("done"), ["good.txt"], "{log}");
+    assert_eq!(moved_to("failed"), ["partly.txt", "typo.csv"], "{log}");
+    let line = |name: &str| {
+        log.lines()
+            .find(|l| l.contains(&format!(" {name}: ")))
+            .unwrap_or_else(|| panic!("no log line for {name}: {log}"))
+            .to_string()
+    };
+    assert!(
+        line("good.txt").ends_with("good.txt: added 1, rejected 0"),
+        "{log}"
+    );
+    let typo = line("typo.csv");
+    assert!(
+        typo.contains("failed (exit 2)") && typo.contains("\"priorty\""),
+        "{typo}"
+    );
+    let partly = line("partly.txt");
+    assert!(
+        partly.contains("added 1, rejected 1")
+            && partly.contains("line 2: ")
+            && partly.contains("1 line of")
+            && partly.contains("was rejected; the other lines were added"),
+        "{partly}"
+    );
+    assert_eq!(log.lines().count(), 3, "one line per file: {log}");
+    assert_eq!(env.count("SELECT COUNT(*) FROM jobs"), 2);
+}
+
+/// Regression (issue 12): a second daemon with the same config exited because the metrics
+/// port was taken, without saying what to change.
+#[test]
+fn a_taken_metrics_port_says_what_to_change() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let env = Env::with_config(&format!(
+        "[metrics]\nlisten = \"{}\"\n",
+        taken.local_addr().unwrap()
+    ));
+    let out = finish(
+        env.jobd(&["--drain"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the port is taken") && stderr.contains("[metrics] listen port"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn the_systemd_unit_restarts_hardens_and_outwaits_the_grace_period() {
     let unit =

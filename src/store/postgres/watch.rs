@@ -185,6 +185,21 @@ impl Watch for PgWatch {
         )
     }
 
+    fn queued_and_running(&mut self) -> Result<(i64, i64), StoreError> {
+        // jobs_claim holds the queued rows, jobs_lease the running ones.
+        self.ask(
+            |client| {
+                let row = client.query_one(
+                    "SELECT (SELECT COUNT(*) FROM jobs WHERE state = 'queued'),
+                            (SELECT COUNT(*) FROM jobs WHERE state = 'running')",
+                    &[],
+                )?;
+                Ok((row.try_get(0)?, row.try_get(1)?))
+            },
+            "counting unfinished jobs",
+        )
+    }
+
     /// PostgreSQL manages its own log (and autovacuum its dead rows): nothing to do.
     fn checkpoint(&mut self) -> Result<(), StoreError> {
         Ok(())

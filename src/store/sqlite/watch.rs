@@ -58,6 +58,16 @@ impl Watch for SqliteWatch {
             .ctx("counting jobs")
     }
 
+    fn queued_and_running(&mut self) -> Result<(i64, i64), StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT (SELECT COUNT(*) FROM jobs INDEXED BY jobs_due WHERE state = 'queued'),
+                        (SELECT COUNT(*) FROM jobs INDEXED BY jobs_lease WHERE state = 'running')",
+            )
+            .and_then(|mut stmt| stmt.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
+            .ctx("counting unfinished jobs")
+    }
+
     fn checkpoint(&mut self) -> Result<(), StoreError> {
         // TRUNCATE resets the log to zero bytes once every reader is on the newest snapshot. A
         // reader holding an old one (an open shell transaction) makes it give up, not wait: the
