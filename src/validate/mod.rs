@@ -19,6 +19,8 @@ pub mod isobmff;
 pub mod jpeg;
 pub mod jxl;
 pub mod png;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod tiff;
 pub mod webp;
 

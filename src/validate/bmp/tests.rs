@@ -1,4 +1,4 @@
-use super::super::{Image, Invalid, Limits, Problem, Validator};
+use super::super::{Image, Invalid, Limits, Problem, Validator, testing};
 use super::Bmp;
 
 const LIMITS: Limits = Limits {
@@ -19,9 +19,7 @@ fn run(body: &[u8]) -> Result<Image, Invalid> {
 }
 
 fn corrupt(body: &[u8], words: &str) {
-    let err = run(body).unwrap_err();
-    assert_eq!(err.problem, Problem::Corrupt, "{err}");
-    assert!(err.message.contains(words), "{err:?} lacks {words:?}");
+    testing::assert_refused(run(body), Problem::Corrupt, words);
 }
 
 fn image(width: u32, height: u32) -> Image {

@@ -1,5 +1,4 @@
-use super::super::{Image, Invalid, Limits, Problem, Validator};
-use super::Gif;
+use super::super::{Image, Invalid, Limits, Problem, testing};
 use crate::testkit::images;
 
 const LIMITS: Limits = Limits {
@@ -8,11 +7,7 @@ const LIMITS: Limits = Limits {
 };
 
 fn run_with(bytes: &[u8], piece: usize, limits: Limits) -> Result<Image, Invalid> {
-    let mut v = Validator::new(Box::new(Gif::new(limits)));
-    for part in bytes.chunks(piece.max(1)) {
-        v.feed(part)?;
-    }
-    v.finish(&mut { bytes })
+    testing::in_pieces("image/gif", bytes, piece, limits)
 }
 
 fn check(bytes: &[u8]) -> Result<Image, Invalid> {
@@ -28,9 +23,7 @@ fn error(bytes: &[u8]) -> Invalid {
 
 /// Asserts a corrupt-file error whose message contains `words`.
 fn corrupt(bytes: &[u8], words: &str) {
-    let e = error(bytes);
-    assert_eq!(e.problem, Problem::Corrupt, "{e}");
-    assert!(e.message.contains(words), "{e:?} lacks {words:?}");
+    testing::assert_refused(check(bytes), Problem::Corrupt, words);
 }
 
 /// Header and logical screen descriptor, with a global colour table of 4 entries.

@@ -1,5 +1,4 @@
-use super::super::{Image, Invalid, Limits, Problem, Validator};
-use super::Ico;
+use super::super::{Image, Invalid, Limits, Problem, testing};
 
 const LIMITS: Limits = Limits {
     max_pixels: 100_000_000,
@@ -7,21 +6,16 @@ const LIMITS: Limits = Limits {
 };
 
 fn run_with(body: &[u8], piece: usize, limits: Limits) -> Result<Image, Invalid> {
-    let mut v = Validator::new(Box::new(Ico::new(limits)));
-    for chunk in body.chunks(piece.max(1)) {
-        v.feed(chunk)?;
-    }
-    v.finish(&mut { body })
+    testing::in_pieces("image/vnd.microsoft.icon", body, piece, limits)
 }
 
 fn run(body: &[u8]) -> Result<Image, Invalid> {
     run_with(body, body.len(), LIMITS)
 }
 
+/// Asserts a corrupt-file error whose message contains `words`.
 fn corrupt(body: &[u8], words: &str) {
-    let err = run(body).unwrap_err();
-    assert_eq!(err.problem, Problem::Corrupt, "{err}");
-    assert!(err.message.contains(words), "{err:?} lacks {words:?}");
+    testing::assert_refused(run(body), Problem::Corrupt, words);
 }
 
 /// An icon's DIB: a V3 header with doubled height, palette, XOR pixels, AND mask.

@@ -2,7 +2,7 @@
 //! sequence; every prefix of a good file fails and every split gives the same answer.
 
 use super::*;
-use crate::validate::{Problem, Validator, validate_bytes};
+use crate::validate::{Problem, testing, validate_bytes};
 
 const LIMITS: Limits = Limits {
     max_pixels: 100_000_000,
@@ -157,11 +157,7 @@ fn err(b: &[u8]) -> Invalid {
 }
 
 fn in_pieces(b: &[u8], piece: usize) -> Result<Image, Invalid> {
-    let mut v = Validator::for_mime("image/avif", LIMITS);
-    for c in b.chunks(piece) {
-        v.feed(c)?;
-    }
-    v.finish(&mut { b })
+    testing::in_pieces("image/avif", b, piece, LIMITS)
 }
 
 #[test]
@@ -410,7 +406,7 @@ fn an_oversized_meta_is_refused_before_it_arrives() {
     let mut b = ftyp(b"avif");
     b.extend_from_slice(&(8u32 << 20).to_be_bytes());
     b.extend_from_slice(b"meta");
-    let mut v = Validator::for_mime("image/avif", LIMITS);
+    let mut v = crate::validate::Validator::for_mime("image/avif", LIMITS);
     let e = v.feed(&b).unwrap_err();
     assert_eq!(e.problem, Problem::TooLarge);
     assert!(e.message.contains("more than jobd reads"), "{e}");

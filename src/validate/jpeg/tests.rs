@@ -1,6 +1,6 @@
 use super::*;
 use crate::testkit::images;
-use crate::validate::{Problem, Validator};
+use crate::validate::{Problem, testing};
 
 const LIMITS: Limits = Limits {
     max_pixels: 100_000_000,
@@ -8,11 +8,7 @@ const LIMITS: Limits = Limits {
 };
 
 fn run_with(body: &[u8], piece: usize, limits: Limits) -> Result<Image, Invalid> {
-    let mut v = Validator::new(Box::new(Jpeg::new(limits)));
-    for chunk in body.chunks(piece.max(1)) {
-        v.feed(chunk)?;
-    }
-    v.finish(&mut { body })
+    testing::in_pieces("image/jpeg", body, piece, limits)
 }
 
 fn run(body: &[u8]) -> Result<Image, Invalid> {

@@ -3,7 +3,7 @@
 
 use super::samples::{ANIM_JXL, LOSSY_JXL, STILL_JXL};
 use super::*;
-use crate::validate::{Problem, Validator, validate_bytes};
+use crate::validate::{Problem, testing, validate_bytes};
 
 const LIMITS: Limits = Limits {
     max_pixels: 100_000_000,
@@ -66,11 +66,7 @@ fn run(b: &[u8]) -> Result<Image, Invalid> {
 }
 
 fn in_pieces(b: &[u8], piece: usize) -> Result<Image, Invalid> {
-    let mut v = Validator::for_mime("image/jxl", LIMITS);
-    for c in b.chunks(piece) {
-        v.feed(c)?;
-    }
-    v.finish(&mut { b })
+    testing::in_pieces("image/jxl", b, piece, LIMITS)
 }
 
 #[test]

@@ -1,5 +1,5 @@
 use super::*;
-use crate::validate::{Problem, Validator};
+use crate::validate::{Problem, testing};
 
 const LIMITS: Limits = Limits {
     max_pixels: 100_000_000,
@@ -155,11 +155,7 @@ fn strips(w: u64, h: u64, rows: u64, offsets: Vec<u64>, counts: Vec<u64>) -> Vec
 }
 
 fn run_with(body: &[u8], piece: usize, limits: Limits) -> Result<Image, Invalid> {
-    let mut v = Validator::new(Box::new(Tiff::new(limits)));
-    for chunk in body.chunks(piece.max(1)) {
-        v.feed(chunk)?;
-    }
-    v.finish(&mut { body })
+    testing::in_pieces("image/tiff", body, piece, limits)
 }
 
 fn run(body: &[u8]) -> Result<Image, Invalid> {

@@ -1,5 +1,4 @@
-use super::super::{Image, Invalid, Limits, Problem, Validator};
-use super::WebP;
+use super::super::{Image, Invalid, Limits, Problem, testing};
 
 const LIMITS: Limits = Limits {
     max_pixels: 100_000_000,
@@ -7,21 +6,16 @@ const LIMITS: Limits = Limits {
 };
 
 fn run_with(body: &[u8], piece: usize, limits: Limits) -> Result<Image, Invalid> {
-    let mut v = Validator::new(Box::new(WebP::new(limits)));
-    for chunk in body.chunks(piece.max(1)) {
-        v.feed(chunk)?;
-    }
-    v.finish(&mut { body })
+    testing::in_pieces("image/webp", body, piece, limits)
 }
 
 fn run(body: &[u8]) -> Result<Image, Invalid> {
     run_with(body, body.len(), LIMITS)
 }
 
+/// Asserts a corrupt-file error whose message contains `words`.
 fn corrupt(body: &[u8], words: &str) {
-    let err = run(body).unwrap_err();
-    assert_eq!(err.problem, Problem::Corrupt, "{err}");
-    assert!(err.message.contains(words), "{err:?} lacks {words:?}");
+    testing::assert_refused(run(body), Problem::Corrupt, words);
 }
 
 fn chunk(id: &[u8; 4], data: &[u8]) -> Vec<u8> {

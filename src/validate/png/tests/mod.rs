@@ -1,4 +1,4 @@
-use super::super::{Image, Invalid, Limits, Problem, Validator};
+use super::super::{Image, Invalid, Limits, Problem, Validator, testing};
 use super::Png;
 use crate::testkit::images;
 
@@ -10,11 +10,7 @@ const LIMITS: Limits = Limits {
 };
 
 fn run_with(bytes: &[u8], piece: usize, limits: Limits) -> Result<Image, Invalid> {
-    let mut v = Validator::new(Box::new(Png::new(limits)));
-    for part in bytes.chunks(piece.max(1)) {
-        v.feed(part)?;
-    }
-    v.finish(&mut { bytes })
+    testing::in_pieces("image/png", bytes, piece, limits)
 }
 
 fn check(bytes: &[u8]) -> Result<Image, Invalid> {
@@ -30,9 +26,7 @@ fn error(bytes: &[u8]) -> Invalid {
 
 /// Asserts a corrupt-file error whose message contains `words`.
 fn corrupt(bytes: &[u8], words: &str) {
-    let e = error(bytes);
-    assert_eq!(e.problem, Problem::Corrupt, "{e}");
-    assert!(e.message.contains(words), "{e:?} lacks {words:?}");
+    testing::assert_refused(check(bytes), Problem::Corrupt, words);
 }
 
 fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
