@@ -52,6 +52,23 @@ else
     export RUSTC_BOOTSTRAP=1
 fi
 
+# The validators start from the test corpus: every accepted format from real encoders
+# (tests/corpus/make.py, Pillow), each file in the seed folder of its format's target.
+seed_validators() {
+    local gen=fuzz/corpus-gen target ext
+    [[ -d $gen ]] || python3 tests/corpus/make.py "$gen" >/dev/null
+    for target in "${validators[@]}"; do
+        mkdir -p "fuzz/seeds/$target"
+        case $target in
+            validate_png) ext=png ;; validate_jpeg) ext=jpg ;; validate_gif) ext=gif ;;
+            validate_webp) ext=webp ;; validate_bmp) ext=bmp ;; validate_tiff) ext=tif ;;
+            validate_ico) ext=ico ;; validate_isobmff) ext='{avif,heic}' ;; validate_jxl) ext=jxl ;;
+        esac
+        eval "cp -n $gen/*.$ext fuzz/seeds/$target/ 2>/dev/null" || true
+    done
+}
+seed_validators
+
 status=0
 for t in "${targets[@]}"; do
     mkdir -p "fuzz/corpus/$t"
