@@ -340,17 +340,18 @@ impl Validator {
             Step::Done | Step::End | Step::Rest => self.parser.finish(pos, file),
             Step::NeedOrEnd(_) if self.buf.is_empty() => self.parser.finish(pos, file),
             Step::Need(n) | Step::NeedOrEnd(n) => {
-                let to = pos + (n - self.buf.len()) as u64;
+                let to = pos.saturating_add((n - self.buf.len()) as u64);
                 Err(Invalid::truncated(format!(
                     "{} of {}",
                     ends(self.parser.inside()),
                     group(to)
                 )))
             }
+            // A size field may claim anything up to 2^64 - 1.
             Step::Skip(n) => Err(Invalid::truncated(format!(
                 "{} of {}",
                 ends(self.parser.inside()),
-                group(pos + n)
+                group(pos.saturating_add(n))
             ))),
             Step::Scan => Err(Invalid::truncated(ends(self.parser.inside()))),
         }
@@ -594,6 +595,20 @@ mod tests {
             err.to_string(),
             "truncated: the toy ends inside a piece at byte 4 of 6"
         );
+    }
+
+    #[test]
+    fn a_skip_of_2_to_the_64_cut_short_is_truncated_not_an_overflow() {
+        // Found by fuzz/validate_isobmff: a box claiming 2^64 - 1 bytes, then the end.
+        let err = run(b"AB\x05xy", 5).unwrap_err();
+        assert_eq!(err.problem, Problem::Truncated);
+        let mut v = Validator::new(Box::new(Toy { pieces: 0, at_len: false }));
+        v.feed(b"AB").unwrap();
+        v.step = Step::Skip(u64::MAX);
+        v.feed(b"xyz").unwrap();
+        let err = v.finish(&mut &b""[..]).unwrap_err();
+        assert_eq!(err.problem, Problem::Truncated);
+        assert!(err.message.ends_with("of 18,446,744,073,709,551,615"), "{err}");
     }
 
     #[test]
