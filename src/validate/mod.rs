@@ -602,13 +602,19 @@ mod tests {
         // Found by fuzz/validate_isobmff: a box claiming 2^64 - 1 bytes, then the end.
         let err = run(b"AB\x05xy", 5).unwrap_err();
         assert_eq!(err.problem, Problem::Truncated);
-        let mut v = Validator::new(Box::new(Toy { pieces: 0, at_len: false }));
+        let mut v = Validator::new(Box::new(Toy {
+            pieces: 0,
+            at_len: false,
+        }));
         v.feed(b"AB").unwrap();
         v.step = Step::Skip(u64::MAX);
         v.feed(b"xyz").unwrap();
         let err = v.finish(&mut &b""[..]).unwrap_err();
         assert_eq!(err.problem, Problem::Truncated);
-        assert!(err.message.ends_with("of 18,446,744,073,709,551,615"), "{err}");
+        assert!(
+            err.message.ends_with("of 18,446,744,073,709,551,615"),
+            "{err}"
+        );
     }
 
     #[test]
