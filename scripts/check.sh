@@ -60,4 +60,11 @@ fi
 
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
-cargo test --locked
+# The suite's totals on one closing line (cargo prints one line per test binary, the doc tests'
+# last); CHECK_SUMMARY names a file to keep that line in for .ci/run.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --locked 2>&1 | tee "$log"
+summary=$(awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed", p, f }' "$log")
+echo "$summary"
+[[ -z ${CHECK_SUMMARY:-} ]] || echo "$summary" >"$CHECK_SUMMARY"
