@@ -37,6 +37,9 @@ pub struct Downloader {
     max_bytes: u64,
     limits: Limits,
     level: Level,
+    /// Full decodes running at once (`validate = "decode"`): one per core. More would not finish
+    /// sooner, and each may hold a decoder's buffers of up to `max_pixels` pixels.
+    decoders: Slots,
     retry: RetryConfig,
 }
 
@@ -52,6 +55,7 @@ impl Downloader {
                 max_frames: config.fetch.max_frames,
             },
             level: config.fetch.validate,
+            decoders: Slots::new(std::thread::available_parallelism().map_or(1, usize::from)),
             retry: config.retry.clone(),
         })
     }
@@ -224,7 +228,10 @@ impl Downloader {
             .map_err(invalid)?;
         let (validation, validation_note) = match self.level {
             Level::Structure => (Level::Structure, None),
-            Level::Decode => match decode::decode_file(format.mime, blob.temp_path(), limits) {
+            Level::Decode => match self
+                .decoders
+                .run(|| decode::decode_file(format.mime, blob.temp_path(), limits))
+            {
                 Ok(Decoded::Full) => (Level::Decode, None),
                 Ok(Decoded::Unsupported(why)) => (Level::Structure, Some(why)),
                 Err(e) => return Err(invalid(e)),
@@ -260,6 +267,45 @@ fn refusal(e: Invalid, mime: &str, content_length: Option<u64>) -> Failure {
             Reason::TooLarge,
             format!("{e} ([fetch] max_pixels, max_frames; detected {mime})"),
         ),
+    }
+}
+
+/// A counting semaphore: at most `n` holders at once, the others wait their turn.
+struct Slots {
+    free: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+impl Slots {
+    fn new(n: usize) -> Slots {
+        Slots {
+            free: std::sync::Mutex::new(n.max(1)),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Runs `f` in a slot, waiting for one to be free.
+    fn run<T>(&self, f: impl FnOnce() -> T) -> T {
+        {
+            let mut free = crate::lock(&self.free);
+            while *free == 0 {
+                free = self
+                    .freed
+                    .wait(free)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            *free -= 1;
+        }
+        // Given back even if `f` panics (the worker's panic path records the job).
+        struct Release<'a>(&'a Slots);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                *crate::lock(&self.0.free) += 1;
+                self.0.freed.notify_one();
+            }
+        }
+        let _release = Release(self);
+        f()
     }
 }
 
@@ -302,5 +348,39 @@ fn with_declared(error: String, response: &Response) -> Failure {
             format!("{error}; the server said {declared}"),
         ),
         None => Failure::permanent(Reason::NotImage, error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Slots;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn slots_let_in_as_many_as_they_have_and_no_more() {
+        let slots = Slots::new(2);
+        let (running, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        std::thread::scope(|s| {
+            for _ in 0..5 {
+                s.spawn(|| {
+                    slots.run(|| {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        // Stay until a third holder shows up (a broken limit) or 100 ms pass.
+                        let deadline = Instant::now() + Duration::from_millis(100);
+                        while running.load(Ordering::SeqCst) < 3 && Instant::now() < deadline {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        running.fetch_sub(1, Ordering::SeqCst);
+                    })
+                });
+            }
+        });
+        assert_eq!(most.load(Ordering::SeqCst), 2);
+        // A panic inside gives its slot back.
+        let one = Slots::new(1);
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| one.run(|| panic!())));
+        assert_eq!(one.run(|| 7), 7);
     }
 }
