@@ -644,7 +644,7 @@ proptest! {
 // ---------------------------------------------------------------------------------------------
 // 5. The image validators.
 
-/// Limits that admit every size the generators make (JPEG up to 65535x65535): the property is
+/// Limits that admit every size the generators make (JPEG up to 65500x65500): the property is
 /// about whole files and their prefixes, not about bombs.
 const ROOMY: Limits = Limits {
     max_pixels: 1 << 32,
