@@ -81,7 +81,7 @@ fn http_and_content_failures() {
                 ),
                 "failed",
                 1,
-                "truncated: the JPEG ends",
+                "truncated: the JPEG ends before its frame header (SOF)",
             ),
             (
                 "/empty",

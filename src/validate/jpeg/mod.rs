@@ -348,6 +348,7 @@ impl Parser for Jpeg {
             State::Length => format!("inside the length of its {name} segment"),
             State::Segment | State::Skip => format!("inside its {name} segment"),
             State::Markers if self.in_scan => format!("in the data of scan {}", self.scans),
+            State::Markers if self.frame.is_none() => "before its frame header (SOF)".into(),
             State::Markers if self.ff => "inside a marker, before its EOI".into(),
             State::Markers => "before its EOI marker".into(),
         }

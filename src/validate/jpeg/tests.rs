@@ -598,3 +598,14 @@ fn mutated_files_never_panic() {
         }
     }
 }
+
+#[test]
+fn junk_behind_the_jpeg_magic_ends_before_its_frame_header() {
+    // An error page or random bytes that happen to start FF D8 FF: stray bytes, then nothing.
+    let body = b"\xff\xd8\xff\x00\x00junk junk junk junk junk junk junk junk";
+    testing::assert_refused(
+        run(body),
+        Problem::Truncated,
+        "the JPEG ends before its frame header (SOF) at byte 44",
+    );
+}
