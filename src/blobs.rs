@@ -38,7 +38,7 @@ use crate::lock;
 mod held;
 mod sweep;
 
-pub use held::{Held, parse_rel_path};
+pub use held::Held;
 use sweep::Sweep;
 
 /// Blobs are readable by their owner's group and others, writable by the owner alone.
@@ -258,7 +258,7 @@ impl BlobWriter {
     /// Finishes writing: the content address is known, the bytes are not durable yet.
     pub fn seal(mut self, ext: &str) -> Sealed {
         let sha256 = hex(&std::mem::take(&mut self.hasher).finalize());
-        let rel_path = format!("{}/{}/{sha256}.{ext}", &sha256[..2], &sha256[2..4]);
+        let rel_path = crate::job::blob_path(&sha256, ext);
         self.sealed = true;
         Sealed {
             temp: std::mem::take(&mut self.path),

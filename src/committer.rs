@@ -17,10 +17,12 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use crate::blobs::{BlobStore, Sealed};
+use crate::config::RetryConfig;
+use crate::job::{Applied, Claimed, Failure, Outcome, Reason, Report, now_ms};
 use crate::lock;
 use crate::metrics::Metrics;
-use crate::retry::Reason;
-use crate::store::{Applied, Claimed, Outcome, Queue, Report, now_ms};
+use crate::retry;
+use crate::store::Queue;
 
 /// One finished attempt, waiting to be recorded.
 pub struct Item {
@@ -33,8 +35,6 @@ pub struct Item {
 /// The most attempts recorded in one transaction: large enough to amortise the flushes, small
 /// enough that the write lock is held for only milliseconds.
 const MAX_GROUP: usize = 256;
-/// A group whose blob could not be made durable goes back to the queue this soon.
-const STORAGE_RETRY_MS: i64 = 1_000;
 
 #[derive(Default)]
 struct Inbox {
@@ -48,16 +48,19 @@ pub struct Committer {
     /// Attempt ids of the group being recorded right now, for lease renewal.
     in_hand: Mutex<Vec<i64>>,
     blobs: Option<Arc<BlobStore>>,
+    /// For a job whose blob cannot be made durable: when to try it again.
+    retry: RetryConfig,
 }
 
 impl Committer {
     /// `blobs` is where sealed blobs are made durable; handlers that store none may pass None.
-    pub fn new(blobs: Option<Arc<BlobStore>>) -> Committer {
+    pub fn new(blobs: Option<Arc<BlobStore>>, retry: RetryConfig) -> Committer {
         Committer {
             inbox: Mutex::new(Inbox::default()),
             arrived: Condvar::new(),
             in_hand: Mutex::new(Vec::new()),
             blobs,
+            retry,
         }
     }
 
@@ -113,7 +116,8 @@ impl Committer {
         Some(inbox.items.drain(..n).collect())
     }
 
-    /// Makes the group's blobs durable; a job whose blob failed is postponed instead of done.
+    /// Makes the group's blobs durable; a job whose blob failed is settled as the retry policy says
+    /// of a local failure, instead of done.
     fn make_blobs_durable(&self, mut group: Vec<Item>) -> Vec<Item> {
         let Some(store) = &self.blobs else {
             return group;
@@ -128,11 +132,13 @@ impl Committer {
                 let item = &mut group[i];
                 log::error!(job = item.job.job_id; "cannot make the blob durable in {}: {e}",
                     store.root().display());
+                let failure = Failure::local(format!(
+                    "cannot store the blob in {}: {e}",
+                    store.root().display()
+                ));
                 item.report.reason = Some(Reason::Storage);
-                item.report.outcome = Outcome::Postponed {
-                    run_at: now_ms() + STORAGE_RETRY_MS,
-                    error: format!("cannot store the blob in {}: {e}", store.root().display()),
-                };
+                item.report.outcome =
+                    retry::after_failure(&item.job, failure, &self.retry, now_ms());
             }
         }
         group
@@ -145,7 +151,7 @@ fn record(queue: &dyn Queue, metrics: &Metrics, stopping: &AtomicBool, group: &[
     let items: Vec<(&Claimed, &Report)> = group.iter().map(|i| (&i.job, &i.report)).collect();
     let mut delay = Duration::from_millis(50);
     let applied = loop {
-        match queue.complete_many(&items) {
+        match queue.record(&items) {
             Ok(applied) => break applied,
             Err(e) if stopping.load(Ordering::SeqCst) => {
                 log::error!(
@@ -192,5 +198,8 @@ fn log_outcome(job: &Claimed, report: &Report, total_ms: i64) {
         Outcome::Failed { error } => log::warn!(job = id, host; "failed: {error}"),
         Outcome::Postponed { error, .. } => log::error!(job = id, host;
             "not the URL's fault, back in the queue without spending an attempt: {error}"),
+        Outcome::Untried { run_at } => log::debug!(job = id, host;
+            "host cooling down; back in the queue for {} ms", run_at - now_ms()),
+        Outcome::Interrupted { why } => log::info!(job = id, host; "put back in the queue: {why}"),
     }
 }

@@ -48,7 +48,7 @@ pub fn run(config: &Config, drain: bool) -> Result<(), String> {
         let bound = metrics::serve(addr, metrics.clone(), &*queue)?;
         log::info!("metrics on http://{bound}/metrics");
     }
-    let committer = Arc::new(Committer::new(Some(blobs)));
+    let committer = Arc::new(Committer::new(Some(blobs), config.retry.clone()));
     supervisor::run(
         queue,
         Arc::new(downloader),

@@ -14,10 +14,10 @@ use crate::blobs::{BlobStore, Sealed};
 use crate::config::{Config, RetryConfig};
 use crate::fetch::{Http, Response, io_failure};
 use crate::hosts::{self, Hosts};
+use crate::job::{Claimed, Failure, Outcome, RawUrl, Reason, Report, Stored, now_ms};
 use crate::joburl;
-use crate::retry::{self, Failure, Reason, status_means_slow_down};
+use crate::retry::{self, status_means_slow_down};
 use crate::sniff::{self, SNIFF_LEN};
-use crate::store::{Claimed, Outcome, RawUrl, Report, Stored, now_ms};
 use crate::validate::decode::{self, Decoded};
 use crate::validate::{Invalid, Level, Limits, Problem, ReadAt, Validator};
 use crate::worker::{Handled, Handler};
@@ -70,7 +70,7 @@ impl Handler for Downloader {
         let url = match url {
             Ok(url) => url,
             Err(error) => {
-                let mut report = Report::failure(Outcome::Failed { error });
+                let mut report = Report::new(Outcome::Failed { error });
                 report.reason = Some(Reason::BadUrl);
                 return Handled::Report(report);
             }
@@ -78,7 +78,7 @@ impl Handler for Downloader {
         let host = hosts::key(&url);
         let permit = match self.hosts.enter(&host) {
             Ok(permit) => permit,
-            Err(until) => return Handled::Postpone { run_at: until },
+            Err(until) => return Handled::Report(Report::new(retry::while_host_cools(until))),
         };
         let (mut report, result) = self.attempt(&url);
         drop(permit);
@@ -119,7 +119,7 @@ impl Handler for Downloader {
 impl Downloader {
     /// One GET: the report's facts (status, types, timings) and the stored image or the failure.
     fn attempt(&self, url: &Url) -> (Report, Result<(Stored, Sealed), Failure>) {
-        let mut report = Report::failure(Outcome::Failed {
+        let mut report = Report::new(Outcome::Failed {
             error: String::new(),
         });
         let result = match self.http.get(url) {

@@ -18,9 +18,8 @@ use url::Url;
 
 use crate::config::FetchConfig;
 use crate::guard::{AllowList, Guard, GuardedResolver, blocked_in};
-use crate::retry::{
-    Failure, Reason, parse_retry_after, status_is_transient, status_means_slow_down,
-};
+use crate::job::{Failure, Reason};
+use crate::retry::{parse_retry_after, status_is_transient, status_means_slow_down};
 use stale::{LAST_REQUEST, Sent, Tracking, closed_unanswered};
 
 mod stale;
@@ -319,7 +318,7 @@ pub fn io_failure(context: &str, e: &io::Error) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::retry::Kind;
+    use crate::job::Kind;
     use crate::testkit::{Fault, Reply, TestServer, images};
     use std::io::Read;
 

@@ -10,8 +10,8 @@ use std::sync::{Condvar, Mutex};
 
 use url::Url;
 
+use crate::job::now_ms;
 use crate::lock;
-use crate::store::now_ms;
 
 #[derive(Debug)]
 pub struct Hosts {

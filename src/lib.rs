@@ -12,6 +12,7 @@ pub mod download;
 pub mod fetch;
 pub mod guard;
 pub mod hosts;
+pub mod job;
 pub mod joburl;
 pub mod logger;
 pub mod metrics;

@@ -56,7 +56,7 @@ impl Log for Logger {
         }
         let mut fields = Fields::default();
         let _ = record.key_values().visit(&mut fields);
-        let ts = timestamp(crate::store::now_ms());
+        let ts = timestamp(crate::job::now_ms());
         let line = if self.json {
             json_line(&ts, record.level(), &fields, &record.args().to_string())
         } else {

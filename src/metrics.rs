@@ -13,8 +13,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::job::{Outcome, Report, State};
 use crate::lock;
-use crate::store::{Outcome, Queue, Report, Watch};
+use crate::store::{Queue, Watch};
 
 /// Upper bounds, in seconds, of the latency histograms' buckets.
 const BUCKETS: [f64; 14] = [
@@ -90,6 +91,9 @@ impl Metrics {
 
     /// Counts a recorded attempt.
     pub fn record(&self, report: &Report, total_ms: i64) {
+        if !report.outcome.was_tried() {
+            return;
+        }
         let reason = report.reason.map_or("none", |r| r.label());
         *lock(&self.attempts)
             .entry((report.outcome.name(), reason))
@@ -104,7 +108,7 @@ impl Metrics {
     }
 
     /// The exposition text; `depth` is the number of jobs per state, read by the caller.
-    pub fn render(&self, depth: &[(String, i64)]) -> String {
+    pub fn render(&self, depth: &[(State, i64)]) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str(
             "# HELP jobd_attempts_total Attempts recorded, by outcome and failure reason.\n\
@@ -225,13 +229,13 @@ pub fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::retry::Reason;
-    use crate::store::Stored;
+    use crate::job::Reason;
+    use crate::job::Stored;
 
     #[test]
     fn renders_counters_gauges_and_cumulative_histograms() {
         let m = Metrics::new(4);
-        let mut done = Report::failure(Outcome::Done(Stored {
+        let mut done = Report::new(Outcome::Done(Stored {
             mime: "image/png",
             sha256: String::new(),
             blob_path: String::new(),
@@ -243,11 +247,11 @@ mod tests {
         }));
         done.ttfb_ms = Some(40);
         m.record(&done, 80);
-        let mut failed = Report::failure(Outcome::Failed { error: "x".into() });
+        let mut failed = Report::new(Outcome::Failed { error: "x".into() });
         failed.reason = Some(Reason::Http(404));
         m.record(&failed, 3_000);
         m.started();
-        let text = m.render(&[("queued".into(), 7)]);
+        let text = m.render(&[(State::Queued, 7)]);
         for line in [
             "jobd_attempts_total{outcome=\"done\",reason=\"none\"} 1",
             "jobd_attempts_total{outcome=\"failed\",reason=\"http_4xx\"} 1",

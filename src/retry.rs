@@ -14,103 +14,16 @@
 //! are spent; on 429 and 503 a Retry-After header (seconds or an HTTP date) replaces the backoff,
 //! capped at `max_delay_ms`. A permanent failure fails the job at once. A local failure is not
 //! the URL's fault: the job goes back to the queue without spending an attempt.
+//!
+//! Architecture invariant: this is the one place that decides when a job is tried next. The
+//! download, the committer (a blob that cannot be made durable), the supervisor (a worker that
+//! panicked) and the host cool-down all ask here.
 
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::time::{Duration, SystemTime};
 
 use crate::config::RetryConfig;
-use crate::store::{Claimed, Outcome};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Transient,
-    Permanent,
-    /// Our side failed (storage), not the URL.
-    Local,
-}
-
-/// Why an attempt failed, as a short fixed label for metrics and log filters; the words for
-/// people are in [`Failure::error`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Reason {
-    /// The server answered with a status outside 2xx.
-    Http(u16),
-    Timeout,
-    /// Refused, reset or closed connections, DNS failures.
-    Network,
-    Tls,
-    /// A body shorter than its Content-Length.
-    Truncated,
-    Redirects,
-    Blocked,
-    BadUrl,
-    NotImage,
-    InvalidImage,
-    TooLarge,
-    /// Our blob store could not be written.
-    Storage,
-    /// A bug of ours: a worker panicked.
-    Internal,
-}
-
-impl Reason {
-    /// The label: `http_404`-style statuses are folded into their class (`http_4xx`), so that a
-    /// label set stays small whatever servers answer.
-    pub fn label(self) -> &'static str {
-        match self {
-            Reason::Http(429) => "http_429",
-            Reason::Http(s) if (400..500).contains(&s) => "http_4xx",
-            Reason::Http(s) if (500..600).contains(&s) => "http_5xx",
-            Reason::Http(_) => "http_other",
-            Reason::Timeout => "timeout",
-            Reason::Network => "network",
-            Reason::Tls => "tls",
-            Reason::Truncated => "truncated",
-            Reason::Redirects => "redirects",
-            Reason::Blocked => "blocked_address",
-            Reason::BadUrl => "bad_url",
-            Reason::NotImage => "not_image",
-            Reason::InvalidImage => "invalid_image",
-            Reason::TooLarge => "too_large",
-            Reason::Storage => "storage",
-            Reason::Internal => "internal",
-        }
-    }
-}
-
-/// A failed attempt, in words for the job's `error` column.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    pub kind: Kind,
-    pub reason: Reason,
-    pub error: String,
-    /// How long the server asked us to wait (Retry-After), if it did.
-    pub retry_after: Option<Duration>,
-}
-
-impl Failure {
-    fn new(kind: Kind, reason: Reason, error: impl Into<String>) -> Failure {
-        Failure {
-            kind,
-            reason,
-            error: error.into(),
-            retry_after: None,
-        }
-    }
-
-    pub fn transient(reason: Reason, error: impl Into<String>) -> Failure {
-        Failure::new(Kind::Transient, reason, error)
-    }
-
-    pub fn permanent(reason: Reason, error: impl Into<String>) -> Failure {
-        Failure::new(Kind::Permanent, reason, error)
-    }
-
-    /// Our storage failed; the reason is always [`Reason::Storage`].
-    pub fn local(error: impl Into<String>) -> Failure {
-        Failure::new(Kind::Local, Reason::Storage, error)
-    }
-}
+use crate::job::{Claimed, Failure, Kind, Outcome, now_ms};
 
 /// Reads a Retry-After value: delay-seconds or an HTTP date (relative to `now`). A date in the
 /// past means "now"; anything unreadable is ignored.
@@ -143,6 +56,12 @@ pub fn status_is_transient(status: u16) -> bool {
 /// Statuses by which a server says "too much, slow down": they cool the whole host down.
 pub fn status_means_slow_down(status: u16) -> bool {
     matches!(status, 429 | 503)
+}
+
+/// What becomes of a job that was not tried because its host is cooling down: back in the
+/// queue, untried, until the cool-down ends.
+pub fn while_host_cools(until: i64) -> Outcome {
+    Outcome::Untried { run_at: until }
 }
 
 /// What becomes of a job after a failed attempt: another try later, or failed for good.
@@ -188,14 +107,14 @@ fn random_below(n: u64) -> u64 {
         return 0;
     }
     let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u64(crate::store::now_ms() as u64);
+    hasher.write_u64(now_ms() as u64);
     hasher.finish() % n
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::RawUrl;
+    use crate::job::{RawUrl, Reason};
 
     fn policy() -> RetryConfig {
         RetryConfig {

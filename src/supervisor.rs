@@ -1,8 +1,8 @@
 //! The supervisor thread: keeps exactly `workers` worker threads alive, wakes them when work is
 //! due, reaps expired leases, and runs the shutdown (grace period, then put the rest back).
 //!
-//! It notices rows written by other processes through [`Watch`], on a short tick: reading
-//! `PRAGMA data_version` costs next to nothing, so an idle daemon stays near 0% CPU.
+//! It notices rows written by other processes through the store's [`Watch`], which either is told
+//! of them or looks cheaply on a short tick, so an idle daemon stays near 0% CPU.
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -12,10 +12,11 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::committer::{Committer, Item};
+use crate::job::{Applied, Claimed, Failure, Outcome, Reason, Report, State, now_ms};
 use crate::lock;
 use crate::metrics::Metrics;
-use crate::retry::{self, Failure, Reason};
-use crate::store::{Claimed, Queue, Report, StoreError, Watch, now_ms};
+use crate::retry;
+use crate::store::{Queue, StoreError, Watch};
 use crate::worker::{self, Handler, Shared, Slot, Wake};
 
 #[derive(Debug, Clone)]
@@ -80,8 +81,7 @@ pub fn run(
 
     let reap_every = (options.lease / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
     let extend_every = options.lease / 3;
-    let (mut last_reap, mut last_extend, mut last_checkpoint) =
-        (Instant::now(), Instant::now(), Instant::now());
+    let (mut last_reap, mut last_extend) = (Instant::now(), Instant::now());
     let mut last_prune: Option<Instant> = None;
     let mut next_due: Option<i64> = None;
     let mut drain_wait = options.drain.then(DrainWait::default);
@@ -116,12 +116,6 @@ pub fn run(
                 prune(&*queue, keep);
                 last_prune = Some(Instant::now());
             }
-        }
-        if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-            if let Err(e) = watch.checkpoint() {
-                log::debug!("checkpoint skipped: {e}");
-            }
-            last_checkpoint = Instant::now();
         }
         match tick(
             &mut *watch,
@@ -227,10 +221,6 @@ impl DrainWait {
     }
 }
 
-/// How often the write-ahead log is checkpointed and truncated, on top of SQLite's automatic
-/// checkpoints, which never shrink the file.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
-
 /// At shutdown, how long the committer may take to record what it holds.
 const COMMIT_GRACE: Duration = Duration::from_secs(5);
 
@@ -239,7 +229,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
 
 fn prune(queue: &dyn Queue, keep: Duration) {
     let before = now_ms() - keep.as_millis() as i64;
-    match queue.prune(before, &["done", "failed", "cancelled"], 1_000) {
+    match queue.prune(before, &State::FINISHED, 1_000) {
         Ok(0) => {}
         Ok(n) => log::info!(
             "retention: pruned {n} finished jobs older than {} days",
@@ -301,7 +291,7 @@ fn replace(worker: &mut Worker, shared: &Arc<Shared>, options: &Options) {
         // Counted as an attempt, so a job that always crashes its worker ends as failed.
         let error = format!("internal error: the worker panicked: {panic}");
         let failure = Failure::transient(Reason::Internal, error);
-        let mut report = Report::failure(retry::after_failure(
+        let mut report = Report::new(retry::after_failure(
             &job,
             failure,
             &options.retry,
@@ -334,13 +324,9 @@ fn shut_down(
 ) {
     shared.stopping.store(true, Ordering::SeqCst);
     shared.wake.notify();
-    // Jobs claimed for workers that never started them go back untried.
+    // Jobs claimed for workers that never started them go back untried, due at once.
     let unstarted: Vec<Claimed> = lock(&shared.inbox).drain(..).collect();
-    for job in unstarted {
-        if let Err(e) = shared.queue.postpone(&job, now_ms()) {
-            log::error!(job = job.job_id; "cannot put it back ({e}); its lease will");
-        }
-    }
+    give_back(shared, unstarted, Outcome::Untried { run_at: now_ms() });
 
     let busy = workers.iter().filter(|w| lock(&w.slot).is_some()).count();
     if busy > 0 {
@@ -365,17 +351,31 @@ fn shut_down(
     while Instant::now() < deadline && !committer.is_finished() {
         thread::sleep(Duration::from_millis(10));
     }
-    for worker in workers {
-        let job: Option<Claimed> = lock(&worker.slot).take();
-        if let Some(job) = job {
-            match shared
-                .queue
-                .release(&job, "jobd stopped before the attempt finished")
-            {
-                Ok(_) => log::info!(job = job.job_id; "put back in the queue"),
-                Err(e) => log::error!(job = job.job_id; "cannot put it back ({e}); its lease will"),
-            }
+    let cut_short: Vec<Claimed> = workers
+        .iter()
+        .filter_map(|worker| lock(&worker.slot).take())
+        .collect();
+    let why = "jobd stopped before the attempt finished".to_string();
+    give_back(shared, cut_short, Outcome::Interrupted { why });
+}
+
+/// Puts jobs back in the queue at shutdown, as `outcome` (untried or interrupted) settles them.
+/// Recorded directly: the committer has stopped. What cannot be recorded, its lease brings back.
+fn give_back(shared: &Shared, jobs: Vec<Claimed>, outcome: Outcome) {
+    if jobs.is_empty() {
+        return;
+    }
+    let report = Report::new(outcome);
+    let items: Vec<(&Claimed, &Report)> = jobs.iter().map(|job| (job, &report)).collect();
+    match shared.queue.record(&items) {
+        Ok(applied) => {
+            let back = applied.iter().filter(|a| **a == Applied::Yes).count();
+            log::info!("put {back} jobs back in the queue");
         }
+        Err(e) => log::error!(
+            "cannot put {} jobs back ({e}); their leases will",
+            jobs.len()
+        ),
     }
 }
 

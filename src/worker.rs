@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use crate::blobs::Sealed;
 use crate::committer::{Committer, Item};
+use crate::job::{Claimed, Outcome, Report};
 use crate::metrics::Metrics;
-use crate::store::{Claimed, Outcome, Queue, Report, StoreError};
+use crate::store::{Queue, StoreError};
 
 /// Does one attempt at one job. The real one downloads ([`crate::download::Downloader`]);
 /// tests put in others.
@@ -30,8 +31,6 @@ pub enum Handled {
     Report(Report),
     /// The attempt stored an image: make the blob durable, then record the report (`done`).
     Stored(Report, Sealed),
-    /// Nothing was tried (its host is cooling down): give the job back until `run_at`.
-    Postpone { run_at: i64 },
 }
 
 /// A generation counter that idle workers wait on, so no wake-up is lost between a claim that
@@ -162,15 +161,11 @@ fn claim_for_idle_workers(shared: &Shared, name: &str) -> Result<Option<Claimed>
 fn work_on(shared: &Shared, mut job: Claimed, slot: &Slot) -> bool {
     // A job may have waited in the inbox since its claim: its attempt starts now, and that is the
     // start the attempt row records.
-    job.started_at = crate::store::now_ms();
+    job.started_at = crate::job::now_ms();
     *lock(slot) = Some(job.clone());
     let held = std::time::Instant::now();
     shared.metrics.started();
     let local_failure = match shared.handler.handle(&job) {
-        Handled::Postpone { run_at } => {
-            postpone(shared, &job, run_at);
-            false
-        }
         Handled::Report(report) => submit(shared, job, report, None),
         Handled::Stored(report, blob) => submit(shared, job, report, Some(blob)),
     };
@@ -201,13 +196,4 @@ fn next_pause(previous: Option<Duration>, name: &str) -> Duration {
     let pause = previous.map_or(TROUBLE_FIRST, |p| (p * 2).min(TROUBLE_MAX));
     log::debug!("{name}: local trouble, pausing {pause:?} before the next claim");
     pause
-}
-
-fn postpone(shared: &Shared, job: &Claimed, run_at: i64) {
-    let (id, host) = (job.job_id, job.host());
-    match shared.queue.postpone(job, run_at) {
-        Ok(_) => log::debug!(job = id, host; "host cooling down; back in the queue for {} ms",
-            run_at - crate::store::now_ms()),
-        Err(e) => log::error!(job = id, host; "cannot put the job back ({e}); its lease will"),
-    }
 }

@@ -18,8 +18,9 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use jobd::job::{Outcome, Report};
 use jobd::sniff;
-use jobd::store::{self, Database, NewJob, Outcome, Report};
+use jobd::store::{self, Database, NewJob};
 use jobd::validate::decode::{self, Decoded};
 use jobd::validate::{Limits, Validator};
 use sha2::{Digest, Sha256};
@@ -84,7 +85,7 @@ fn claims(mut args: impl Iterator<Item = String>) -> Result<(), String> {
             jobs.clear();
         }
     }
-    let failed = Report::failure(Outcome::Failed {
+    let failed = Report::new(Outcome::Failed {
         error: "benchmark".into(),
     });
     let start = Instant::now();
@@ -93,7 +94,7 @@ fn claims(mut args: impl Iterator<Item = String>) -> Result<(), String> {
             .claim("bench", batch, 60_000)
             .map_err(|e| e.to_string())?;
         let items: Vec<_> = claimed.iter().map(|job| (job, &failed)).collect();
-        store.complete_many(&items).map_err(|e| e.to_string())?;
+        store.record(&items).map_err(|e| e.to_string())?;
     }
     let rate = (claims * batch) as f64 / start.elapsed().as_secs_f64();
     println!("claims_per_s {rate:.0}");

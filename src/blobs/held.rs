@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::sweep::{Sweep, owner_gone};
 use super::{BlobStore, DIR_MODE};
+use crate::job::parse_blob_path;
 
 /// The suffix of a blob held aside by [`BlobStore::hold`].
 pub(super) const HELD_SUFFIX: &str = ".held";
@@ -39,7 +40,7 @@ impl BlobStore {
     /// jobs, until [`BlobStore::restore`] or [`BlobStore::delete`]; if this process dies first,
     /// the next sweep restores it.
     pub fn hold(&self, rel_path: &str) -> io::Result<Option<Held>> {
-        let Some((sha256, ext)) = parse_rel_path(rel_path) else {
+        let Some((sha256, ext)) = parse_blob_path(rel_path) else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("{rel_path} is not a blob path of jobd's (ab/cd/<sha256>.<ext>)"),
@@ -94,7 +95,7 @@ impl BlobStore {
             return;
         };
         let rel_path = format!("{first}/{second}/{blob}");
-        if !gone || parse_rel_path(&rel_path).is_none() {
+        if !gone || parse_blob_path(&rel_path).is_none() {
             return;
         }
         match put_back(path, &self.root.join(&rel_path)) {
@@ -120,23 +121,4 @@ fn put_back(aside: &Path, home: &Path) -> io::Result<()> {
             .create(dir)?;
     }
     fs::rename(aside, home)
-}
-
-/// The sha256 (lowercase hex) and extension of a blob path as jobd writes them,
-/// `ab/cd/<sha256>.<ext>`; None for anything else, which is no path of ours.
-pub fn parse_rel_path(path: &str) -> Option<(&str, &str)> {
-    let (dirs, file) = path.rsplit_once('/')?;
-    let (sha, ext) = file.split_once('.')?;
-    let hex = |s: &str| {
-        s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
-    let ext_ok = (1..=8).contains(&ext.len())
-        && ext
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    if sha.len() != 64 || !hex(sha) || !ext_ok || dirs != format!("{}/{}", &sha[..2], &sha[2..4]) {
-        return None;
-    }
-    Some((sha, ext))
 }

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use super::time;
-use crate::store::{JobId, STATES, now_ms};
+use crate::job::State;
+use crate::job::{JobId, now_ms};
 
 const EXIT_CODES: &str = "\
 Exit codes: 0 success; 1 failure (the database, the blob_dir or a file could not be used, an \
@@ -83,8 +84,8 @@ pub enum Command {
     },
     /// List jobs, newest first
     List {
-        #[arg(long, value_parser = STATES)]
-        state: Option<String>,
+        #[arg(long, value_enum)]
+        state: Option<State>,
         /// Only jobs whose error contains PATTERN (ignoring case)
         #[arg(long, value_name = "PATTERN")]
         error: Option<String>,
@@ -152,8 +153,8 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", value_parser = time::parse_duration)]
         older_than: i64,
         /// Only jobs in these states [default: done,failed,cancelled]
-        #[arg(long, value_delimiter = ',', value_parser = ["done", "failed", "cancelled"])]
-        state: Vec<String>,
+        #[arg(long, value_delimiter = ',', value_parser = finished_state)]
+        state: Vec<State>,
         /// Also delete the blob files of the pruned jobs that no remaining job refers to
         #[arg(long)]
         blobs: bool,
@@ -199,6 +200,27 @@ fn parse_at(text: &str) -> Result<i64, String> {
 
 fn parse_since(text: &str) -> Result<i64, String> {
     time::parse_since(text, now_ms())
+}
+
+/// The states `--state` takes, as clap lists them.
+impl clap::ValueEnum for State {
+    fn value_variants<'a>() -> &'a [Self] {
+        &State::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
+}
+
+/// A state of a finished job, for `prune --state`.
+fn finished_state(value: &str) -> Result<State, String> {
+    State::parse(value)
+        .filter(|s| s.is_finished())
+        .ok_or_else(|| {
+            let names: Vec<&str> = State::FINISHED.iter().map(|s| s.name()).collect();
+            format!("expected one of {}", names.join(", "))
+        })
 }
 
 #[cfg(test)]

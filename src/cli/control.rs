@@ -7,7 +7,8 @@
 use serde_json::{Value, json};
 
 use super::{Failure, print_json};
-use crate::store::{JobId, Store};
+use crate::job::{Cancel, JobId, State};
+use crate::store::Store;
 
 pub fn pause(store: &dyn Store, on: bool, as_json: bool) -> Result<(), Failure> {
     store.set_paused(on)?;
@@ -77,10 +78,10 @@ pub fn cancel(store: &dyn Store, ids: &[JobId], as_json: bool) -> Result<(), Fai
     let (mut cancelled, mut requested) = (Vec::new(), Vec::new());
     let mut left = Leftovers::default();
     for (id, state) in store.cancel(ids)? {
-        match state.as_deref() {
-            Some("queued") => cancelled.push(id),
-            Some("running") => requested.push(id),
-            Some(other) => left.wrong_state.push((id, other.to_string())),
+        match state.map(|s| (s, s.on_cancel())) {
+            Some((_, Cancel::Now)) => cancelled.push(id),
+            Some((_, Cancel::WhenAttemptEnds)) => requested.push(id),
+            Some((other, Cancel::No)) => left.wrong_state.push((id, other.to_string())),
             None => left.not_found.push(id),
         }
     }
@@ -110,10 +111,9 @@ pub fn retry(store: &dyn Store, ids: &[JobId], force: bool, as_json: bool) -> Re
     let mut requeued = Vec::new();
     let mut left = Leftovers::default();
     for (id, state) in store.retry(ids, force)? {
-        match state.as_deref() {
-            Some("failed" | "cancelled") => requeued.push(id),
-            Some("done") if force => requeued.push(id),
-            Some("done") => left
+        match state {
+            Some(s) if s.retryable(force) => requeued.push(id),
+            Some(State::Done) => left
                 .wrong_state
                 .push((id, "done; --force requeues it".into())),
             Some(other) => left.wrong_state.push((id, other.to_string())),

@@ -3,8 +3,9 @@
 use serde_json::json;
 
 use super::{Failure, json, output, print_json};
+use crate::job::JobId;
 use crate::joburl;
-use crate::store::{JobId, ListFilter, NewJob, Store};
+use crate::store::{ListFilter, NewJob, Store};
 
 /// Adds every URL or none: one bad URL rejects the whole command, naming it.
 pub fn add(

@@ -10,7 +10,7 @@ pub fn job(job: &JobRow) -> Value {
     json!({
         "id": job.id,
         "url": job.url,
-        "state": job.state,
+        "state": job.state.name(),
         "priority": job.priority,
         "attempts": job.attempts,
         "max_attempts": job.max_attempts,
@@ -59,7 +59,7 @@ pub fn stats(s: &Stats) -> Value {
     let states: serde_json::Map<String, Value> = s
         .by_state
         .iter()
-        .map(|(state, n)| (state.clone(), json!(n)))
+        .map(|(state, n)| (state.name().to_string(), json!(n)))
         .collect();
     let throughput: serde_json::Map<String, Value> = s
         .done_within

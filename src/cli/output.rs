@@ -1,8 +1,9 @@
 //! jobctl's human-readable tables (`--json` output is in `json.rs`).
 
 use super::time::{relative, span};
+use crate::job::{State, now_ms};
 use crate::logger::timestamp;
-use crate::store::{AttemptRow, JobRow, Stats, now_ms};
+use crate::store::{AttemptRow, JobRow, Stats};
 
 fn or_dash<T: ToString>(v: Option<T>) -> String {
     v.map_or_else(|| "-".into(), |v| v.to_string())
@@ -47,16 +48,16 @@ pub fn print_list(jobs: &[JobRow]) {
     );
     for job in jobs {
         // Queued for later: when it is due. Otherwise: when it last did something.
-        let when = if job.state == "queued" && job.run_at > now {
+        let when = if job.state == State::Queued && job.run_at > now {
             relative(job.run_at, now)
         } else {
             relative(job.last_activity(), now)
         };
-        let detail = match (&job.state[..], &job.error) {
-            ("running", _) if job.cancel_requested => {
+        let detail = match (job.state, &job.error) {
+            (State::Running, _) if job.cancel_requested => {
                 format!("{}  (cancel requested)", cell(&job.url, 80))
             }
-            ("failed" | "queued" | "cancelled", Some(error)) => {
+            (State::Failed | State::Queued | State::Cancelled, Some(error)) => {
                 format!("{}  ({})", cell(&job.url, 60), cell(error, 80))
             }
             _ => cell(&job.url, 100),
@@ -92,10 +93,10 @@ pub fn print_show(job: &JobRow, attempts: &[AttemptRow]) {
         ("url", cell(&job.url, 2000)),
         (
             "state",
-            if job.cancel_requested && job.state == "running" {
+            if job.cancel_requested && job.state == State::Running {
                 "running (cancel requested: it stops when this attempt ends)".into()
             } else {
-                job.state.clone()
+                job.state.to_string()
             },
         ),
         ("priority", job.priority.to_string()),
@@ -155,7 +156,7 @@ pub fn print_show(job: &JobRow, attempts: &[AttemptRow]) {
 
 pub fn print_stats(stats: &Stats) {
     for (state, n) in &stats.by_state {
-        if state == "queued" && stats.scheduled > 0 {
+        if *state == State::Queued && stats.scheduled > 0 {
             println!("{state:>10}: {n} ({} scheduled for later)", stats.scheduled);
         } else {
             println!("{state:>10}: {n}");

@@ -24,11 +24,11 @@ use super::output::{count, human_bytes};
 use super::time::span;
 use super::{Failure, print_json};
 use crate::blobs::{self, BlobStore, Held};
-use crate::store::{Store, now_ms};
+use crate::job::{State, now_ms};
+use crate::store::Store;
 
 /// Jobs deleted per transaction.
 const PRUNE_BATCH: usize = 1_000;
-const FINISHED: [&str; 3] = ["done", "failed", "cancelled"];
 
 /// What `--blobs` needs beside the database.
 pub struct BlobOptions<'a> {
@@ -40,15 +40,15 @@ pub struct BlobOptions<'a> {
 pub fn run(
     store: &dyn Store,
     older_than: i64,
-    states: &[String],
+    states: &[State],
     blobs: Option<BlobOptions>,
     as_json: bool,
 ) -> Result<(), Failure> {
-    let mut states: Vec<&str> = states.iter().map(String::as_str).collect();
+    let mut states = states.to_vec();
     if states.is_empty() {
-        states = FINISHED.to_vec();
+        states = State::FINISHED.to_vec();
     }
-    states.sort_unstable();
+    states.sort_unstable_by_key(|s| s.name());
     states.dedup();
     let before = now_ms().saturating_sub(older_than);
     let mut candidates = Candidates::default();
@@ -76,7 +76,11 @@ pub fn run(
     } else {
         println!(
             "pruned {pruned} jobs ({}) and their attempts",
-            states.join(", ")
+            states
+                .iter()
+                .map(|s| s.name())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         if blobs.is_some() {
             println!(
@@ -102,7 +106,7 @@ impl Candidates {
     /// Takes `ab/cd/<sha256>.<ext>` as jobd writes it; anything else is no path of ours and is
     /// never deleted.
     fn add(&mut self, blob_path: &str) {
-        let Some((hex, ext)) = blobs::parse_rel_path(blob_path) else {
+        let Some((hex, ext)) = crate::job::parse_blob_path(blob_path) else {
             return;
         };
         let mut sha = [0u8; 32];

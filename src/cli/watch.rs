@@ -11,15 +11,16 @@ use serde_json::json;
 
 use super::time::span;
 use super::{Failure, print_json};
+use crate::job::{State, now_ms};
 use crate::logger::timestamp;
-use crate::store::{Store, now_ms};
+use crate::store::Store;
 
 /// The rate is measured over this much of the recent past.
 const RATE_WINDOW: Duration = Duration::from_secs(10);
 
 /// One look at the queue.
 struct Snapshot {
-    counts: Vec<(String, i64)>,
+    counts: Vec<(State, i64)>,
     paused: bool,
 }
 
@@ -29,19 +30,19 @@ impl Snapshot {
         Ok(Snapshot { counts, paused })
     }
 
-    fn count(&self, state: &str) -> i64 {
+    fn count(&self, state: State) -> i64 {
         self.counts
             .iter()
-            .find(|(s, _)| s == state)
+            .find(|(s, _)| *s == state)
             .map_or(0, |(_, n)| *n)
     }
 
     fn pending(&self) -> i64 {
-        self.count("queued") + self.count("running")
+        self.count(State::Queued) + self.count(State::Running)
     }
 
     fn finished(&self) -> i64 {
-        self.count("done") + self.count("failed") + self.count("cancelled")
+        self.count(State::Done) + self.count(State::Failed) + self.count(State::Cancelled)
     }
 
     /// `queued 10, running 4, done 100, failed 2, cancelled 0`
@@ -99,7 +100,7 @@ pub fn run(store: &dyn Store, interval_ms: i64, as_json: bool) -> Result<(), Fai
                 "time": now_ms(),
                 "paused": snapshot.paused,
                 "states": snapshot.counts.iter()
-                    .map(|(s, n)| (s.clone(), json!(n)))
+                    .map(|(s, n)| (s.name().to_string(), json!(n)))
                     .collect::<serde_json::Map<_, _>>(),
                 "finished": finished,
                 "rate_per_second": rate,

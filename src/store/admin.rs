@@ -1,8 +1,10 @@
-//! The operator's side of a store, behind jobctl: the [`Admin`] trait and the plain values it
-//! takes and returns (ids, states, counts, rows), so that jobctl decides what to say and each
-//! backend only how to ask.
+//! The operator's side of a store, behind jobctl: the [`Admin`] traits, one per concern, and the
+//! plain values they take and return (ids, states, counts, rows), so that jobctl decides what to
+//! say and each backend only how to ask. Each backend implements each trait in the file of its
+//! concern (`admin.rs`, `bulk.rs`, `ops.rs`, `stats.rs`).
 
-use super::{JobId, StoreError};
+use super::StoreError;
+use crate::job::{JobId, State};
 
 /// A job to insert, already validated by the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +34,7 @@ pub struct JobRow {
     pub id: JobId,
     /// The url column rendered as text, whatever its SQLite type.
     pub url: String,
-    pub state: String,
+    pub state: State,
     pub priority: i64,
     pub attempts: i64,
     pub max_attempts: Option<i64>,
@@ -88,7 +90,7 @@ pub struct AttemptRow {
 /// Which jobs `list` returns, newest first. Every filter that is set must hold.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
-    pub state: Option<String>,
+    pub state: Option<State>,
     /// A substring of the error, compared case-insensitively (ASCII letters).
     pub error: Option<String>,
     /// The URL's host, exactly (case-insensitive); with a leading dot, also its subdomains.
@@ -102,8 +104,8 @@ pub struct ListFilter {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Jobs per state, in the order queued, running, done, failed, cancelled.
-    pub by_state: Vec<(String, i64)>,
+    /// Jobs per state, every state in [`State::ALL`] order.
+    pub by_state: Vec<(State, i64)>,
     /// Queued jobs waiting for a later `run_at` (retries, or added with --at).
     pub scheduled: i64,
     /// Bytes downloaded by done jobs (a blob shared by several jobs counts for each).
@@ -127,19 +129,17 @@ pub struct Stats {
     pub total_ms: Option<(i64, i64)>,
 }
 
-pub const STATES: [&str; 5] = ["queued", "running", "done", "failed", "cancelled"];
-
-/// Counts per state as a `GROUP BY state` found them, turned into all five in [`STATES`] order,
-/// zero for a state without jobs.
-pub(super) fn in_state_order(found: &[(String, i64)]) -> Vec<(String, i64)> {
-    STATES
+/// Counts per state as a `GROUP BY state` found them, turned into all five in [`State::ALL`]
+/// order, zero for a state without jobs.
+pub(super) fn in_state_order(found: &[(State, i64)]) -> Vec<(State, i64)> {
+    State::ALL
         .iter()
         .map(|&state| {
             let n = found
                 .iter()
-                .find(|(s, _)| s == state)
+                .find(|(s, _)| *s == state)
                 .map_or(0, |(_, n)| *n);
-            (state.to_string(), n)
+            (state, n)
         })
         .collect()
 }
@@ -147,11 +147,24 @@ pub(super) fn in_state_order(found: &[(String, i64)]) -> Vec<(String, i64)> {
 /// What an import did: rows added, and rows skipped because the database had their URL.
 pub type Imported = (u64, u64);
 
-/// The operator's queries and controls, as jobctl uses them. Every backend answers them alike;
-/// the contract tests run each one against both.
-pub trait Admin: Send + Sync {
+/// The operator's queries and controls, as jobctl uses them: every concern's trait. Every
+/// backend answers them alike; the contract tests run each one against both.
+pub trait Admin: Jobs + Import + Controls + Figures + References {}
+
+impl<T: Jobs + Import + Controls + Figures + References> Admin for T {}
+
+/// Adding jobs one by one, and reading them.
+pub trait Jobs: Send + Sync {
     /// Inserts jobs in one transaction, durably; returns their ids in order.
     fn add(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError>;
+    /// Jobs in id order, newest first, that pass every filter that is set.
+    fn list(&self, filter: &ListFilter) -> Result<Vec<JobRow>, StoreError>;
+    /// One job and all its attempts, or None if there is no such job.
+    fn show(&self, id: JobId) -> Result<Option<(JobRow, Vec<AttemptRow>)>, StoreError>;
+}
+
+/// Adding jobs in bulk.
+pub trait Import: Send + Sync {
     /// Inserts every job of `batches` (already validated) in large transactions. With
     /// `skip_existing`, a URL already in the database in a state other than failed or cancelled
     /// is skipped (URLs repeated within the input are the caller's to drop). When it returns,
@@ -162,40 +175,46 @@ pub trait Admin: Send + Sync {
         skip_existing: bool,
         progress: &mut dyn FnMut(u64),
     ) -> Result<Imported, StoreError>;
-    /// Jobs in id order, newest first, that pass every filter that is set.
-    fn list(&self, filter: &ListFilter) -> Result<Vec<JobRow>, StoreError>;
-    /// One job and all its attempts, or None if there is no such job.
-    fn show(&self, id: JobId) -> Result<Option<(JobRow, Vec<AttemptRow>)>, StoreError>;
-    /// Counts per state, scheduled retries, recent throughput, timing percentiles, bytes and
-    /// blobs stored, the commonest errors, and the pause switch.
-    fn stats(&self) -> Result<Stats, StoreError>;
-    /// Jobs per state (all five, in STATES order) and whether the queue is paused: the cheap
-    /// figures that `jobctl watch` reads every second.
-    fn counts(&self) -> Result<(Vec<(String, i64)>, bool), StoreError>;
+}
+
+/// The pause switch, cancel and retry: the moves people make, as [`crate::job`] rules them.
+pub trait Controls: Send + Sync {
     fn paused(&self) -> Result<bool, StoreError>;
     /// Turns the pause switch on or off. Every daemon on the queue stops (or resumes) claiming
     /// at its next claim; jobs already running finish as usual.
     fn set_paused(&self, on: bool) -> Result<(), StoreError>;
-    /// Cancels jobs: a queued one at once (`cancelled`, finished now); a running one is marked so
-    /// that it ends as `cancelled` when its attempt ends, unless that attempt succeeds or fails
-    /// for good. Finished jobs are left alone. Returns each id with the state it had before
+    /// Cancels jobs as [`State::on_cancel`] says. Returns each id with the state it had before
     /// (None: there is no such job).
-    fn cancel(&self, ids: &[JobId]) -> Result<Vec<(JobId, Option<String>)>, StoreError>;
-    /// Requeues failed and cancelled jobs (done ones too with `force`): queued, due now, attempts
-    /// and error cleared, no cancel request. Returns each id with the state it had before (None:
-    /// no such job); jobs in other states are left alone.
-    fn retry(&self, ids: &[JobId], force: bool)
-    -> Result<Vec<(JobId, Option<String>)>, StoreError>;
+    fn cancel(&self, ids: &[JobId]) -> Result<Vec<(JobId, Option<State>)>, StoreError>;
+    /// Requeues the jobs that [`State::retryable`] accepts: queued, due now, attempts and error
+    /// cleared, no cancel request. Returns each id with the state it had before (None: no such
+    /// job); jobs in other states are left alone.
+    fn retry(&self, ids: &[JobId], force: bool) -> Result<Vec<(JobId, Option<State>)>, StoreError>;
     /// Requeues every failed job (whose error contains `error`, case-insensitively, if given),
     /// in batches, each job at most once. Returns how many.
     fn retry_failed(&self, error: Option<&str>) -> Result<u64, StoreError>;
+}
+
+/// The figures of `jobctl stats` and `jobctl watch`.
+pub trait Figures: Send + Sync {
+    /// Counts per state, scheduled retries, recent throughput, timing percentiles, bytes and
+    /// blobs stored, the commonest errors, and the pause switch.
+    fn stats(&self) -> Result<Stats, StoreError>;
+    /// Jobs per state (all five, in [`State::ALL`] order) and whether the queue is paused: the
+    /// cheap figures that `jobctl watch` reads every second.
+    fn counts(&self) -> Result<(Vec<(State, i64)>, bool), StoreError>;
+}
+
+/// What `jobctl prune --blobs` must know before it deletes a blob: which jobs refer to it, and
+/// which attempts still run.
+pub trait References: Send + Sync {
     /// Calls `each` with the blob_path of every job that `prune` would delete (finished before
     /// `before`, in `states`) and that has one; a blob shared by several of them comes several
     /// times. Collect these before pruning: afterwards the rows are gone.
     fn blobs_of_finished(
         &self,
         before: i64,
-        states: &[&str],
+        states: &[State],
         each: &mut dyn FnMut(&str),
     ) -> Result<(), StoreError>;
     /// Whether any job, in any state, refers to the blob with this sha256.

@@ -20,6 +20,7 @@ use r2d2::PooledConnection;
 use r2d2_postgres::PostgresConnectionManager;
 
 use super::{Context, Database, StoreError, migrations_applied};
+use crate::job::State;
 
 /// Numbered migrations, embedded; `schema_migrations` records which ran. The same numbers as the
 /// SQLite ones, each doing the same for this backend. Migrations only ever add.
@@ -66,6 +67,21 @@ pub struct PgStore {
     pub(super) config: Config,
     /// The URL without its password, for messages.
     pub(super) name: String,
+}
+
+/// A `state` value; the schema's CHECK allows only the five.
+impl<'a> postgres::types::FromSql<'a> for State {
+    fn from_sql(
+        ty: &postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let name = <&str as postgres::types::FromSql>::from_sql(ty, raw)?;
+        State::parse(name).ok_or_else(|| super::unknown_state(name))
+    }
+
+    fn accepts(ty: &postgres::types::Type) -> bool {
+        <&str as postgres::types::FromSql>::accepts(ty)
+    }
 }
 
 impl std::fmt::Debug for PgStore {

@@ -20,6 +20,25 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::{Context, StoreError, migrations_applied};
+use crate::job::State;
+
+/// A `state` value; the schema's CHECK allows only the five.
+impl rusqlite::types::FromSql for State {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let name = value.as_str()?;
+        State::parse(name)
+            .ok_or_else(|| rusqlite::types::FromSqlError::Other(super::unknown_state(name)))
+    }
+}
+
+/// States as the comma-separated list that the pruning queries take as one parameter.
+fn state_list(states: &[State]) -> String {
+    states
+        .iter()
+        .map(|s| s.name())
+        .collect::<Vec<_>>()
+        .join(",")
+}
 
 /// Numbered migrations, embedded. `PRAGMA user_version` holds how many have been applied.
 /// Migrations only ever add.
@@ -183,18 +202,19 @@ mod tests {
     /// Regression: a bare `LIMIT ?` made SQLite re-prepare the claim on every run.
     #[test]
     fn the_claim_is_prepared_once() {
-        use crate::store::{Admin, NewJob, Outcome, Queue, Report};
+        use crate::job::{Outcome, Report};
+        use crate::store::{Jobs, NewJob, Queue};
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("q.db"), 1).unwrap();
         let jobs: Vec<NewJob> = (0..20)
             .map(|i| NewJob::new(format!("http://127.0.0.1/{i}")))
             .collect();
         store.add(&jobs).unwrap();
-        let failed = Report::failure(Outcome::Failed { error: "x".into() });
+        let failed = Report::new(Outcome::Failed { error: "x".into() });
         for limit in [1, 2, 3, 1, 2] {
             let claimed = store.claim("w", limit, 60_000).unwrap();
             let items: Vec<_> = claimed.iter().map(|job| (job, &failed)).collect();
-            store.complete_many(&items).unwrap();
+            store.record(&items).unwrap();
         }
         let conn = store.conn().unwrap();
         let claim = conn.prepare_cached(CLAIM).unwrap();

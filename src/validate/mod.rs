@@ -29,27 +29,7 @@ pub mod webp;
 /// (an oversized metadata box) must refuse the file instead.
 pub const MAX_NEED: usize = 4 << 20;
 
-/// How far a body is proved to be an image: `[fetch] validate`, and what each stored job records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    /// The container walked to its end, every frame within the limits (the default).
-    #[default]
-    Structure,
-    /// The structure, and every pixel decoded by a memory-safe decoder.
-    Decode,
-}
-
-impl Level {
-    /// The name in the config and in the `validation` column.
-    pub fn name(self) -> &'static str {
-        match self {
-            Level::Structure => "structure",
-            Level::Decode => "decode",
-        }
-    }
-}
-
+pub use crate::job::Level;
 pub use driver::{Validator, validate_bytes};
 
 /// What a parser may accept: `[fetch] max_pixels` and `[fetch] max_frames`.

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use jobd::store::{Admin, NewJob, Queue, SqliteStore};
+use jobd::store::{Jobs, NewJob, Queue, SqliteStore};
 use jobd::testkit::images;
 use jobd::testkit::server::{Reply, TestServer};
 
@@ -63,7 +63,7 @@ fn claims_follow_priority_then_age_and_skip_the_future() {
         run_at,
         max_attempts: None,
     };
-    let later = Some(jobd::store::now_ms() + 3_600_000);
+    let later = Some(jobd::job::now_ms() + 3_600_000);
     store
         .add(&[
             job("a", 0, None),

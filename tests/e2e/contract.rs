@@ -8,10 +8,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use jobd::store::{
-    self, Applied, Claimed, Database, ListFilter, NewJob, Outcome, RawUrl, Report, Store, Stored,
-    now_ms,
-};
+use jobd::job::{Applied, Claimed, Outcome, RawUrl, Report, State, Stored, now_ms};
+use jobd::store::{self, Database, ListFilter, NewJob, Store};
 use jobd::testkit::postgres;
 use jobd::validate::Level;
 
@@ -96,13 +94,14 @@ impl Fixture {
         self.store.add(&jobs).unwrap()
     }
 
-    fn state(&self, id: i64) -> String {
+    fn state(&self, id: i64) -> &'static str {
         self.store
             .show(id)
             .unwrap()
             .expect("the job exists")
             .0
             .state
+            .name()
     }
 
     fn claim(&self, n: usize) -> Vec<Claimed> {
@@ -140,14 +139,14 @@ fn done(name: &str) -> Report {
         bytes: Some(68),
         ttfb_ms: Some(5),
         download_ms: Some(7),
-        ..Report::failure(Outcome::Done(stored(name)))
+        ..Report::new(Outcome::Done(stored(name)))
     }
 }
 
 fn failed(error: &str) -> Report {
     Report {
         http_status: Some(404),
-        ..Report::failure(Outcome::Failed {
+        ..Report::new(Outcome::Failed {
             error: error.into(),
         })
     }
@@ -281,22 +280,19 @@ fn outcomes_are_recorded_on_job_and_attempt(f: &Fixture) {
     let later = now_ms() + 3_600_000;
     let reports = [
         done("a"),
-        Report::failure(Outcome::Retry {
+        Report::new(Outcome::Retry {
             run_at: later,
             error: "HTTP 503".into(),
         }),
         failed("HTTP 404: not found"),
-        Report::failure(Outcome::Postponed {
+        Report::new(Outcome::Postponed {
             run_at: later,
             error: "disk full".into(),
         }),
     ];
     let items: Vec<_> = claimed.iter().zip(&reports).collect();
-    assert_eq!(
-        f.store.complete_many(&items).unwrap(),
-        vec![Applied::Yes; 4]
-    );
-    let states: Vec<String> = ids.iter().map(|&id| f.state(id)).collect();
+    assert_eq!(f.store.record(&items).unwrap(), vec![Applied::Yes; 4]);
+    let states: Vec<&str> = ids.iter().map(|&id| f.state(id)).collect();
     assert_eq!(states, ["done", "queued", "failed", "queued"]);
     let (job, attempts) = f.store.show(ids[0]).unwrap().unwrap();
     let blob = stored("a");
@@ -355,10 +351,7 @@ fn outcomes_are_recorded_on_job_and_attempt(f: &Fixture) {
         4
     );
     // A second record of the same attempts finds its claims gone.
-    assert_eq!(
-        f.store.complete_many(&items).unwrap(),
-        vec![Applied::ClaimLost; 4]
-    );
+    assert_eq!(f.store.record(&items).unwrap(), vec![Applied::ClaimLost; 4]);
 }
 
 fn a_reaped_claim_records_nothing(f: &Fixture) {
@@ -368,11 +361,14 @@ fn a_reaped_claim_records_nothing(f: &Fixture) {
     assert_eq!(f.store.reap_expired(3).unwrap(), 1);
     assert_eq!(f.state(ids[0]), "queued");
     assert_eq!(
-        f.store.complete(&claimed[0], &done("late")).unwrap(),
+        f.store
+            .record(&[(&claimed[0], &done("late"))])
+            .map(|applied| applied[0])
+            .unwrap(),
         Applied::ClaimLost
     );
     let (job, attempts) = f.store.show(ids[0]).unwrap().unwrap();
-    assert_eq!((job.state.as_str(), job.sha256), ("queued", None));
+    assert_eq!((job.state.name(), job.sha256), ("queued", None));
     assert_eq!(attempts[0].outcome, "lease_expired");
     // The next claim is attempt 2, and counts both.
     let again = f.claim(1);
@@ -391,7 +387,7 @@ fn reaping_fails_jobs_whose_attempts_are_spent(f: &Fixture) {
     f.store.claim("dead/w0", 1, -1_000).unwrap();
     assert_eq!(f.store.reap_expired(5).unwrap(), 1);
     let job = f.store.show(ids[0]).unwrap().unwrap().0;
-    assert_eq!(job.state, "failed");
+    assert_eq!(job.state.name(), "failed");
     assert!(job.error.unwrap().contains("lease ran out"));
 }
 
@@ -399,26 +395,48 @@ fn release_refunds_and_postpone_forgets_the_attempt(f: &Fixture) {
     let ids = f.add(&["http://127.0.0.1/a", "http://127.0.0.1/b"]);
     let claimed = f.claim(2);
     assert_eq!(
-        f.store.release(&claimed[0], "shutting down").unwrap(),
+        f.store
+            .record(&[(
+                &claimed[0],
+                &Report::new(Outcome::Interrupted {
+                    why: "shutting down".into()
+                })
+            )])
+            .map(|applied| applied[0])
+            .unwrap(),
         Applied::Yes
     );
     let later = now_ms() + 60_000;
-    assert_eq!(f.store.postpone(&claimed[1], later).unwrap(), Applied::Yes);
+    assert_eq!(
+        f.store
+            .record(&[(
+                &claimed[1],
+                &Report::new(Outcome::Untried { run_at: later })
+            )])
+            .map(|applied| applied[0])
+            .unwrap(),
+        Applied::Yes
+    );
     let (released, attempts) = f.store.show(ids[0]).unwrap().unwrap();
-    assert_eq!((released.state.as_str(), released.attempts), ("queued", 0));
+    assert_eq!((released.state.name(), released.attempts), ("queued", 0));
     assert_eq!(
         (attempts[0].outcome.as_str(), attempts[0].error.as_deref()),
         ("interrupted", Some("shutting down"))
     );
     let (postponed, attempts) = f.store.show(ids[1]).unwrap().unwrap();
-    assert_eq!(
-        (postponed.state.as_str(), postponed.attempts),
-        ("queued", 0)
-    );
+    assert_eq!((postponed.state.name(), postponed.attempts), ("queued", 0));
     assert_near(postponed.run_at, later);
     assert!(attempts.is_empty());
     assert_eq!(
-        f.store.release(&claimed[0], "again").unwrap(),
+        f.store
+            .record(&[(
+                &claimed[0],
+                &Report::new(Outcome::Interrupted {
+                    why: "again".into()
+                })
+            )])
+            .map(|applied| applied[0])
+            .unwrap(),
         Applied::ClaimLost
     );
 }
@@ -460,25 +478,40 @@ fn pause_stops_claims_and_cancel_follows_running_jobs(f: &Fixture) {
     assert_eq!(
         before,
         vec![
-            (ids[0], Some("running".into())),
-            (ids[2], Some("queued".into())),
+            (ids[0], Some(State::Running)),
+            (ids[2], Some(State::Queued)),
             (999_999, None)
         ]
     );
     assert_eq!(f.state(ids[2]), "cancelled");
     let cancelled = f.store.show(ids[0]).unwrap().unwrap().0;
     assert!(cancelled.cancel_requested);
-    assert_eq!(cancelled.state, "running", "it ends when its attempt ends");
+    assert_eq!(
+        cancelled.state.name(),
+        "running",
+        "it ends when its attempt ends"
+    );
     // A transient failure would queue it again: the cancel request ends it instead.
-    let retry = Report::failure(Outcome::Retry {
+    let retry = Report::new(Outcome::Retry {
         run_at: now_ms(),
         error: "HTTP 503".into(),
     });
-    f.store.complete(&running, &retry).unwrap();
+    f.store
+        .record(&[(&running, &retry)])
+        .map(|applied| applied[0])
+        .unwrap();
     assert_eq!(f.state(ids[0]), "cancelled");
     // Releasing a job whose cancel was requested cancels it too.
     f.store.cancel(&[second.job_id]).unwrap();
-    f.store.release(&second, "shutting down").unwrap();
+    f.store
+        .record(&[(
+            &second,
+            &Report::new(Outcome::Interrupted {
+                why: "shutting down".into(),
+            }),
+        )])
+        .map(|applied| applied[0])
+        .unwrap();
     assert_eq!(f.state(second.job_id), "cancelled");
 }
 
@@ -495,24 +528,21 @@ fn retry_requeues_what_failed(f: &Fixture) {
         done("b"),
     ];
     let items: Vec<_> = claimed.iter().zip(&reports).collect();
-    f.store.complete_many(&items).unwrap();
+    f.store.record(&items).unwrap();
     assert_eq!(f.store.retry_failed(Some("http 404")).unwrap(), 1);
     assert_eq!(f.state(ids[0]), "queued");
     assert_eq!(f.state(ids[1]), "failed");
     let before = f.store.retry(&[ids[1], ids[2]], false).unwrap();
     assert_eq!(
         before,
-        vec![
-            (ids[1], Some("failed".into())),
-            (ids[2], Some("done".into()))
-        ]
+        vec![(ids[1], Some(State::Failed)), (ids[2], Some(State::Done))]
     );
     assert_eq!(f.state(ids[1]), "queued");
     assert_eq!(f.state(ids[2]), "done", "done jobs need --force");
     f.store.retry(&[ids[2]], true).unwrap();
     let job = f.store.show(ids[2]).unwrap().unwrap().0;
     assert_eq!(
-        (job.state.as_str(), job.attempts, job.error),
+        (job.state.name(), job.attempts, job.error),
         ("queued", 0, None)
     );
     assert_eq!(f.store.retry_failed(None).unwrap(), 0);
@@ -528,7 +558,7 @@ fn prune_deletes_old_finished_jobs_with_their_attempts(f: &Fixture) {
     let claimed = f.claim(3);
     let reports = [done("c"), failed("HTTP 410"), done("d")];
     let items: Vec<_> = claimed.iter().zip(&reports).collect();
-    f.store.complete_many(&items).unwrap();
+    f.store.record(&items).unwrap();
     let old = now_ms() - 10 * 86_400_000;
     f.exec(&format!(
         "UPDATE jobs SET finished_at = {old} WHERE id IN ({}, {})",
@@ -537,14 +567,19 @@ fn prune_deletes_old_finished_jobs_with_their_attempts(f: &Fixture) {
     let cutoff = now_ms() - 86_400_000;
     let mut blobs = Vec::new();
     f.store
-        .blobs_of_finished(cutoff, &["done", "failed"], &mut |p| {
+        .blobs_of_finished(cutoff, &[State::Done, State::Failed], &mut |p| {
             blobs.push(p.to_string())
         })
         .unwrap();
     assert_eq!(blobs, vec![stored("c").blob_path]);
     assert!(f.store.blob_referenced(&stored("c").sha256).unwrap());
-    assert_eq!(f.store.prune(cutoff, &["failed"], 1).unwrap(), 1);
-    assert_eq!(f.store.prune(cutoff, &["done", "failed"], 1).unwrap(), 1);
+    assert_eq!(f.store.prune(cutoff, &[State::Failed], 1).unwrap(), 1);
+    assert_eq!(
+        f.store
+            .prune(cutoff, &[State::Done, State::Failed], 1)
+            .unwrap(),
+        1
+    );
     assert!(f.store.show(ids[0]).unwrap().is_none());
     assert!(f.store.show(ids[1]).unwrap().is_none());
     assert!(!f.store.blob_referenced(&stored("c").sha256).unwrap());
@@ -600,7 +635,10 @@ fn import_adds_in_order_and_skips_what_exists(f: &Fixture) {
     // Fail one, then import again with an overlap: existing URLs are skipped, but not failed ones.
     let claimed = f.claim(1);
     assert_eq!(claimed[0].url, RawUrl::Text(url(2)), "priority 2, first in");
-    f.store.complete(&claimed[0], &failed("HTTP 404")).unwrap();
+    f.store
+        .record(&[(&claimed[0], &failed("HTTP 404"))])
+        .map(|applied| applied[0])
+        .unwrap();
     let mut again = std::iter::once(
         (0..100)
             .chain(2_100..2_200)
@@ -622,7 +660,7 @@ fn list_show_and_stats_report_the_same_figures(f: &Fixture) {
     let claimed = f.claim(3);
     let reports = [done("e"), failed("HTTP 404: Not Found"), done("e")];
     let items: Vec<_> = claimed.iter().zip(&reports).collect();
-    f.store.complete_many(&items).unwrap();
+    f.store.record(&items).unwrap();
     let list = |filter: ListFilter| -> Vec<i64> {
         f.store
             .list(&ListFilter {
@@ -640,7 +678,7 @@ fn list_show_and_stats_report_the_same_figures(f: &Fixture) {
     );
     assert_eq!(
         list(ListFilter {
-            state: Some("done".into()),
+            state: Some(State::Done),
             ..ListFilter::default()
         }),
         vec![ids[2], ids[0]]
@@ -675,11 +713,7 @@ fn list_show_and_stats_report_the_same_figures(f: &Fixture) {
     );
     assert!(f.store.show(999_999).unwrap().is_none());
     let stats = f.store.stats().unwrap();
-    let by_state: Vec<(&str, i64)> = stats
-        .by_state
-        .iter()
-        .map(|(s, n)| (s.as_str(), *n))
-        .collect();
+    let by_state: Vec<(&str, i64)> = stats.by_state.iter().map(|(s, n)| (s.name(), *n)).collect();
     assert_eq!(
         by_state,
         [
@@ -723,8 +757,7 @@ fn the_watch_sees_new_rows_and_due_times(f: &Fixture) {
     assert!(due <= now_ms() + 1_000, "due {due} is now");
     assert!(watch.pending().unwrap());
     let counts = watch.counts().unwrap();
-    assert_eq!(counts, vec![("queued".to_string(), 1)]);
-    watch.checkpoint().unwrap();
+    assert_eq!(counts, vec![(State::Queued, 1)]);
     // A job scheduled for later is not due yet, by either clock.
     f.claim(1);
     let later = now_ms() + 3_600_000;
@@ -808,11 +841,15 @@ fn ids_are_never_reused_after_a_prune(f: &Fixture) {
     let claimed = f.claim(2);
     let reports = [done("a"), failed("HTTP 404")];
     let items: Vec<_> = claimed.iter().zip(&reports).collect();
-    f.store.complete_many(&items).unwrap();
+    f.store.record(&items).unwrap();
     let everything = now_ms() + 86_400_000;
     assert_eq!(
         f.store
-            .prune(everything, &["done", "failed", "cancelled"], 10)
+            .prune(
+                everything,
+                &[State::Done, State::Failed, State::Cancelled],
+                10
+            )
             .unwrap(),
         2
     );

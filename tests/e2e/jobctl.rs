@@ -10,7 +10,7 @@ fn json(out: &str) -> Value {
 }
 
 fn now_ms() -> i64 {
-    jobd::store::now_ms()
+    jobd::job::now_ms()
 }
 
 #[test]

@@ -6,9 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use jobd::config::RetryConfig;
-use jobd::store::{
-    Admin, Applied, Claimed, NewJob, Outcome, Queue, Report, SqliteStore, StoreError, Stored, Watch,
-};
+use jobd::job::{Applied, Claimed, Outcome, Report, State, Stored};
+use jobd::store::{Jobs, NewJob, Queue, SqliteStore, StoreError, Watch};
 use jobd::supervisor::{self, Options};
 use jobd::testkit::images;
 use jobd::testkit::server::{Fault, Reply, TestServer};
@@ -111,7 +110,7 @@ fn quick_options(workers: usize, drain: bool) -> Options {
 
 /// A report of a done job that stored no blob, for handlers that do not download.
 fn done_without_blob() -> Handled {
-    Handled::Report(Report::failure(Outcome::Done(Stored {
+    Handled::Report(Report::new(Outcome::Done(Stored {
         mime: "image/png",
         sha256: "0".repeat(64),
         blob_path: "none".into(),
@@ -153,7 +152,10 @@ fn a_panicking_worker_is_replaced_and_its_job_requeued() {
         Arc::new(store),
         handler.clone(),
         Arc::new(jobd::metrics::Metrics::new(1)),
-        Arc::new(jobd::committer::Committer::new(None)),
+        Arc::new(jobd::committer::Committer::new(
+            None,
+            RetryConfig::default(),
+        )),
         &options,
         &AtomicBool::new(false),
     )
@@ -252,12 +254,12 @@ fn retention_prunes_old_finished_jobs_and_keeps_the_rest() {
     server.route("/new.png", Reply::image(images::png(4, 4, 9), "image/png"));
     let env = Env::new("retention_days = 2");
     env.jobctl_ok(&["stats"]);
-    let three_days_ago = jobd::store::now_ms() - 3 * 86_400_000;
+    let three_days_ago = jobd::job::now_ms() - 3 * 86_400_000;
     let db = env.db();
     for (state, finished) in [
         ("done", three_days_ago),
         ("failed", three_days_ago),
-        ("done", jobd::store::now_ms()),
+        ("done", jobd::job::now_ms()),
     ] {
         db.execute(
             "INSERT INTO jobs (url, state, finished_at) VALUES ('http://127.0.0.1/x', ?1, ?2)",
@@ -302,7 +304,7 @@ impl Handler for Slow {
     fn handle(&self, _job: &Claimed) -> Handled {
         self.started.fetch_add(1, Ordering::SeqCst);
         std::thread::sleep(Duration::from_millis(100));
-        Handled::Report(Report::failure(Outcome::Failed {
+        Handled::Report(Report::new(Outcome::Failed {
             error: "slow".into(),
         }))
     }
@@ -321,7 +323,10 @@ fn a_shutdown_returns_every_job_not_finished_untouched() {
         let (handler, stop) = (handler.clone(), stop.clone());
         std::thread::spawn(move || {
             let metrics = Arc::new(jobd::metrics::Metrics::new(8));
-            let committer = Arc::new(jobd::committer::Committer::new(None));
+            let committer = Arc::new(jobd::committer::Committer::new(
+                None,
+                RetryConfig::default(),
+            ));
             supervisor::run(
                 Arc::new(store),
                 handler,
@@ -368,17 +373,11 @@ impl Queue for CommitPanicsOnce {
     fn claim(&self, worker: &str, limit: usize, lease_ms: i64) -> Result<Vec<Claimed>, StoreError> {
         self.inner.claim(worker, limit, lease_ms)
     }
-    fn complete_many(&self, items: &[(&Claimed, &Report)]) -> Result<Vec<Applied>, StoreError> {
+    fn record(&self, items: &[(&Claimed, &Report)]) -> Result<Vec<Applied>, StoreError> {
         if !self.panicked.swap(true, Ordering::SeqCst) {
             panic!("boom in the committer");
         }
-        self.inner.complete_many(items)
-    }
-    fn release(&self, job: &Claimed, why: &str) -> Result<Applied, StoreError> {
-        self.inner.release(job, why)
-    }
-    fn postpone(&self, job: &Claimed, run_at: i64) -> Result<Applied, StoreError> {
-        self.inner.postpone(job, run_at)
+        self.inner.record(items)
     }
     fn extend_leases(&self, attempt_ids: &[i64], lease_ms: i64) -> Result<(), StoreError> {
         self.inner.extend_leases(attempt_ids, lease_ms)
@@ -386,7 +385,7 @@ impl Queue for CommitPanicsOnce {
     fn reap_expired(&self, default_max_attempts: u32) -> Result<usize, StoreError> {
         self.inner.reap_expired(default_max_attempts)
     }
-    fn prune(&self, before: i64, states: &[&str], batch: usize) -> Result<usize, StoreError> {
+    fn prune(&self, before: i64, states: &[State], batch: usize) -> Result<usize, StoreError> {
         self.inner.prune(before, states, batch)
     }
     fn watch(&self) -> Result<Box<dyn Watch>, StoreError> {
@@ -418,7 +417,10 @@ fn a_dead_committer_is_replaced_and_the_leases_bring_its_jobs_back() {
         Arc::new(queue),
         Arc::new(AllDone),
         Arc::new(jobd::metrics::Metrics::new(2)),
-        Arc::new(jobd::committer::Committer::new(None)),
+        Arc::new(jobd::committer::Committer::new(
+            None,
+            RetryConfig::default(),
+        )),
         &options,
         &AtomicBool::new(false),
     )

@@ -7,10 +7,9 @@ use postgres::types::ToSql;
 use postgres::{IsolationLevel, Row};
 
 use super::PgStore;
+use crate::job::JobId;
 use crate::store::admin::host_matches;
-use crate::store::{
-    Admin, AttemptRow, Context, Imported, JobId, JobRow, ListFilter, NewJob, Stats, StoreError,
-};
+use crate::store::{AttemptRow, Context, JobRow, Jobs, ListFilter, NewJob, StoreError};
 
 const JOB_COLUMNS: &str = "id, url, state, priority, attempts, max_attempts, run_at, created_at,
     started_at, finished_at, http_status, declared_mime, mime, bytes, sha256, blob_path,
@@ -113,10 +112,10 @@ fn list_sql(filter: &ListFilter) -> String {
     )
 }
 
-impl PgStore {
+impl Jobs for PgStore {
     /// Inserts jobs in one transaction; returns their ids in order. The commit is durable as the
     /// server's settings make every commit (synchronous_commit is on by default).
-    pub(super) fn add_jobs(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError> {
+    fn add(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError> {
         let mut conn = self.conn()?;
         let mut tx = conn.transaction().ctx("adding jobs")?;
         let now: i64 = tx
@@ -141,7 +140,7 @@ impl PgStore {
     }
 
     /// Jobs in id order, newest first, that pass every filter that is set.
-    pub(super) fn list_jobs(&self, filter: &ListFilter) -> Result<Vec<JobRow>, StoreError> {
+    fn list(&self, filter: &ListFilter) -> Result<Vec<JobRow>, StoreError> {
         if filter.limit == 0 {
             return Ok(Vec::new());
         }
@@ -152,8 +151,9 @@ impl PgStore {
             .host
             .as_deref()
             .map(|h| h.trim_start_matches('.').to_ascii_lowercase());
+        let state = filter.state.map(|s| s.name());
         let values: [Option<&(dyn ToSql + Sync)>; 5] = [
-            filter.state.as_ref().map(|v| v as _),
+            state.as_ref().map(|v| v as _),
             filter.error.as_ref().map(|v| v as _),
             host.as_ref().map(|v| v as _),
             filter.since.as_ref().map(|v| v as _),
@@ -204,10 +204,7 @@ impl PgStore {
     }
 
     /// One job and all its attempts, or None if there is no such job.
-    pub(super) fn show_job(
-        &self,
-        id: JobId,
-    ) -> Result<Option<(JobRow, Vec<AttemptRow>)>, StoreError> {
+    fn show(&self, id: JobId) -> Result<Option<(JobRow, Vec<AttemptRow>)>, StoreError> {
         let mut conn = self.conn()?;
         // One snapshot for the job and its attempts.
         let mut tx = conn
@@ -235,68 +232,6 @@ impl PgStore {
     }
 }
 
-impl Admin for PgStore {
-    fn add(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError> {
-        self.add_jobs(jobs)
-    }
-    fn import(
-        &self,
-        batches: &mut dyn Iterator<Item = Vec<NewJob>>,
-        skip_existing: bool,
-        progress: &mut dyn FnMut(u64),
-    ) -> Result<Imported, StoreError> {
-        self.import_jobs(batches, skip_existing, progress)
-    }
-    fn list(&self, filter: &ListFilter) -> Result<Vec<JobRow>, StoreError> {
-        self.list_jobs(filter)
-    }
-    fn show(&self, id: JobId) -> Result<Option<(JobRow, Vec<AttemptRow>)>, StoreError> {
-        self.show_job(id)
-    }
-    fn stats(&self) -> Result<Stats, StoreError> {
-        self.read_stats()
-    }
-    fn counts(&self) -> Result<(Vec<(String, i64)>, bool), StoreError> {
-        self.read_counts()
-    }
-    fn paused(&self) -> Result<bool, StoreError> {
-        super::ops::paused(&mut *self.conn()?)
-    }
-    fn set_paused(&self, on: bool) -> Result<(), StoreError> {
-        self.set_pause_switch(on)
-    }
-    fn cancel(&self, ids: &[JobId]) -> Result<Vec<(JobId, Option<String>)>, StoreError> {
-        self.cancel_jobs(ids)
-    }
-    fn retry(
-        &self,
-        ids: &[JobId],
-        force: bool,
-    ) -> Result<Vec<(JobId, Option<String>)>, StoreError> {
-        self.retry_jobs(ids, force)
-    }
-    fn retry_failed(&self, error: Option<&str>) -> Result<u64, StoreError> {
-        self.retry_failed_jobs(error)
-    }
-    fn blobs_of_finished(
-        &self,
-        before: i64,
-        states: &[&str],
-        each: &mut dyn FnMut(&str),
-    ) -> Result<(), StoreError> {
-        self.finished_blobs(before, states, each)
-    }
-    fn blob_referenced(&self, sha256: &str) -> Result<bool, StoreError> {
-        self.blob_in_use(sha256)
-    }
-    fn live_attempts(&self) -> Result<Vec<i64>, StoreError> {
-        self.running_attempts()
-    }
-    fn still_live(&self, attempt_ids: &[i64]) -> Result<usize, StoreError> {
-        self.live_among(attempt_ids)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,7 +248,7 @@ mod tests {
         );
 
         let sql = list_sql(&ListFilter {
-            state: Some("failed".into()),
+            state: Some(crate::job::State::Failed),
             host: Some(".example.org".into()),
             until: Some(7),
             limit: 5,

@@ -20,7 +20,7 @@ use postgres::{Client, Transaction};
 use super::PgStore;
 use super::admin::NOW;
 use crate::store::admin::in_transactions;
-use crate::store::{Context, Imported, NewJob, StoreError};
+use crate::store::{Context, Import, Imported, NewJob, StoreError};
 
 /// Rows per transaction: few enough commits that they cost little, and progress to report
 /// every fraction of a second. (Claims never wait for an import here, unlike on SQLite.)
@@ -73,12 +73,12 @@ const MOVE_STAGED: &str = "
     SELECT url, priority, run_at, max_attempts, created_at FROM pg_temp.import_stage
     WHERE seq > $1 AND seq <= $2 ORDER BY seq";
 
-impl PgStore {
+impl Import for PgStore {
     /// Inserts every job of `batches` (already validated), in transactions of about TX_ROWS.
     /// With `skip_existing`, a URL already in the database in a state other than failed or
     /// cancelled is skipped. (URLs repeated within the input are the caller's to drop.)
     /// `progress` gets the number of rows added so far after each commit.
-    pub(super) fn import_jobs(
+    fn import(
         &self,
         batches: &mut dyn Iterator<Item = Vec<NewJob>>,
         skip_existing: bool,

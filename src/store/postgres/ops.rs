@@ -8,7 +8,9 @@ use postgres::GenericClient;
 use postgres::fallible_iterator::FallibleIterator;
 
 use super::PgStore;
-use crate::store::{Context, JobId, StoreError, now_ms};
+use crate::job::{Cancel, State};
+use crate::job::{JobId, now_ms};
+use crate::store::{Context, Controls, References, StoreError};
 
 /// What a cancelled queued job's `error` says.
 const CANCELLED_BY_JOBCTL: &str = "cancelled by jobctl";
@@ -94,16 +96,20 @@ fn lock_jobs(conn: &mut impl GenericClient, ids: &[JobId], doing: &str) -> Resul
     Ok(())
 }
 
-fn state_of(conn: &mut impl GenericClient, id: JobId) -> Result<Option<String>, StoreError> {
+fn state_of(conn: &mut impl GenericClient, id: JobId) -> Result<Option<State>, StoreError> {
     conn.query_opt(STATE_OF, &[&id])
         .and_then(|row| row.map(|r| r.try_get(0)).transpose())
         .ctx(format_args!("reading job {id}"))
 }
 
-impl PgStore {
+impl Controls for PgStore {
+    fn paused(&self) -> Result<bool, StoreError> {
+        paused(&mut *self.conn()?)
+    }
+
     /// Turns the pause switch on or off. Every daemon on the queue stops (or resumes) claiming
     /// at its next claim; jobs already running finish as usual.
-    pub(super) fn set_pause_switch(&self, on: bool) -> Result<(), StoreError> {
+    fn set_paused(&self, on: bool) -> Result<(), StoreError> {
         self.conn()?
             .execute(if on { PAUSE } else { RESUME }, &[])
             .ctx("setting the pause switch")?;
@@ -114,10 +120,7 @@ impl PgStore {
     /// that it ends as `cancelled` when its attempt ends, unless that attempt succeeds or fails
     /// for good. Finished jobs are left alone. Returns each id with the state it had before
     /// (None: there is no such job).
-    pub(super) fn cancel_jobs(
-        &self,
-        ids: &[JobId],
-    ) -> Result<Vec<(JobId, Option<String>)>, StoreError> {
+    fn cancel(&self, ids: &[JobId]) -> Result<Vec<(JobId, Option<State>)>, StoreError> {
         let mut conn = self.conn()?;
         let mut tx = conn.transaction().ctx("cancelling jobs")?;
         lock_jobs(&mut tx, ids, "cancelling jobs")?;
@@ -125,10 +128,10 @@ impl PgStore {
         let mut before = Vec::with_capacity(ids.len());
         for &id in ids {
             let state = state_of(&mut tx, id)?;
-            match state.as_deref() {
-                Some("queued") => tx.execute(CANCEL_QUEUED, &[&id, &now, &CANCELLED_BY_JOBCTL]),
-                Some("running") => tx.execute(CANCEL_RUNNING, &[&id]),
-                _ => Ok(0),
+            match state.map(State::on_cancel) {
+                Some(Cancel::Now) => tx.execute(CANCEL_QUEUED, &[&id, &now, &CANCELLED_BY_JOBCTL]),
+                Some(Cancel::WhenAttemptEnds) => tx.execute(CANCEL_RUNNING, &[&id]),
+                Some(Cancel::No) | None => Ok(0),
             }
             .ctx(format_args!("cancelling job {id}"))?;
             before.push((id, state));
@@ -140,20 +143,14 @@ impl PgStore {
     /// Requeues failed and cancelled jobs (done ones too with `force`): queued, due now, attempts
     /// and error cleared, no cancel request. Returns each id with the state it had before (None:
     /// no such job); jobs in other states are left alone.
-    pub(super) fn retry_jobs(
-        &self,
-        ids: &[JobId],
-        force: bool,
-    ) -> Result<Vec<(JobId, Option<String>)>, StoreError> {
+    fn retry(&self, ids: &[JobId], force: bool) -> Result<Vec<(JobId, Option<State>)>, StoreError> {
         let mut conn = self.conn()?;
         let mut tx = conn.transaction().ctx("requeueing jobs")?;
         lock_jobs(&mut tx, ids, "requeueing jobs")?;
         let mut before = Vec::with_capacity(ids.len());
         for &id in ids {
             let state = state_of(&mut tx, id)?;
-            if matches!(state.as_deref(), Some("failed" | "cancelled"))
-                || (force && state.as_deref() == Some("done"))
-            {
+            if state.is_some_and(|s| s.retryable(force)) {
                 tx.execute(REQUEUE_ONE, &[&id])
                     .ctx(format_args!("requeueing job {id}"))?;
             }
@@ -165,7 +162,7 @@ impl PgStore {
 
     /// Requeues every failed job (whose error contains `error`, case-insensitively, if given),
     /// in batches, each job at most once. Returns how many.
-    pub(super) fn retry_failed_jobs(&self, error: Option<&str>) -> Result<u64, StoreError> {
+    fn retry_failed(&self, error: Option<&str>) -> Result<u64, StoreError> {
         let (mut requeued, mut after) = (0u64, 0i64);
         let mut conn = self.conn()?;
         loop {
@@ -184,18 +181,21 @@ impl PgStore {
             }
         }
     }
+}
 
+impl References for PgStore {
     /// Calls `each` with the blob_path of every job that `prune` would delete (finished before
     /// `before`, in `states`) and that has one; a blob shared by several of them comes several
     /// times. Collect these before pruning: afterwards the rows are gone.
-    pub(super) fn finished_blobs(
+    fn blobs_of_finished(
         &self,
         before: i64,
-        states: &[&str],
+        states: &[State],
         each: &mut dyn FnMut(&str),
     ) -> Result<(), StoreError> {
         const DOING: &str = "listing the blobs of finished jobs";
         let mut conn = self.conn()?;
+        let states: Vec<&str> = states.iter().map(|s| s.name()).collect();
         let params: [&(dyn postgres::types::ToSql + Sync); 2] = [&before, &states];
         let mut rows = conn.query_raw(FINISHED_BLOBS, params).ctx(DOING)?;
         while let Some(row) = rows.next().ctx(DOING)? {
@@ -205,7 +205,7 @@ impl PgStore {
     }
 
     /// Whether any job, in any state, refers to the blob with this sha256.
-    pub(super) fn blob_in_use(&self, sha256: &str) -> Result<bool, StoreError> {
+    fn blob_referenced(&self, sha256: &str) -> Result<bool, StoreError> {
         self.conn()?
             .query_one(BLOB_REFERENCED, &[&sha256])
             .and_then(|r| r.try_get(0))
@@ -213,7 +213,7 @@ impl PgStore {
     }
 
     /// The claim tokens (attempt ids) of the jobs running now under a live lease.
-    pub(super) fn running_attempts(&self) -> Result<Vec<i64>, StoreError> {
+    fn live_attempts(&self) -> Result<Vec<i64>, StoreError> {
         self.conn()?
             .query(RUNNING_ATTEMPTS, &[])
             .ctx("listing running jobs")?
@@ -225,7 +225,7 @@ impl PgStore {
 
     /// How many of these attempts still run under a live lease. An expired lease means its
     /// daemon died: that attempt can no longer record anything.
-    pub(super) fn live_among(&self, attempt_ids: &[i64]) -> Result<usize, StoreError> {
+    fn still_live(&self, attempt_ids: &[i64]) -> Result<usize, StoreError> {
         let live: i64 = self
             .conn()?
             .query_one(LIVE_AMONG, &[&attempt_ids])

@@ -8,9 +8,10 @@ use postgres::types::{ToSql, Type};
 
 use super::PgStore;
 use super::watch::PgWatch;
-use crate::store::{
-    Applied, Claimed, Context, Outcome, Queue, RawUrl, Report, StoreError, Watch, count_from_db,
+use crate::job::{
+    self, Applied, Claimed, LEASE_EXPIRED, RawUrl, Report, Settlement, State, now_ms,
 };
+use crate::store::{Context, Queue, StoreError, Watch, count_from_db};
 
 /// Picks due jobs in claim order, skipping rows that other daemons are claiming at this moment
 /// (`SKIP LOCKED`: claimers never wait for each other), starts an attempt for each and marks
@@ -97,27 +98,25 @@ const GIVE_BACK: &str = "
         worker = NULL, attempt_id = NULL, lease_until = NULL
     WHERE id = $1 AND attempt_id = $2 AND state = 'running'";
 
-/// Jobs whose lease ran out go back to the queue, or fail when their attempts are spent. Rows
-/// another daemon is recording at this moment are skipped (they are not lost, only late).
-/// $1 now (the daemon's clock, for finished_at), $2 the default max_attempts, $3 why. Returns
-/// a row per job reaped.
+/// The jobs whose lease ran out, with what [`job::after_lease_expired`] needs. Rows another
+/// daemon is recording at this moment are skipped (they are not lost, only late).
+const EXPIRED: &str = "
+    SELECT id, attempt_id, attempts, max_attempts, cancel_requested FROM jobs
+    WHERE state = 'running' AND lease_until < jobd_now_ms()
+    FOR UPDATE SKIP LOCKED";
+
+/// Settles reaped jobs: $1 ids, $2 their new states, $3 their attempts, $4 now (the daemon's
+/// clock, for finished_at), $5 the error.
 const REAP: &str = "
-    WITH expired AS (
-        SELECT id, attempt_id FROM jobs
-        WHERE state = 'running' AND lease_until < jobd_now_ms()
-        FOR UPDATE SKIP LOCKED
-    ), closed AS (
-        UPDATE attempts SET finished_at = $1, outcome = 'lease_expired', error = $3
-        WHERE id IN (SELECT attempt_id FROM expired)
+    WITH closed AS (
+        UPDATE attempts SET finished_at = $4, outcome = 'lease_expired', error = $5
+        WHERE id = ANY($3)
     )
     UPDATE jobs j
-    SET state = CASE WHEN j.cancel_requested THEN 'cancelled'
-                     WHEN j.attempts >= COALESCE(j.max_attempts, $2) THEN 'failed'
-                     ELSE 'queued' END,
-        error = $3, finished_at = $1, worker = NULL, attempt_id = NULL, lease_until = NULL
-    FROM expired e
-    WHERE j.id = e.id
-    RETURNING j.id";
+    SET state = r.state, error = $5, finished_at = $4, worker = NULL, attempt_id = NULL,
+        lease_until = NULL
+    FROM unnest($1::BIGINT[], $2::TEXT[]) AS r (id, state)
+    WHERE j.id = r.id";
 
 /// One batch of finished jobs older than $1 in the states $2; their attempts go with them
 /// (ON DELETE CASCADE).
@@ -173,19 +172,24 @@ struct Columns<'a> {
 }
 
 impl<'a> Columns<'a> {
-    fn push(&mut self, job: &Claimed, report: &'a Report) {
-        // (state, run_at, error, stored blob, attempts given back), as on SQLite.
-        let (state, run_at, error, stored, refund) = match &report.outcome {
-            Outcome::Done(stored) => ("done", None, None, Some(stored), 0),
-            Outcome::Retry { run_at, error } => ("queued", Some(*run_at), Some(error), None, 0),
-            Outcome::Failed { error } => ("failed", None, Some(error), None, 0),
-            Outcome::Postponed { run_at, error } => ("queued", Some(*run_at), Some(error), None, 1),
-        };
+    /// Adds a recorded attempt (`settled` is its [`Settlement::Recorded`] parts).
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        job: &Claimed,
+        report: &'a Report,
+        state: State,
+        run_at: Option<i64>,
+        error: Option<&'a str>,
+        stored: Option<&'a job::Stored>,
+        refund: u32,
+        outcome: &'static str,
+    ) {
         self.job_id.push(job.job_id);
         self.attempt_id.push(job.attempt_id);
-        self.state.push(state);
+        self.state.push(state.name());
         self.run_at.push(run_at);
-        self.error.push(error.map(String::as_str));
+        self.error.push(error);
         self.http_status.push(report.http_status.map(i64::from));
         self.declared_mime.push(report.declared_mime.as_deref());
         self.mime.push(stored.map(|s| s.mime));
@@ -194,9 +198,9 @@ impl<'a> Columns<'a> {
         self.blob_path.push(stored.map(|s| s.blob_path.as_str()));
         self.width.push(stored.map(|s| i64::from(s.width)));
         self.height.push(stored.map(|s| i64::from(s.height)));
-        self.refund.push(refund);
+        self.refund.push(i64::from(refund));
         self.started_at.push(job.started_at);
-        self.outcome.push(report.outcome.name());
+        self.outcome.push(outcome);
         self.ttfb_ms.push(report.ttfb_ms);
         self.download_ms.push(report.download_ms);
         self.validation.push(stored.map(|s| s.validation.name()));
@@ -233,45 +237,42 @@ impl<'a> Columns<'a> {
 }
 
 impl PgStore {
-    /// Gives a claimed job back (release, postpone): the job row and its attempt row in one
-    /// transaction; `attempt_sql` runs only if the claim still held.
+    /// Gives a claimed job back (untried or interrupted): the job row and its attempt row in
+    /// one transaction, if the claim still holds.
     fn give_back(
         &self,
         job: &Claimed,
         run_at: Option<i64>,
-        attempt_sql: &str,
-        attempt_params: &[&(dyn ToSql + Sync)],
-        doing: &str,
+        interrupted: Option<&str>,
     ) -> Result<Applied, StoreError> {
+        let doing = || format!("giving job {} back", job.job_id);
         let mut conn = self.conn()?;
-        let mut tx = conn
-            .transaction()
-            .ctx(format_args!("{doing} job {}", job.job_id))?;
+        let mut tx = conn.transaction().ctx(doing())?;
+        let now = now_ms();
         let changed = tx
-            .execute(
-                GIVE_BACK,
-                &[
-                    &job.job_id,
-                    &job.attempt_id,
-                    &run_at,
-                    &crate::store::now_ms(),
-                ],
-            )
-            .ctx(format_args!("{doing} job {}", job.job_id))?;
+            .execute(GIVE_BACK, &[&job.job_id, &job.attempt_id, &run_at, &now])
+            .ctx(doing())?;
         if changed == 0 {
             return Ok(Applied::ClaimLost);
         }
-        tx.execute(attempt_sql, attempt_params)
-            .ctx(format_args!("{doing} job {}", job.job_id))?;
-        tx.commit()
-            .ctx(format_args!("{doing} job {}", job.job_id))?;
+        match interrupted {
+            Some(why) => tx.execute(
+                "UPDATE attempts SET finished_at = $2, outcome = 'interrupted', error = $3,
+                                     total_ms = $2 - started_at
+                 WHERE id = $1",
+                &[&job.attempt_id, &now, &why],
+            ),
+            None => tx.execute("DELETE FROM attempts WHERE id = $1", &[&job.attempt_id]),
+        }
+        .ctx(doing())?;
+        tx.commit().ctx(doing())?;
         Ok(Applied::Yes)
     }
 }
 
 impl Queue for PgStore {
     fn claim(&self, worker: &str, limit: usize, lease_ms: i64) -> Result<Vec<Claimed>, StoreError> {
-        let now = crate::store::now_ms();
+        let now = now_ms();
         let rows = self
             .conn()?
             .query_typed(
@@ -290,53 +291,55 @@ impl Queue for PgStore {
             .ctx("reading a claimed job")
     }
 
-    fn complete_many(&self, items: &[(&Claimed, &Report)]) -> Result<Vec<Applied>, StoreError> {
+    fn record(&self, items: &[(&Claimed, &Report)]) -> Result<Vec<Applied>, StoreError> {
+        // Attempts that ran go in one statement; jobs given back (rare: a host cooling down, a
+        // stop) each in a transaction of their own.
         let mut columns = Columns::default();
+        let mut given_back = Vec::new();
         for (job, report) in items {
-            columns.push(job, report);
+            match report.outcome.settle() {
+                Settlement::Recorded {
+                    state,
+                    run_at,
+                    error,
+                    stored,
+                    refund,
+                    outcome,
+                } => columns.push(job, report, state, run_at, error, stored, refund, outcome),
+                Settlement::GivenBack {
+                    run_at,
+                    interrupted,
+                } => {
+                    if self.give_back(job, run_at, interrupted)? == Applied::Yes {
+                        given_back.push(job.attempt_id);
+                    }
+                }
+            }
         }
-        let now = crate::store::now_ms();
-        let recorded: Vec<i64> = self
-            .conn()?
-            .query_typed(COMPLETE, &columns.params(&now))
-            .ctx(format_args!("recording {} jobs", items.len()))?
-            .iter()
-            .map(|row| row.try_get(0))
-            .collect::<Result<_, _>>()
-            .ctx(format_args!("recording {} jobs", items.len()))?;
+        let mut applied = given_back;
+        if !columns.job_id.is_empty() {
+            let now = now_ms();
+            let recorded = self
+                .conn()?
+                .query_typed(COMPLETE, &columns.params(&now))
+                .ctx(format_args!("recording {} jobs", items.len()))?;
+            for row in recorded {
+                applied.push(
+                    row.try_get(0)
+                        .ctx(format_args!("recording {} jobs", items.len()))?,
+                );
+            }
+        }
         Ok(items
             .iter()
             .map(|(job, _)| {
-                if recorded.contains(&job.attempt_id) {
+                if applied.contains(&job.attempt_id) {
                     Applied::Yes
                 } else {
                     Applied::ClaimLost
                 }
             })
             .collect())
-    }
-
-    fn release(&self, job: &Claimed, why: &str) -> Result<Applied, StoreError> {
-        let now = crate::store::now_ms();
-        self.give_back(
-            job,
-            None,
-            "UPDATE attempts SET finished_at = $2, outcome = 'interrupted', error = $3,
-                                 total_ms = $2 - started_at
-             WHERE id = $1",
-            &[&job.attempt_id, &now, &why],
-            "releasing",
-        )
-    }
-
-    fn postpone(&self, job: &Claimed, run_at: i64) -> Result<Applied, StoreError> {
-        self.give_back(
-            job,
-            Some(run_at),
-            "DELETE FROM attempts WHERE id = $1",
-            &[&job.attempt_id],
-            "postponing",
-        )
     }
 
     fn extend_leases(&self, attempt_ids: &[i64], lease_ms: i64) -> Result<(), StoreError> {
@@ -358,24 +361,37 @@ impl Queue for PgStore {
     }
 
     fn reap_expired(&self, default_max_attempts: u32) -> Result<usize, StoreError> {
-        const WHY: &str = "the lease ran out: the daemon working on it stopped or died";
-        let now = crate::store::now_ms();
-        let reaped = self
-            .conn()?
-            .query_typed(
-                REAP,
-                &[
-                    (&now, Type::INT8),
-                    (&i64::from(default_max_attempts), Type::INT8),
-                    (&WHY, Type::TEXT),
-                ],
-            )
-            .ctx("reaping expired leases")?;
-        Ok(reaped.len())
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().ctx("reaping expired leases")?;
+        let (mut ids, mut states, mut attempts) = (Vec::new(), Vec::new(), Vec::new());
+        for row in tx.query(EXPIRED, &[]).ctx("reaping expired leases")? {
+            let read = || -> Result<_, postgres::Error> {
+                let id: i64 = row.try_get(0)?;
+                let attempt_id: Option<i64> = row.try_get(1)?;
+                let state = job::after_lease_expired(
+                    count_from_db(row.try_get(2)?),
+                    row.try_get::<_, Option<i64>>(3)?.map(count_from_db),
+                    default_max_attempts,
+                    row.try_get(4)?,
+                );
+                Ok((id, attempt_id, state))
+            };
+            let (id, attempt_id, state) = read().ctx("reaping expired leases")?;
+            ids.push(id);
+            states.push(state.name());
+            attempts.extend(attempt_id);
+        }
+        if !ids.is_empty() {
+            tx.execute(REAP, &[&ids, &states, &attempts, &now_ms(), &LEASE_EXPIRED])
+                .ctx("reaping expired leases")?;
+        }
+        tx.commit().ctx("reaping expired leases")?;
+        Ok(ids.len())
     }
 
-    fn prune(&self, before: i64, states: &[&str], batch: usize) -> Result<usize, StoreError> {
+    fn prune(&self, before: i64, states: &[State], batch: usize) -> Result<usize, StoreError> {
         let mut pruned = 0;
+        let states: Vec<&str> = states.iter().map(|s| s.name()).collect();
         loop {
             // One short transaction per batch.
             let n = self
@@ -421,13 +437,24 @@ mod tests {
             .unwrap();
         let claimed = store.claim("w", 2, 60_000).unwrap();
         assert_eq!(claimed.len(), 2);
-        let in_a_minute = crate::store::now_ms() + 60_000;
-        let retry = Report::failure(Outcome::Retry {
+        let in_a_minute = crate::job::now_ms() + 60_000;
+        let retry = Report::new(Outcome::Retry {
             run_at: in_a_minute,
             error: "HTTP 503".into(),
         });
-        store.complete(&claimed[0], &retry).unwrap();
-        store.postpone(&claimed[1], in_a_minute).unwrap();
+        store
+            .record(&[(&claimed[0], &retry)])
+            .map(|applied| applied[0])
+            .unwrap();
+        store
+            .record(&[(
+                &claimed[1],
+                &Report::new(Outcome::Untried {
+                    run_at: in_a_minute,
+                }),
+            )])
+            .map(|applied| applied[0])
+            .unwrap();
         assert!(
             store.claim("w", 2, 60_000).unwrap().is_empty(),
             "both are due in a minute, by either clock"
@@ -440,8 +467,9 @@ mod tests {
         );
     }
 
+    use crate::job::{Outcome, Report, State};
     use crate::store::postgres::PgStore;
-    use crate::store::{Admin, NewJob, Outcome, Queue, Report};
+    use crate::store::{Jobs, NewJob, Queue};
     use crate::testkit::postgres;
 
     /// A prune that waits for a row which someone is requeueing must look at the row again once
@@ -452,10 +480,13 @@ mod tests {
         let store = PgStore::open(&url, 2).unwrap();
         let id = store.add(&[NewJob::new("http://127.0.0.1/a.png")]).unwrap()[0];
         let job = store.claim("w", 1, 60_000).unwrap().remove(0);
-        let failed = Report::failure(Outcome::Failed {
+        let failed = Report::new(Outcome::Failed {
             error: "HTTP 404".into(),
         });
-        store.complete(&job, &failed).unwrap();
+        store
+            .record(&[(&job, &failed)])
+            .map(|applied| applied[0])
+            .unwrap();
         let mut person = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
         let mut requeue = person.transaction().unwrap();
         requeue
@@ -463,7 +494,7 @@ mod tests {
             .unwrap();
         let pruner = {
             let store = store.clone();
-            std::thread::spawn(move || store.prune(i64::MAX, &["failed"], 100).unwrap())
+            std::thread::spawn(move || store.prune(i64::MAX, &[State::Failed], 100).unwrap())
         };
         // Wait until the prune is blocked on the requeued row, then let the requeue commit.
         let mut watcher = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
@@ -488,6 +519,6 @@ mod tests {
         }
         requeue.commit().unwrap();
         assert_eq!(pruner.join().unwrap(), 0);
-        assert_eq!(store.show(id).unwrap().unwrap().0.state, "queued");
+        assert_eq!(store.show(id).unwrap().unwrap().0.state, State::Queued);
     }
 }

@@ -4,8 +4,10 @@
 use postgres::{GenericClient, IsolationLevel, Transaction};
 
 use super::PgStore;
+use crate::job::State;
+use crate::job::now_ms;
 use crate::store::admin::{in_state_order, percentiles};
-use crate::store::{Context, Stats, StoreError, now_ms};
+use crate::store::{Context, Figures, Stats, StoreError};
 
 const MINUTE_MS: i64 = 60_000;
 /// The window of recent throughput and timings.
@@ -42,10 +44,10 @@ const RECENT_TIMINGS: &str =
 
 const ALL_TIMINGS: &str = "SELECT ttfb_ms, total_ms FROM attempts WHERE outcome = 'done'";
 
-impl PgStore {
+impl Figures for PgStore {
     /// Counts per state, scheduled retries, recent throughput, timing percentiles, bytes and
     /// blobs stored, the commonest errors, and the pause switch.
-    pub(super) fn read_stats(&self) -> Result<Stats, StoreError> {
+    fn stats(&self) -> Result<Stats, StoreError> {
         let mut conn = self.conn()?;
         let mut tx = snapshot(&mut conn).ctx("reading the figures")?;
         let now = now_ms();
@@ -90,9 +92,7 @@ impl PgStore {
         Ok(stats)
     }
 
-    /// Jobs per state (all five, in STATES order) and whether the queue is paused: the cheap
-    /// figures that `jobctl watch` reads every second.
-    pub(super) fn read_counts(&self) -> Result<(Vec<(String, i64)>, bool), StoreError> {
+    fn counts(&self) -> Result<(Vec<(State, i64)>, bool), StoreError> {
         let mut conn = self.conn()?;
         let counts = count_by_state(&mut *conn)?;
         Ok((counts, super::ops::paused(&mut *conn)?))
@@ -107,9 +107,9 @@ fn snapshot(conn: &mut postgres::Client) -> Result<Transaction<'_>, postgres::Er
         .start()
 }
 
-/// Jobs per state, all five in STATES order (zero for a state without jobs).
-fn count_by_state(conn: &mut impl GenericClient) -> Result<Vec<(String, i64)>, StoreError> {
-    let found: Vec<(String, i64)> = conn
+/// Jobs per state, all five in [`State::ALL`] order (zero for a state without jobs).
+fn count_by_state(conn: &mut impl GenericClient) -> Result<Vec<(State, i64)>, StoreError> {
+    let found: Vec<(State, i64)> = conn
         .query(COUNT_BY_STATE, &[])
         .ctx("counting jobs")?
         .iter()

@@ -9,7 +9,8 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::Type;
 
 use super::{CHANNEL, PgStore};
-use crate::store::{Context, StoreError, Watch, now_ms};
+use crate::job::{State, now_ms};
+use crate::store::{Context, StoreError, Watch};
 
 /// Without a notification, the watcher still reports a change this often, so that a change that
 /// sent none (an UPDATE by hand of a column the trigger does not watch, a notification lost
@@ -172,7 +173,7 @@ impl Watch for PgWatch {
         )
     }
 
-    fn counts(&mut self) -> Result<Vec<(String, i64)>, StoreError> {
+    fn counts(&mut self) -> Result<Vec<(State, i64)>, StoreError> {
         self.ask(
             |client| {
                 client
@@ -199,11 +200,6 @@ impl Watch for PgWatch {
             "counting unfinished jobs",
         )
     }
-
-    /// PostgreSQL manages its own log (and autovacuum its dead rows): nothing to do.
-    fn checkpoint(&mut self) -> Result<(), StoreError> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -211,8 +207,9 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::PgWatch;
+    use crate::job::{Outcome, Report};
     use crate::store::postgres::PgStore;
-    use crate::store::{Admin, NewJob, Queue, Watch};
+    use crate::store::{Controls, Jobs, NewJob, Queue, Watch};
     use crate::testkit::postgres;
 
     /// Waits for `changed` to report a change; the fallback poll is an hour away, so only a
@@ -245,7 +242,13 @@ mod tests {
             !watch.changed(Duration::from_millis(50)).unwrap(),
             "a claim queues nothing"
         );
-        store.release(&claimed[0], "test").unwrap();
+        store
+            .record(&[(
+                &claimed[0],
+                &Report::new(Outcome::Interrupted { why: "test".into() }),
+            )])
+            .map(|applied| applied[0])
+            .unwrap();
         notified(&mut watch, "a released job");
         store.set_paused(true).unwrap();
         notified(&mut watch, "pause");

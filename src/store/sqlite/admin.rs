@@ -6,11 +6,9 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::SqliteStore;
+use crate::job::{JobId, now_ms};
 use crate::store::admin::host_matches;
-use crate::store::{
-    Admin, AttemptRow, Context, Imported, JobId, JobRow, ListFilter, NewJob, Stats, StoreError,
-    now_ms,
-};
+use crate::store::{AttemptRow, Context, JobRow, Jobs, ListFilter, NewJob, StoreError};
 
 const JOB_COLUMNS: &str = "id, url, state, priority, attempts, max_attempts, run_at, created_at,
     started_at, finished_at, http_status, declared_mime, mime, bytes, sha256, blob_path,
@@ -79,9 +77,9 @@ fn insert_jobs(conn: &mut Connection, jobs: &[NewJob]) -> Result<Vec<JobId>, Sto
     Ok(ids)
 }
 
-impl SqliteStore {
+impl Jobs for SqliteStore {
     /// Inserts jobs in one transaction; returns their ids in order.
-    pub(super) fn add_jobs(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError> {
+    fn add(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError> {
         let mut conn = self.conn()?;
         // jobctl's inserts are the user's data: make them durable even against power loss.
         conn.pragma_update(None, "synchronous", "FULL")
@@ -94,7 +92,7 @@ impl SqliteStore {
     }
 
     /// Jobs in id order, newest first, that pass every filter that is set.
-    pub(super) fn list_jobs(&self, filter: &ListFilter) -> Result<Vec<JobRow>, StoreError> {
+    fn list(&self, filter: &ListFilter) -> Result<Vec<JobRow>, StoreError> {
         if filter.limit == 0 {
             return Ok(Vec::new());
         }
@@ -128,7 +126,7 @@ impl SqliteStore {
         );
         let mut stmt = conn.prepare(&sql).ctx("listing jobs")?;
         let values: [(&str, Value); 5] = [
-            (":state", filter.state.clone().into()),
+            (":state", filter.state.map(|s| s.name().to_string()).into()),
             (":error", filter.error.clone().into()),
             (":host", host.into()),
             (":since", filter.since.into()),
@@ -158,10 +156,7 @@ impl SqliteStore {
     }
 
     /// One job and all its attempts, or None if there is no such job.
-    pub(super) fn show_job(
-        &self,
-        id: JobId,
-    ) -> Result<Option<(JobRow, Vec<AttemptRow>)>, StoreError> {
+    fn show(&self, id: JobId) -> Result<Option<(JobRow, Vec<AttemptRow>)>, StoreError> {
         let conn = self.conn()?;
         let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1");
         let Some(job) = conn
@@ -197,67 +192,5 @@ impl SqliteStore {
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .ctx(format_args!("reading the attempts of job {id}"))?;
         Ok(Some((job, attempts)))
-    }
-}
-
-impl Admin for SqliteStore {
-    fn add(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError> {
-        self.add_jobs(jobs)
-    }
-    fn import(
-        &self,
-        batches: &mut dyn Iterator<Item = Vec<NewJob>>,
-        skip_existing: bool,
-        progress: &mut dyn FnMut(u64),
-    ) -> Result<Imported, StoreError> {
-        self.import_jobs(batches, skip_existing, progress)
-    }
-    fn list(&self, filter: &ListFilter) -> Result<Vec<JobRow>, StoreError> {
-        self.list_jobs(filter)
-    }
-    fn show(&self, id: JobId) -> Result<Option<(JobRow, Vec<AttemptRow>)>, StoreError> {
-        self.show_job(id)
-    }
-    fn stats(&self) -> Result<Stats, StoreError> {
-        self.read_stats()
-    }
-    fn counts(&self) -> Result<(Vec<(String, i64)>, bool), StoreError> {
-        self.read_counts()
-    }
-    fn paused(&self) -> Result<bool, StoreError> {
-        super::ops::paused(&*self.conn()?)
-    }
-    fn set_paused(&self, on: bool) -> Result<(), StoreError> {
-        self.set_pause_switch(on)
-    }
-    fn cancel(&self, ids: &[JobId]) -> Result<Vec<(JobId, Option<String>)>, StoreError> {
-        self.cancel_jobs(ids)
-    }
-    fn retry(
-        &self,
-        ids: &[JobId],
-        force: bool,
-    ) -> Result<Vec<(JobId, Option<String>)>, StoreError> {
-        self.retry_jobs(ids, force)
-    }
-    fn retry_failed(&self, error: Option<&str>) -> Result<u64, StoreError> {
-        self.retry_failed_jobs(error)
-    }
-    fn blobs_of_finished(
-        &self,
-        before: i64,
-        states: &[&str],
-        each: &mut dyn FnMut(&str),
-    ) -> Result<(), StoreError> {
-        self.finished_blobs(before, states, each)
-    }
-    fn blob_referenced(&self, sha256: &str) -> Result<bool, StoreError> {
-        self.blob_in_use(sha256)
-    }
-    fn live_attempts(&self) -> Result<Vec<i64>, StoreError> {
-        self.running_attempts()
-    }
-    fn still_live(&self, attempt_ids: &[i64]) -> Result<usize, StoreError> {
-        self.live_among(attempt_ids)
     }
 }

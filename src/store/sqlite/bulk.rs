@@ -12,8 +12,9 @@ use std::sync::LazyLock;
 use rusqlite::{CachedStatement, Connection, TransactionBehavior, params};
 
 use super::SqliteStore;
+use crate::job::now_ms;
 use crate::store::admin::in_transactions;
-use crate::store::{Context, Imported, NewJob, StoreError, now_ms};
+use crate::store::{Context, Import, Imported, NewJob, StoreError};
 
 /// Rows per transaction: a fraction of a second of the write lock, so that daemons claiming and
 /// people at the sqlite3 shell get their turn, and few enough commits that they cost little.
@@ -47,13 +48,13 @@ fn multi_insert(table: &str) -> String {
 static INSERT_JOBS: LazyLock<String> = LazyLock::new(|| multi_insert("main.jobs"));
 static INSERT_STAGE: LazyLock<String> = LazyLock::new(|| multi_insert("temp.import_stage"));
 
-impl SqliteStore {
+impl Import for SqliteStore {
     /// Inserts every job of `batches` (already validated), in transactions of about TX_ROWS.
     /// With `skip_existing`, a URL already in the database in a state other than failed or
     /// cancelled is skipped. (URLs repeated within the input are the caller's to drop.) The
     /// last commit is durable (synchronous=FULL), and with it every commit before it.
     /// `progress` gets the number of rows added so far after each commit.
-    pub(super) fn import_jobs(
+    fn import(
         &self,
         batches: &mut dyn Iterator<Item = Vec<NewJob>>,
         skip_existing: bool,

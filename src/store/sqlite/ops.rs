@@ -5,7 +5,9 @@
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::SqliteStore;
-use crate::store::{Context, JobId, StoreError, now_ms};
+use crate::job::{Cancel, State};
+use crate::job::{JobId, now_ms};
+use crate::store::{Context, Controls, References, StoreError};
 
 /// What a cancelled queued job's `error` says.
 const CANCELLED_BY_JOBCTL: &str = "cancelled by jobctl";
@@ -23,10 +25,14 @@ pub(super) fn paused(conn: &Connection) -> Result<bool, StoreError> {
     .ctx("reading the pause switch")
 }
 
-impl SqliteStore {
+impl Controls for SqliteStore {
+    fn paused(&self) -> Result<bool, StoreError> {
+        paused(&*self.conn()?)
+    }
+
     /// Turns the pause switch on or off. Every daemon on the file stops (or resumes) claiming
     /// at its next claim; jobs already running finish as usual.
-    pub(super) fn set_pause_switch(&self, on: bool) -> Result<(), StoreError> {
+    fn set_paused(&self, on: bool) -> Result<(), StoreError> {
         let conn = self.conn()?;
         if on {
             conn.execute(
@@ -45,10 +51,7 @@ impl SqliteStore {
     /// that it ends as `cancelled` when its attempt ends, unless that attempt succeeds or fails
     /// for good. Finished jobs are left alone. Returns each id with the state it had before
     /// (None: there is no such job).
-    pub(super) fn cancel_jobs(
-        &self,
-        ids: &[JobId],
-    ) -> Result<Vec<(JobId, Option<String>)>, StoreError> {
+    fn cancel(&self, ids: &[JobId]) -> Result<Vec<(JobId, Option<State>)>, StoreError> {
         let mut conn = self.conn()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -57,17 +60,17 @@ impl SqliteStore {
         let mut before = Vec::with_capacity(ids.len());
         for &id in ids {
             let state = state_of(&tx, id)?;
-            match state.as_deref() {
-                Some("queued") => tx.execute(
+            match state.map(State::on_cancel) {
+                Some(Cancel::Now) => tx.execute(
                     "UPDATE jobs SET state = 'cancelled', finished_at = ?2, error = ?3
                      WHERE id = ?1 AND state = 'queued'",
                     params![id, now, CANCELLED_BY_JOBCTL],
                 ),
-                Some("running") => tx.execute(
+                Some(Cancel::WhenAttemptEnds) => tx.execute(
                     "UPDATE jobs SET cancel_requested = 1 WHERE id = ?1 AND state = 'running'",
                     [id],
                 ),
-                _ => Ok(0),
+                Some(Cancel::No) | None => Ok(0),
             }
             .ctx(format_args!("cancelling job {id}"))?;
             before.push((id, state));
@@ -79,11 +82,7 @@ impl SqliteStore {
     /// Requeues failed and cancelled jobs (done ones too with `force`): queued, due now, attempts
     /// and error cleared, no cancel request. Returns each id with the state it had before (None:
     /// no such job); jobs in other states are left alone.
-    pub(super) fn retry_jobs(
-        &self,
-        ids: &[JobId],
-        force: bool,
-    ) -> Result<Vec<(JobId, Option<String>)>, StoreError> {
+    fn retry(&self, ids: &[JobId], force: bool) -> Result<Vec<(JobId, Option<State>)>, StoreError> {
         let mut conn = self.conn()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -92,9 +91,7 @@ impl SqliteStore {
         let mut before = Vec::with_capacity(ids.len());
         for &id in ids {
             let state = state_of(&tx, id)?;
-            if matches!(state.as_deref(), Some("failed" | "cancelled"))
-                || (force && state.as_deref() == Some("done"))
-            {
+            if state.is_some_and(|s| s.retryable(force)) {
                 tx.execute(REQUEUE_ONE, params![id, now])
                     .ctx(format_args!("requeueing job {id}"))?;
             }
@@ -106,7 +103,7 @@ impl SqliteStore {
 
     /// Requeues every failed job (whose error contains `error`, case-insensitively, if given),
     /// in batches, each job at most once. Returns how many.
-    pub(super) fn retry_failed_jobs(&self, error: Option<&str>) -> Result<u64, StoreError> {
+    fn retry_failed(&self, error: Option<&str>) -> Result<u64, StoreError> {
         let (mut requeued, mut after) = (0u64, 0i64);
         loop {
             let mut conn = self.conn()?;
@@ -128,14 +125,16 @@ impl SqliteStore {
             }
         }
     }
+}
 
+impl References for SqliteStore {
     /// Calls `each` with the blob_path of every job that `prune` would delete (finished before
     /// `before`, in `states`) and that has one; a blob shared by several of them comes several
     /// times. Collect these before pruning: afterwards the rows are gone.
-    pub(super) fn finished_blobs(
+    fn blobs_of_finished(
         &self,
         before: i64,
-        states: &[&str],
+        states: &[State],
         each: &mut dyn FnMut(&str),
     ) -> Result<(), StoreError> {
         let conn = self.conn()?;
@@ -148,7 +147,7 @@ impl SqliteStore {
             )
             .ctx("listing the blobs of finished jobs")?;
         let mut rows = stmt
-            .query(params![before, states.join(",")])
+            .query(params![before, super::state_list(states)])
             .ctx("listing the blobs of finished jobs")?;
         while let Some(row) = rows.next().ctx("listing the blobs of finished jobs")? {
             if let Ok(path) = row.get_ref(0).and_then(|v| Ok(v.as_str()?)) {
@@ -159,7 +158,7 @@ impl SqliteStore {
     }
 
     /// Whether any job, in any state, refers to the blob with this sha256.
-    pub(super) fn blob_in_use(&self, sha256: &str) -> Result<bool, StoreError> {
+    fn blob_referenced(&self, sha256: &str) -> Result<bool, StoreError> {
         self.conn()?
             .prepare_cached(BLOB_REFERENCED)
             .and_then(|mut stmt| stmt.query_row([sha256], |r| r.get(0)))
@@ -167,7 +166,7 @@ impl SqliteStore {
     }
 
     /// The claim tokens (attempt ids) of the jobs running now under a live lease.
-    pub(super) fn running_attempts(&self) -> Result<Vec<i64>, StoreError> {
+    fn live_attempts(&self) -> Result<Vec<i64>, StoreError> {
         let conn = self.conn()?;
         let mut stmt = conn
             .prepare(
@@ -182,7 +181,7 @@ impl SqliteStore {
 
     /// How many of these attempts still run under a live lease. An expired lease means its
     /// daemon died: that attempt can no longer record anything.
-    pub(super) fn live_among(&self, attempt_ids: &[i64]) -> Result<usize, StoreError> {
+    fn still_live(&self, attempt_ids: &[i64]) -> Result<usize, StoreError> {
         let conn = self.conn()?;
         let mut stmt = conn
             .prepare_cached(
@@ -204,7 +203,7 @@ impl SqliteStore {
     }
 }
 
-fn state_of(conn: &Connection, id: JobId) -> Result<Option<String>, StoreError> {
+fn state_of(conn: &Connection, id: JobId) -> Result<Option<State>, StoreError> {
     conn.prepare_cached("SELECT state FROM jobs WHERE id = ?1")
         .and_then(|mut stmt| stmt.query_row([id], |r| r.get(0)).optional())
         .ctx(format_args!("reading job {id}"))
@@ -233,7 +232,7 @@ const REQUEUE_FAILED: &str = "
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Admin;
+    use crate::store::{Controls, Figures};
 
     #[test]
     fn blob_references_are_an_index_probe_and_jobctl_queries_run() {

@@ -1,5 +1,5 @@
-//! The queue operations on SQLite: claim, complete, release, postpone, leases, reaping and
-//! pruning, each one short IMMEDIATE transaction.
+//! The queue operations on SQLite: claim, record, leases, reaping and pruning, each one short
+//! IMMEDIATE transaction.
 
 use std::cmp::Reverse;
 
@@ -8,11 +8,11 @@ use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
 use super::watch::SqliteWatch;
 use super::{SqliteStore, WATCH_BUSY_TIMEOUT, configure};
-use crate::lock;
-use crate::store::{
-    Applied, Claimed, Context, Outcome, Queue, RawUrl, Report, StoreError, Watch, count_from_db,
-    now_ms,
+use crate::job::{
+    self, Applied, Claimed, LEASE_EXPIRED, RawUrl, Report, Settlement, State, now_ms,
 };
+use crate::lock;
+use crate::store::{Context, Queue, StoreError, Watch, count_from_db};
 
 /// Picks due jobs in claim order and marks them running, in one statement; nothing while the
 /// queue is paused (`jobctl pause`). RETURNING yields rows in table order, so the claim order
@@ -37,8 +37,8 @@ const START_ATTEMPT: &str = "
     VALUES (?1, (SELECT COALESCE(MAX(attempt), 0) + 1 FROM attempts WHERE job_id = ?1), ?2, ?3)
     RETURNING id, attempt";
 
-/// Records an outcome, but only while the claim still holds (`attempt_id` matches). A job whose
-/// cancellation was requested while it ran is not queued again.
+/// Records a settled attempt, but only while the claim still holds (`attempt_id` matches). A job
+/// whose cancellation was requested while it ran is not queued again.
 const FINISH_JOB: &str = "
     UPDATE jobs
     SET state = CASE WHEN ?3 = 'queued' AND cancel_requested THEN 'cancelled' ELSE ?3 END,
@@ -56,25 +56,80 @@ const PRUNE_PICK: &str = "
       AND instr(',' || ?2 || ',', ',' || state || ',') > 0
     LIMIT ?3";
 
+/// Gives a job back untouched but for its claim, if the claim still holds: queued (or cancelled,
+/// if that was asked), the try not counted, ?3 its new run_at or NULL to keep it.
+const GIVE_BACK: &str = "
+    UPDATE jobs
+    SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
+        attempts = attempts - 1, run_at = COALESCE(?3, run_at),
+        worker = NULL, attempt_id = NULL, lease_until = NULL
+    WHERE id = ?1 AND attempt_id = ?2 AND state = 'running'";
+
+const INTERRUPT_ATTEMPT: &str = "
+    UPDATE attempts SET finished_at = ?2, outcome = 'interrupted', error = ?3,
+                        total_ms = ?2 - started_at
+    WHERE id = ?1";
+
+/// The jobs whose lease ran out, with what [`job::after_lease_expired`] needs.
+const EXPIRED: &str = "
+    SELECT id, attempt_id, attempts, max_attempts, cancel_requested
+    FROM jobs INDEXED BY jobs_lease WHERE state = 'running' AND lease_until < ?1";
+
+const REAP_ATTEMPT: &str = "
+    UPDATE attempts SET finished_at = ?2, outcome = 'lease_expired', error = ?3 WHERE id = ?1";
+
+const REAP_JOB: &str = "
+    UPDATE jobs
+    SET state = ?3, error = ?4, finished_at = ?5, worker = NULL, attempt_id = NULL,
+        lease_until = NULL
+    WHERE id = ?1 AND attempt_id IS ?2 AND state = 'running'";
+
 const FINISH_ATTEMPT: &str = "
     UPDATE attempts
     SET finished_at = ?2, outcome = ?3, http_status = ?4, error = ?5, bytes = ?6,
         ttfb_ms = ?7, download_ms = ?8, total_ms = ?9, started_at = ?10
     WHERE id = ?1";
 
-/// Records one outcome inside the caller's transaction, if the claim still holds.
-fn finish(
+/// Records one attempt inside the caller's transaction, as its outcome settles it, if the claim
+/// still holds.
+fn record_one(
     tx: &Transaction<'_>,
     job: &Claimed,
     report: &Report,
     now: i64,
 ) -> Result<Applied, StoreError> {
-    // (state, run_at, error, stored blob, attempts given back)
-    let (state, run_at, error, stored, refund) = match &report.outcome {
-        Outcome::Done(stored) => ("done", None, None, Some(stored), 0),
-        Outcome::Retry { run_at, error } => ("queued", Some(*run_at), Some(error), None, 0),
-        Outcome::Failed { error } => ("failed", None, Some(error), None, 0),
-        Outcome::Postponed { run_at, error } => ("queued", Some(*run_at), Some(error), None, 1),
+    let doing = || format!("recording job {}", job.job_id);
+    let (state, run_at, error, stored, refund, outcome) = match report.outcome.settle() {
+        Settlement::Recorded {
+            state,
+            run_at,
+            error,
+            stored,
+            refund,
+            outcome,
+        } => (state, run_at, error, stored, refund, outcome),
+        Settlement::GivenBack {
+            run_at,
+            interrupted,
+        } => {
+            let changed = tx
+                .prepare_cached(GIVE_BACK)
+                .and_then(|mut stmt| stmt.execute(params![job.job_id, job.attempt_id, run_at]))
+                .ctx(doing())?;
+            if changed == 0 {
+                return Ok(Applied::ClaimLost);
+            }
+            match interrupted {
+                Some(why) => tx
+                    .prepare_cached(INTERRUPT_ATTEMPT)
+                    .and_then(|mut stmt| stmt.execute(params![job.attempt_id, now, why])),
+                None => tx
+                    .prepare_cached("DELETE FROM attempts WHERE id = ?1")
+                    .and_then(|mut stmt| stmt.execute([job.attempt_id])),
+            }
+            .ctx(doing())?;
+            return Ok(Applied::Yes);
+        }
     };
     let changed = tx
         .prepare_cached(FINISH_JOB)
@@ -82,7 +137,7 @@ fn finish(
             stmt.execute(params![
                 job.job_id,
                 job.attempt_id,
-                state,
+                state.name(),
                 now,
                 run_at,
                 error,
@@ -100,7 +155,7 @@ fn finish(
                 stored.and_then(|s| s.validation_note.as_deref()),
             ])
         })
-        .ctx(format_args!("recording job {}", job.job_id))?;
+        .ctx(doing())?;
     if changed == 0 {
         return Ok(Applied::ClaimLost);
     }
@@ -109,7 +164,7 @@ fn finish(
             stmt.execute(params![
                 job.attempt_id,
                 now,
-                report.outcome.name(),
+                outcome,
                 report.http_status,
                 error,
                 report.bytes.map(|b| b as i64),
@@ -202,7 +257,7 @@ impl Queue for SqliteStore {
         Ok(claimed)
     }
 
-    fn complete_many(&self, items: &[(&Claimed, &Report)]) -> Result<Vec<Applied>, StoreError> {
+    fn record(&self, items: &[(&Claimed, &Report)]) -> Result<Vec<Applied>, StoreError> {
         let _turn = lock(&self.write_turn);
         let mut conn = self.conn()?;
         let tx = conn
@@ -211,69 +266,11 @@ impl Queue for SqliteStore {
         let now = now_ms();
         let applied = items
             .iter()
-            .map(|(job, report)| finish(&tx, job, report, now))
+            .map(|(job, report)| record_one(&tx, job, report, now))
             .collect::<Result<Vec<_>, _>>()?;
         tx.commit()
             .ctx(format_args!("committing {} jobs", items.len()))?;
         Ok(applied)
-    }
-
-    fn release(&self, job: &Claimed, why: &str) -> Result<Applied, StoreError> {
-        let _turn = lock(&self.write_turn);
-        let mut conn = self.conn()?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .ctx(format_args!("releasing job {}", job.job_id))?;
-        let now = now_ms();
-        let changed = tx
-            .execute(
-                "UPDATE jobs
-                 SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
-                     attempts = attempts - 1,
-                     worker = NULL, attempt_id = NULL, lease_until = NULL
-                 WHERE id = ?1 AND attempt_id = ?2 AND state = 'running'",
-                params![job.job_id, job.attempt_id],
-            )
-            .ctx(format_args!("releasing job {}", job.job_id))?;
-        if changed == 0 {
-            return Ok(Applied::ClaimLost);
-        }
-        tx.execute(
-            "UPDATE attempts SET finished_at = ?2, outcome = 'interrupted', error = ?3,
-                                 total_ms = ?2 - started_at
-             WHERE id = ?1",
-            params![job.attempt_id, now, why],
-        )
-        .ctx(format_args!("releasing job {}", job.job_id))?;
-        tx.commit()
-            .ctx(format_args!("releasing job {}", job.job_id))?;
-        Ok(Applied::Yes)
-    }
-
-    fn postpone(&self, job: &Claimed, run_at: i64) -> Result<Applied, StoreError> {
-        let _turn = lock(&self.write_turn);
-        let mut conn = self.conn()?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .ctx(format_args!("postponing job {}", job.job_id))?;
-        let changed = tx
-            .execute(
-                "UPDATE jobs
-                 SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
-                     attempts = attempts - 1, run_at = ?3,
-                     worker = NULL, attempt_id = NULL, lease_until = NULL
-                 WHERE id = ?1 AND attempt_id = ?2 AND state = 'running'",
-                params![job.job_id, job.attempt_id, run_at],
-            )
-            .ctx(format_args!("postponing job {}", job.job_id))?;
-        if changed == 0 {
-            return Ok(Applied::ClaimLost);
-        }
-        tx.execute("DELETE FROM attempts WHERE id = ?1", [job.attempt_id])
-            .ctx(format_args!("postponing job {}", job.job_id))?;
-        tx.commit()
-            .ctx(format_args!("postponing job {}", job.job_id))?;
-        Ok(Applied::Yes)
     }
 
     fn extend_leases(&self, attempt_ids: &[i64], lease_ms: i64) -> Result<(), StoreError> {
@@ -301,39 +298,47 @@ impl Queue for SqliteStore {
     }
 
     fn reap_expired(&self, default_max_attempts: u32) -> Result<usize, StoreError> {
-        const WHY: &str = "the lease ran out: the daemon working on it stopped or died";
         let _turn = lock(&self.write_turn);
         let mut conn = self.conn()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .ctx("reaping expired leases")?;
         let now = now_ms();
-        tx.execute(
-            "UPDATE attempts SET finished_at = ?1, outcome = 'lease_expired', error = ?2
-             WHERE id IN (SELECT attempt_id FROM jobs
-                          WHERE state = 'running' AND lease_until < ?1)",
-            params![now, WHY],
-        )
-        .ctx("reaping expired leases")?;
-        let reaped = tx
-            .execute(
-                "UPDATE jobs
-                 SET state = CASE WHEN cancel_requested THEN 'cancelled'
-                                  WHEN attempts >= COALESCE(max_attempts, ?2) THEN 'failed'
-                                  ELSE 'queued' END,
-                     error = ?3, finished_at = ?1,
-                     worker = NULL, attempt_id = NULL, lease_until = NULL
-                 WHERE state = 'running' AND lease_until < ?1",
-                params![now, default_max_attempts, WHY],
-            )
+        // (job, attempt, the state it goes to)
+        let expired: Vec<(i64, Option<i64>, State)> = tx
+            .prepare_cached(EXPIRED)
+            .and_then(|mut stmt| {
+                stmt.query_map([now], |r| {
+                    let attempts = loose_int(r.get_ref(2)?).map_or(0, count_from_db);
+                    let max_attempts = loose_int(r.get_ref(3)?).map(count_from_db);
+                    let cancel_requested = loose_int(r.get_ref(4)?).unwrap_or(0) != 0;
+                    let state = job::after_lease_expired(
+                        attempts,
+                        max_attempts,
+                        default_max_attempts,
+                        cancel_requested,
+                    );
+                    Ok((r.get(0)?, r.get(1)?, state))
+                })?
+                .collect()
+            })
             .ctx("reaping expired leases")?;
+        for (id, attempt_id, state) in &expired {
+            tx.prepare_cached(REAP_ATTEMPT)
+                .and_then(|mut stmt| stmt.execute(params![attempt_id, now, LEASE_EXPIRED]))
+                .and_then(|_| tx.prepare_cached(REAP_JOB))
+                .and_then(|mut stmt| {
+                    stmt.execute(params![id, attempt_id, state.name(), LEASE_EXPIRED, now])
+                })
+                .ctx(format_args!("reaping job {id}"))?;
+        }
         tx.commit().ctx("reaping expired leases")?;
-        Ok(reaped)
+        Ok(expired.len())
     }
 
-    fn prune(&self, before: i64, states: &[&str], batch: usize) -> Result<usize, StoreError> {
+    fn prune(&self, before: i64, states: &[State], batch: usize) -> Result<usize, StoreError> {
         let mut pruned = 0;
-        let states = states.join(",");
+        let states = super::state_list(states);
         loop {
             // One short transaction per batch, so the daemon and people at the shell get the
             // write lock in between.

@@ -3,27 +3,29 @@
 use rusqlite::Connection;
 
 use super::SqliteStore;
+use crate::job::State;
+use crate::job::now_ms;
 use crate::store::admin::{in_state_order, percentiles};
-use crate::store::{Context, STATES, Stats, StoreError, now_ms};
+use crate::store::{Context, Figures, Stats, StoreError};
 
 const MINUTE_MS: i64 = 60_000;
 /// The window of recent throughput and timings.
 const RECENT_MINUTES: [i64; 3] = [1, 5, 15];
 
-impl SqliteStore {
+impl Figures for SqliteStore {
     /// Counts per state, scheduled retries, recent throughput, timing percentiles, bytes and
     /// blobs stored, the commonest errors, and the pause switch.
-    pub(super) fn read_stats(&self) -> Result<Stats, StoreError> {
+    fn stats(&self) -> Result<Stats, StoreError> {
         let conn = self.conn()?;
         let now = now_ms();
-        let count = |state: &str| -> Result<i64, StoreError> {
+        let count = |state: State| -> Result<i64, StoreError> {
             conn.prepare_cached("SELECT COUNT(*) FROM jobs WHERE state = ?1")
-                .and_then(|mut s| s.query_row([state], |r| r.get(0)))
+                .and_then(|mut s| s.query_row([state.name()], |r| r.get(0)))
                 .ctx("counting jobs")
         };
-        let by_state = STATES
-            .iter()
-            .map(|s| Ok((s.to_string(), count(s)?)))
+        let by_state = State::ALL
+            .into_iter()
+            .map(|s| Ok((s, count(s)?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
         let scheduled = conn
             .query_row(
@@ -82,17 +84,13 @@ impl SqliteStore {
             total_ms,
         })
     }
-}
 
-impl SqliteStore {
-    /// Jobs per state (all five, in STATES order) and whether the queue is paused: the cheap
-    /// figures that `jobctl watch` reads every second.
-    pub(super) fn read_counts(&self) -> Result<(Vec<(String, i64)>, bool), StoreError> {
+    fn counts(&self) -> Result<(Vec<(State, i64)>, bool), StoreError> {
         let conn = self.conn()?;
         let mut stmt = conn
             .prepare_cached("SELECT state, COUNT(*) FROM jobs GROUP BY state")
             .ctx("counting jobs")?;
-        let found: Vec<(String, i64)> = stmt
+        let found: Vec<(State, i64)> = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .and_then(|rows| rows.collect())
             .ctx("counting jobs")?;
