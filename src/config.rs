@@ -256,7 +256,7 @@ impl Config {
             .as_deref()
             .map(crate::fetch::load_ca_file)
         {
-            return bad("fetch.ca_file", &e);
+            return bad("fetch.ca_file", &e.to_string());
         }
         if self.metrics.listen.is_some_and(|a| !a.ip().is_loopback()) {
             return bad(

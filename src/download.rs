@@ -44,7 +44,10 @@ pub struct Downloader {
 }
 
 impl Downloader {
-    pub fn new(config: &Config, blobs: Arc<BlobStore>) -> Result<Downloader, String> {
+    pub fn new(
+        config: &Config,
+        blobs: Arc<BlobStore>,
+    ) -> Result<Downloader, crate::fetch::ClientError> {
         Ok(Downloader {
             http: Http::new(&config.fetch, config.workers)?,
             hosts: Hosts::new(config.fetch.max_per_host),

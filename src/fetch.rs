@@ -5,8 +5,9 @@
 //! Architecture invariant: this module never touches the database or the blob store; it hands a
 //! response with a body reader to the caller, or a [`Failure`].
 
+use std::fmt;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,8 +57,8 @@ pub struct HttpFailure {
 impl Http {
     /// Builds the agent. `workers` sizes the keep-alive pool: ureq keeps only 3 idle connections
     /// per host by default, which would make 10 workers on one host reconnect all the time.
-    pub fn new(config: &FetchConfig, workers: usize) -> Result<Http, String> {
-        let allow = AllowList::parse(&config.allow_ips)?;
+    pub fn new(config: &FetchConfig, workers: usize) -> Result<Http, ClientError> {
+        let allow = AllowList::parse(&config.allow_ips).map_err(ClientError::AllowIps)?;
         let guard = Arc::new(Guard::new(allow, config.allow_private));
         let agent_config = Agent::config_builder()
             // A proxy would dial the target itself, out of the guard's sight: no proxy, and none
@@ -223,7 +224,7 @@ impl Http {
 /// roots from webpki-roots. With it, the same Mozilla set plus the file's certificates: ureq can
 /// only *replace* the root set, and webpki-roots holds bare trust anchors that cannot be handed
 /// back to it, so the set comes as certificates from webpki-root-certs, the same list's twin.
-fn root_certs(ca_file: Option<&Path>) -> Result<RootCerts, String> {
+fn root_certs(ca_file: Option<&Path>) -> Result<RootCerts, ClientError> {
     let Some(path) = ca_file else {
         return Ok(RootCerts::WebPki);
     };
@@ -231,42 +232,139 @@ fn root_certs(ca_file: Option<&Path>) -> Result<RootCerts, String> {
         .iter()
         .map(|der| Certificate::from_der(der.as_ref()))
         .collect();
-    roots.extend(load_ca_file(path).map_err(|e| format!("fetch.ca_file: {e}"))?);
+    roots.extend(load_ca_file(path).map_err(ClientError::CaFile)?);
     Ok(RootCerts::from(roots))
 }
 
 /// Reads a PEM bundle of CA certificates (`fetch.ca_file`). It must hold at least one, and each
 /// must be a certificate rustls accepts as a root: ureq would silently skip a bad one, and a CA
 /// that is quietly missing shows up much later as "unknown issuer" on every job.
-pub fn load_ca_file(path: &Path) -> Result<Vec<Certificate<'static>>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+pub fn load_ca_file(path: &Path) -> Result<Vec<Certificate<'static>>, CaFileError> {
+    let pem = std::fs::read(path).map_err(|source| CaFileError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut certs = Vec::new();
     for item in ureq::tls::parse_pem(&pem) {
-        let bad = |why: String| format!("{} is not a usable PEM CA bundle: {why}", path.display());
+        let item = item.map_err(|source| CaFileError::NotPem {
+            path: path.to_path_buf(),
+            source,
+        })?;
         // A key next to the certificates is not ours to use; it is not an error either.
-        if let PemItem::Certificate(cert) = item.map_err(|e| bad(e.to_string()))? {
+        if let PemItem::Certificate(cert) = item {
             let der = rustls::pki_types::CertificateDer::from(cert.der());
-            rustls::RootCertStore::empty().add(der).map_err(|e| {
-                // rustls words this for a peer's certificate: keep only the reason.
-                let why = match e {
-                    rustls::Error::InvalidCertificate(why) => why.to_string(),
-                    other => other.to_string(),
-                };
-                bad(format!(
-                    "certificate {} cannot be used ({why})",
-                    certs.len() + 1
-                ))
+            rustls::RootCertStore::empty().add(der).map_err(|source| {
+                CaFileError::BadCertificate {
+                    path: path.to_path_buf(),
+                    number: certs.len() + 1,
+                    source,
+                }
             })?;
             certs.push(cert);
         }
     }
     if certs.is_empty() {
-        return Err(format!(
-            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-            path.display()
-        ));
+        return Err(CaFileError::NoCertificate {
+            path: path.to_path_buf(),
+        });
     }
     Ok(certs)
+}
+
+/// The HTTP client could not be built from `[fetch]`. Each message names the key to fix.
+///
+/// As everywhere in jobd, `Display` is the whole line a user reads, causes included, and
+/// `source()` hands the cause to code that wants it (it is not printed again).
+#[derive(Debug)]
+pub enum ClientError {
+    /// `fetch.allow_ips` holds an entry that is not a CIDR; the guard's words name it.
+    AllowIps(String),
+    /// `fetch.ca_file` cannot be used.
+    CaFile(CaFileError),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::AllowIps(why) => write!(f, "fetch.allow_ips: {why}"),
+            ClientError::CaFile(e) => write!(f, "fetch.ca_file: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ClientError::AllowIps(_) => None,
+            ClientError::CaFile(e) => Some(e),
+        }
+    }
+}
+
+/// A `fetch.ca_file` that cannot be used, with the file's path.
+#[derive(Debug)]
+pub enum CaFileError {
+    Read {
+        path: PathBuf,
+        source: io::Error,
+    },
+    NotPem {
+        path: PathBuf,
+        source: ureq::Error,
+    },
+    /// Certificate `number` (from 1, in file order) is not one rustls accepts as a root.
+    BadCertificate {
+        path: PathBuf,
+        number: usize,
+        source: rustls::Error,
+    },
+    NoCertificate {
+        path: PathBuf,
+    },
+}
+
+impl fmt::Display for CaFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let not_usable = |path: &Path| format!("{} is not a usable PEM CA bundle", path.display());
+        match self {
+            CaFileError::Read { path, source } => {
+                write!(f, "cannot read {}: {source}", path.display())
+            }
+            CaFileError::NotPem { path, source } => write!(f, "{}: {source}", not_usable(path)),
+            CaFileError::BadCertificate {
+                path,
+                number,
+                source,
+            } => {
+                // rustls words this for a peer's certificate: keep only the reason.
+                let why = match source {
+                    rustls::Error::InvalidCertificate(why) => why.to_string(),
+                    other => other.to_string(),
+                };
+                write!(
+                    f,
+                    "{}: certificate {number} cannot be used ({why})",
+                    not_usable(path)
+                )
+            }
+            CaFileError::NoCertificate { path } => write!(
+                f,
+                "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for CaFileError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CaFileError::Read { source, .. } => Some(source),
+            CaFileError::NotPem { source, .. } => Some(source),
+            CaFileError::BadCertificate { source, .. } => Some(source),
+            CaFileError::NoCertificate { .. } => None,
+        }
+    }
 }
 
 /// A TLS failure. A certificate the server will keep presenting, or a handshake it will keep

@@ -176,27 +176,14 @@ pub fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     queue: &dyn Queue,
-) -> Result<SocketAddr, String> {
-    let mut watch: Box<dyn Watch> = queue.watch().map_err(|e| e.to_string())?;
-    let server = tiny_http::Server::http(addr).map_err(|e| {
-        let taken = e
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::AddrInUse);
-        if taken {
-            // Typically a second daemon started with the same config.
-            format!(
-                "cannot serve metrics on {addr}: the port is taken (another jobd with this \
-                 config?); give each daemon its own [metrics] listen port, or leave listen unset \
-                 for all but one"
-            )
-        } else {
-            format!("cannot serve metrics on {addr}: {e}")
-        }
-    })?;
+) -> Result<SocketAddr, ServeError> {
+    let mut watch: Box<dyn Watch> = queue.watch().map_err(ServeError::Watch)?;
+    let server =
+        tiny_http::Server::http(addr).map_err(|source| ServeError::Listen { addr, source })?;
     let bound = server
         .server_addr()
         .to_ip()
-        .ok_or_else(|| format!("metrics endpoint on {addr} has no IP address"))?;
+        .ok_or(ServeError::NotIp { addr })?;
     std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
@@ -222,8 +209,67 @@ pub fn serve(
                 }
             }
         })
-        .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
+        .map_err(ServeError::Thread)?;
     Ok(bound)
+}
+
+/// Why the metrics endpoint could not be served. `Display` is the whole line a user reads,
+/// causes included; `source()` hands the cause to code that wants it.
+#[derive(Debug)]
+pub enum ServeError {
+    /// The endpoint's own connection to the queue could not be opened.
+    Watch(crate::store::StoreError),
+    /// `addr` could not be listened on: typically the port is taken.
+    Listen {
+        addr: SocketAddr,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The listener came up on something other than an IP address.
+    NotIp { addr: SocketAddr },
+    /// The thread that answers scrapes could not be started.
+    Thread(std::io::Error),
+}
+
+impl ServeError {
+    /// True when another process holds the port (a second daemon with the same config, mostly).
+    fn port_taken(&self) -> bool {
+        let ServeError::Listen { source, .. } = self else {
+            return false;
+        };
+        source
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::AddrInUse)
+    }
+}
+
+impl std::fmt::Display for ServeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServeError::Watch(e) => write!(f, "cannot serve metrics: {e}"),
+            ServeError::Listen { addr, .. } if self.port_taken() => write!(
+                f,
+                "cannot serve metrics on {addr}: the port is taken (another jobd with this \
+                 config?); give each daemon its own [metrics] listen port, or leave listen unset \
+                 for all but one"
+            ),
+            ServeError::Listen { addr, source } => {
+                write!(f, "cannot serve metrics on {addr}: {source}")
+            }
+            ServeError::NotIp { addr } => write!(f, "metrics endpoint on {addr} has no IP address"),
+            ServeError::Thread(e) => write!(f, "cannot start the metrics thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ServeError::Watch(e) => Some(e),
+            ServeError::Listen { source, .. } => Some(source.as_ref()),
+            ServeError::NotIp { .. } => None,
+            ServeError::Thread(e) => Some(e),
+        }
+    }
 }
 
 #[cfg(test)]

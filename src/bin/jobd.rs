@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use jobd::config::Config;
+use jobd::config::{Config, ConfigError};
+use jobd::daemon;
 
 /// Downloads the image URLs queued in the `jobs` table, verifies and stores them.
 #[derive(Parser)]
@@ -22,32 +23,32 @@ struct Args {
 }
 
 /// Exit codes, as jobctl's (README, "Exit codes"): 0 stopped or drained, 1 failure (the
-/// database, the blob_dir, the metrics port), 2 bad input (usage, the config file).
+/// database, the blob_dir, the metrics port), 2 bad input (usage, the config file). The last line
+/// of the log says which of the two it was.
 fn main() -> ExitCode {
     let args = Args::parse();
     jobd::logger::init();
-    let path = Config::locate(args.config.as_deref());
-    let config = Config::load(&path).and_then(|mut config| {
-        if let Some(n) = args.workers {
-            config.workers = n;
-            config
-                .validate()
-                .map_err(|e| jobd::config::ConfigError(format!("--workers: {e}")))?;
-        }
-        Ok(config)
-    });
-    let config = match config {
-        Ok(config) => config,
-        Err(e) => {
-            log::error!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    match jobd::daemon::run(&config, args.drain) {
+    match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is_bad_config() => {
+            log::error!("bad configuration: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
-            log::error!("{e}");
+            log::error!("stopped on an error: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn run(args: &Args) -> Result<(), daemon::Error> {
+    let path = Config::locate(args.config.as_deref());
+    let mut config = Config::load(&path)?;
+    if let Some(n) = args.workers {
+        config.workers = n;
+        config
+            .validate()
+            .map_err(|e| ConfigError(format!("--workers: {e}")))?;
+    }
+    daemon::run(&config, args.drain)
 }

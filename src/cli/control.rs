@@ -6,11 +6,11 @@
 
 use serde_json::{Value, json};
 
-use super::{Failure, print_json};
+use super::{Error, print_json};
 use crate::job::{Cancel, JobId, State};
 use crate::store::Store;
 
-pub fn pause(store: &dyn Store, on: bool, as_json: bool) -> Result<(), Failure> {
+pub fn pause(store: &dyn Store, on: bool, as_json: bool) -> Result<(), Error> {
     store.set_paused(on)?;
     if as_json {
         print_json(&json!({ "paused": on }));
@@ -56,13 +56,13 @@ impl Leftovers {
     }
 
     /// Ok if anything was done, else the failure with the documented exit code.
-    fn outcome(&self, acted: usize, nothing: &str) -> Result<(), Failure> {
+    fn outcome(&self, acted: usize, nothing: &str) -> Result<(), Error> {
         if acted > 0 {
             Ok(())
         } else if self.wrong_state.is_empty() {
-            Err(Failure::NotFound(nothing.into()))
+            Err(Error::NotFound(nothing.into()))
         } else {
-            Err(Failure::Other(nothing.into()))
+            Err(Error::Failed(nothing.into()))
         }
     }
 }
@@ -74,7 +74,7 @@ fn join(ids: &[JobId]) -> String {
         .join(", ")
 }
 
-pub fn cancel(store: &dyn Store, ids: &[JobId], as_json: bool) -> Result<(), Failure> {
+pub fn cancel(store: &dyn Store, ids: &[JobId], as_json: bool) -> Result<(), Error> {
     let (mut cancelled, mut requested) = (Vec::new(), Vec::new());
     let mut left = Leftovers::default();
     for (id, state) in store.cancel(ids)? {
@@ -107,7 +107,7 @@ pub fn cancel(store: &dyn Store, ids: &[JobId], as_json: bool) -> Result<(), Fai
     left.outcome(cancelled.len() + requested.len(), "no job was cancelled")
 }
 
-pub fn retry(store: &dyn Store, ids: &[JobId], force: bool, as_json: bool) -> Result<(), Failure> {
+pub fn retry(store: &dyn Store, ids: &[JobId], force: bool, as_json: bool) -> Result<(), Error> {
     let mut requeued = Vec::new();
     let mut left = Leftovers::default();
     for (id, state) in store.retry(ids, force)? {
@@ -134,7 +134,7 @@ pub fn retry(store: &dyn Store, ids: &[JobId], force: bool, as_json: bool) -> Re
     left.outcome(requeued.len(), "no job was requeued")
 }
 
-pub fn retry_failed(store: &dyn Store, error: Option<&str>, as_json: bool) -> Result<(), Failure> {
+pub fn retry_failed(store: &dyn Store, error: Option<&str>, as_json: bool) -> Result<(), Error> {
     let requeued = store.retry_failed(error)?;
     if as_json {
         print_json(&json!({ "requeued": requeued }));

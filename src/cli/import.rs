@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::args::Format;
 use super::input::{self, CappedLines, Layout, Line};
-use super::{Failure, print_json};
+use super::{Error, print_json};
 use crate::joburl::{self, MAX_URL_LEN};
 
 /// The longest line read in full: a URL of the maximum length plus room for a CR, blanks and a
@@ -44,7 +44,7 @@ struct Parsed {
     repeated: u64,
     format: &'static str,
     /// Why reading stopped early (a read error or a bad header), if it did.
-    stopped: Option<Failure>,
+    stopped: Option<Error>,
 }
 
 pub fn run(
@@ -53,7 +53,7 @@ pub fn run(
     format: Format,
     skip_existing: bool,
     as_json: bool,
-) -> Result<(), Failure> {
+) -> Result<(), Error> {
     let (input, size): (Box<dyn BufRead + Send>, Option<u64>) = if file == Path::new("-") {
         (
             Box::new(BufReader::with_capacity(1 << 20, io::stdin())),
@@ -61,7 +61,7 @@ pub fn run(
         )
     } else {
         let f = File::open(file)
-            .map_err(|e| Failure::Other(format!("cannot open {}: {e}", file.display())))?;
+            .map_err(|e| Error::Failed(format!("cannot open {}: {e}", file.display())))?;
         let size = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
         (Box::new(BufReader::with_capacity(1 << 20, f)), size)
     };
@@ -71,7 +71,7 @@ pub fn run(
     let parser = std::thread::Builder::new()
         .name("import-parser".into())
         .spawn(move || parse(input, format, skip_existing, &tx, parser_bar.as_ref()))
-        .map_err(|e| Failure::Other(format!("cannot start the import: {e}")))?;
+        .map_err(|e| Error::Failed(format!("cannot start the import: {e}")))?;
     let imported = store.import(&mut rx.into_iter(), skip_existing, &mut |added| {
         if let Some(bar) = &bar {
             bar.set_message(format!("{added} added"));
@@ -80,7 +80,7 @@ pub fn run(
     // The receiver is gone now, so a parser still reading stops at its next batch.
     let parsed = parser
         .join()
-        .map_err(|_| Failure::Other("the import's parser thread panicked".into()))?;
+        .map_err(|_| Error::Failed("the import's parser thread panicked".into()))?;
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
@@ -90,7 +90,7 @@ pub fn run(
         file.display().to_string()
     };
     let (added, skipped_existing) = imported.map_err(|e| {
-        Failure::Other(format!(
+        Error::Failed(format!(
             "{e}; the rows committed before this stay (rerun with --skip-existing to add the rest)"
         ))
     })?;
@@ -127,11 +127,11 @@ pub fn run(
         println!("added {added}, rejected {}", parsed.rejected);
     }
     match parsed.stopped {
-        Some(Failure::BadInput(why)) => {
-            return Err(Failure::BadInput(format!("{name}: {why}")));
+        Some(Error::BadInput(why)) => {
+            return Err(Error::BadInput(format!("{name}: {why}")));
         }
-        Some(Failure::Other(why) | Failure::NotFound(why)) => {
-            return Err(Failure::Other(format!(
+        Some(Error::Failed(why) | Error::NotFound(why)) => {
+            return Err(Error::Failed(format!(
                 "{name}: {why}; the {added} rows before it were added"
             )));
         }
@@ -142,7 +142,7 @@ pub fn run(
             1 => ("1 line".to_string(), "was"),
             n => (format!("{n} lines"), "were"),
         };
-        return Err(Failure::BadInput(format!(
+        return Err(Error::BadInput(format!(
             "{rejected} of {name} {were} rejected; the other lines were added"
         )));
     }
@@ -197,7 +197,7 @@ fn parse(
             Ok(None) => break,
             Err(e) => {
                 let number = lines.number + 1;
-                parsed.stopped = Some(Failure::Other(format!("reading line {number}: {e}")));
+                parsed.stopped = Some(Error::Failed(format!("reading line {number}: {e}")));
                 break;
             }
         };
@@ -226,7 +226,7 @@ fn parse(
                 let (found, header) = match input::detect(text, format) {
                     Ok(found) => found,
                     Err(e) => {
-                        parsed.stopped = Some(Failure::BadInput(format!("line {number}: {e}")));
+                        parsed.stopped = Some(Error::BadInput(format!("line {number}: {e}")));
                         break;
                     }
                 };

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::{Failure, print_json};
+use super::{Error, print_json};
 use crate::blobs::BlobStore;
 use crate::config::Config;
 use crate::store::Database;
@@ -20,9 +20,9 @@ const EXAMPLE_URL: &str =
 /// Runs once the database is open (made and migrated, as jobctl opens it for every command).
 /// `config_arg` is the `--config` given, if any, so that the printed commands find the same
 /// config.
-pub fn run(config: &Config, config_arg: Option<&Path>, as_json: bool) -> Result<(), Failure> {
+pub fn run(config: &Config, config_arg: Option<&Path>, as_json: bool) -> Result<(), Error> {
     BlobStore::open(&config.blob_dir).map_err(|e| {
-        Failure::Other(format!(
+        Error::Failed(format!(
             "cannot make blob_dir {}: {e}",
             config.blob_dir.display()
         ))
@@ -31,7 +31,7 @@ pub fn run(config: &Config, config_arg: Option<&Path>, as_json: bool) -> Result<
         Database::Sqlite(path) => {
             let mode = std::fs::metadata(path)
                 .map(|m| m.permissions().mode() & 0o777)
-                .map_err(|e| Failure::Other(format!("cannot read {}: {e}", path.display())))?;
+                .map_err(|e| Error::Failed(format!("cannot read {}: {e}", path.display())))?;
             ("sqlite", Some(mode))
         }
         Database::Postgres(_) => ("postgres", None),

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::{Failure, json, output, print_json};
+use super::{Error, json, output, print_json};
 use crate::job::JobId;
 use crate::joburl;
 use crate::store::{ListFilter, NewJob, Store};
@@ -15,10 +15,10 @@ pub fn add(
     run_at: Option<i64>,
     max_attempts: Option<u32>,
     as_json: bool,
-) -> Result<(), Failure> {
+) -> Result<(), Error> {
     let mut jobs = Vec::with_capacity(urls.len());
     for raw in urls {
-        joburl::parse(&raw).map_err(|e| Failure::BadInput(format!("{raw:?}: {e}")))?;
+        joburl::parse(&raw).map_err(|e| Error::BadInput(format!("{raw:?}: {e}")))?;
         // Stored as typed, so that people find their URL with a plain WHERE url = '...'.
         jobs.push(NewJob {
             url: raw,
@@ -38,7 +38,7 @@ pub fn add(
     Ok(())
 }
 
-pub fn list(store: &dyn Store, filter: &ListFilter, as_json: bool) -> Result<(), Failure> {
+pub fn list(store: &dyn Store, filter: &ListFilter, as_json: bool) -> Result<(), Error> {
     let jobs = store.list(filter)?;
     if as_json {
         print_json(&json!({ "jobs": jobs.iter().map(json::job).collect::<Vec<_>>() }));
@@ -48,9 +48,9 @@ pub fn list(store: &dyn Store, filter: &ListFilter, as_json: bool) -> Result<(),
     Ok(())
 }
 
-pub fn show(store: &dyn Store, id: JobId, as_json: bool) -> Result<(), Failure> {
+pub fn show(store: &dyn Store, id: JobId, as_json: bool) -> Result<(), Error> {
     let Some((job, attempts)) = store.show(id)? else {
-        return Err(Failure::NotFound(format!("no job with id {id}")));
+        return Err(Error::NotFound(format!("no job with id {id}")));
     };
     if as_json {
         print_json(&json!({
@@ -63,7 +63,7 @@ pub fn show(store: &dyn Store, id: JobId, as_json: bool) -> Result<(), Failure> 
     Ok(())
 }
 
-pub fn stats(store: &dyn Store, as_json: bool) -> Result<(), Failure> {
+pub fn stats(store: &dyn Store, as_json: bool) -> Result<(), Error> {
     let stats = store.stats()?;
     if as_json {
         print_json(&json::stats(&stats));

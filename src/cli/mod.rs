@@ -22,6 +22,7 @@ mod prune;
 pub(crate) mod time;
 mod watch;
 
+use std::fmt;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -31,16 +32,42 @@ use args::Command;
 use crate::config::Config;
 use crate::store::{self, StoreError};
 
-/// What a command ended with, mapped to the documented exit codes.
-pub enum Failure {
+/// Why a command failed, by the exit code it gives (the README's table). The message is what
+/// jobctl prints on stderr, as it is: every one is already written for the person who reads it.
+#[derive(Debug)]
+pub enum Error {
+    /// Exit 1: the database, the blob_dir or a file could not be used, an interrupted prune, or
+    /// a command that could act on none of the jobs it named.
+    Failed(String),
+    /// Exit 2: usage, the config file, rejected URLs or lines.
     BadInput(String),
+    /// Exit 3: no job with the ids given.
     NotFound(String),
-    Other(String),
 }
 
-impl From<StoreError> for Failure {
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Failed(_) => 1,
+            Error::BadInput(_) => 2,
+            Error::NotFound(_) => 3,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Failed(m) | Error::BadInput(m) | Error::NotFound(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
-        Failure::Other(e.to_string())
+        Error::Failed(e.to_string())
     }
 }
 
@@ -48,23 +75,19 @@ impl From<StoreError> for Failure {
 pub fn main(args: Args) -> ExitCode {
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => {
-            let (code, message) = match failure {
-                Failure::Other(m) => (1, m),
-                Failure::BadInput(m) => (2, m),
-                Failure::NotFound(m) => (3, m),
-            };
+        Err(e) => {
+            let message = e.to_string();
             if !message.is_empty() {
                 eprintln!("jobctl: {message}");
             }
-            ExitCode::from(code)
+            ExitCode::from(e.exit_code())
         }
     }
 }
 
-fn run(args: Args) -> Result<(), Failure> {
+fn run(args: Args) -> Result<(), Error> {
     let path = Config::locate(args.config.as_deref());
-    let config = Config::load(&path).map_err(|e| Failure::BadInput(e.to_string()))?;
+    let config = Config::load(&path).map_err(|e| Error::BadInput(e.to_string()))?;
     // Three: `import` on PostgreSQL reserves ids on one connection while two COPY into `jobs`.
     // The pool connects lazily, so the other commands still open one or two.
     let store = store::open(&config.database, 3)?;

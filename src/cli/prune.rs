@@ -22,7 +22,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 
 use super::output::{count, human_bytes};
 use super::time::span;
-use super::{Failure, print_json};
+use super::{Error, print_json};
 use crate::blobs::{self, BlobStore, Held};
 use crate::job::{State, now_ms};
 use crate::store::Store;
@@ -43,7 +43,7 @@ pub fn run(
     states: &[State],
     blobs: Option<BlobOptions>,
     as_json: bool,
-) -> Result<(), Failure> {
+) -> Result<(), Error> {
     let mut states = states.to_vec();
     if states.is_empty() {
         states = State::FINISHED.to_vec();
@@ -58,7 +58,7 @@ pub fn run(
     let pruned = store.prune(before, &states, PRUNE_BATCH)?;
     let removed = match &blobs {
         Some(options) => remove_unreferenced(store, options, candidates).map_err(|e| match e {
-            Failure::Other(why) => Failure::Other(format!(
+            Error::Failed(why) => Error::Failed(format!(
                 "{why}; the {} pruned before stay pruned",
                 count(pruned as u64, "job")
             )),
@@ -140,12 +140,12 @@ fn remove_unreferenced(
     store: &dyn Store,
     options: &BlobOptions,
     mut candidates: Candidates,
-) -> Result<Removed, Failure> {
+) -> Result<Removed, Error> {
     candidates.blobs.sort_unstable();
     candidates.blobs.dedup();
     // Opening the store also restores what an earlier, interrupted prune left held.
     let blob_store = BlobStore::open(options.blob_dir).map_err(|e| {
-        Failure::Other(format!(
+        Error::Failed(format!(
             "cannot open blob_dir {}: {e}",
             options.blob_dir.display()
         ))
@@ -190,9 +190,9 @@ fn remove_unreferenced(
                 restore(&blob_store, blob);
             }
             let why = match e {
-                Failure::Other(why) | Failure::BadInput(why) | Failure::NotFound(why) => why,
+                Error::Failed(why) | Error::BadInput(why) | Error::NotFound(why) => why,
             };
-            Err(Failure::Other(format!(
+            Err(Error::Failed(format!(
                 "{why}; {} set aside put back, none deleted",
                 count(back as u64, "blob")
             )))
@@ -207,7 +207,7 @@ fn hold_unreferenced(
     candidates: &Candidates,
     signals: &Signals,
     held: &mut Vec<Held>,
-) -> Result<u64, Failure> {
+) -> Result<u64, Error> {
     let mut kept = 0;
     for (sha, ext) in &candidates.blobs {
         signals.check()?;
@@ -241,7 +241,7 @@ fn wait_for_running_attempts(
     bound: Duration,
     held: usize,
     signals: &Signals,
-) -> Result<(), Failure> {
+) -> Result<(), Error> {
     if held == 0 {
         return Ok(());
     }
@@ -256,7 +256,7 @@ fn wait_for_running_attempts(
         }
         let waited = start.elapsed();
         if waited >= bound {
-            return Err(Failure::Other(format!(
+            return Err(Error::Failed(format!(
                 "gave up after {}: {} running when the blobs were set aside still \
                  running (--wait sets how long to wait)",
                 span(waited.as_millis() as i64),
@@ -286,7 +286,7 @@ struct Signals {
 }
 
 impl Signals {
-    fn install() -> Result<Signals, Failure> {
+    fn install() -> Result<Signals, Error> {
         let caught = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(AtomicBool::new(false));
         let mut ids = Vec::new();
@@ -307,7 +307,7 @@ impl Signals {
             match registered {
                 Ok(id) => ids.push(id),
                 Err(e) => {
-                    return Err(Failure::Other(format!(
+                    return Err(Error::Failed(format!(
                         "cannot install the signal handler: {e}"
                     )));
                 }
@@ -317,13 +317,13 @@ impl Signals {
     }
 
     /// An error naming the signal, once one has arrived.
-    fn check(&self) -> Result<(), Failure> {
+    fn check(&self) -> Result<(), Error> {
         let name = match self.caught.load(Ordering::SeqCst) {
             0 => return Ok(()),
             n if n == SIGINT as usize => "SIGINT",
             _ => "SIGTERM",
         };
-        Err(Failure::Other(format!("interrupted by {name}")))
+        Err(Error::Failed(format!("interrupted by {name}")))
     }
 }
 

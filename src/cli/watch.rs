@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use super::time::span;
-use super::{Failure, print_json};
+use super::{Error, print_json};
 use crate::job::{State, now_ms};
 use crate::logger::timestamp;
 use crate::store::Store;
@@ -25,7 +25,7 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    fn take(store: &dyn Store) -> Result<Snapshot, Failure> {
+    fn take(store: &dyn Store) -> Result<Snapshot, Error> {
         let (counts, paused) = store.counts()?;
         Ok(Snapshot { counts, paused })
     }
@@ -55,7 +55,7 @@ impl Snapshot {
     }
 }
 
-pub fn run(store: &dyn Store, interval_ms: i64, as_json: bool) -> Result<(), Failure> {
+pub fn run(store: &dyn Store, interval_ms: i64, as_json: bool) -> Result<(), Error> {
     let interval = Duration::from_millis(interval_ms.clamp(10, 3_600_000) as u64);
     let first = Snapshot::take(store)?;
     let finished_at_start = first.finished();

@@ -285,6 +285,68 @@ fn a_taken_metrics_port_says_what_to_change() {
     );
 }
 
+/// Regression (issue 13): jobd's last line did not say whether its config was at fault (exit 2:
+/// fix the file) or the run failed (exit 1: the database, the blob_dir, the metrics port), and
+/// the daemon's errors were bare strings. Each cause is printed once, not again as a "source".
+#[test]
+fn jobd_says_whether_its_config_or_its_run_failed() {
+    let run = |env: &Env, args: &[&str]| {
+        let out = env.jobd(args).stdin(Stdio::null()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), stderr, show(&out))
+    };
+    // 2: the config file, a file it names, or --workers overriding it.
+    for (env, args, words) in [
+        (
+            Env::with_config("wrokers = 3\n"),
+            &["--drain"][..],
+            "wrokers",
+        ),
+        (
+            Env::new(""),
+            &["--drain", "--workers", "0"][..],
+            "--workers: ",
+        ),
+        (
+            Env::with_config("[fetch]\nca_file = \"no-such-ca.pem\"\n"),
+            &["--drain"][..],
+            "fetch.ca_file: cannot read ",
+        ),
+    ] {
+        let (code, stderr, shown) = run(&env, args);
+        assert_eq!(code, Some(2), "{shown}");
+        assert!(
+            stderr.contains("bad configuration: ") && stderr.contains(words),
+            "{shown}"
+        );
+        assert!(!stderr.contains("stopped on an error"), "{shown}");
+    }
+    // 1: a database, or a blob_dir, that cannot be opened (a file stands where a folder must).
+    let no_db = Env::new("database = \"jobd.db/inside\"");
+    std::fs::write(no_db.path("jobd.db"), "a file, not a folder").unwrap();
+    let no_blobs = Env::new("");
+    std::fs::write(no_blobs.path("blobs"), "a file, not a folder").unwrap();
+    let (code, stderr, shown) = run(&no_db, &["--drain"]);
+    assert_eq!(code, Some(1), "{shown}");
+    assert!(
+        stderr.contains("stopped on an error: ")
+            && stderr.contains(&*no_db.path("jobd.db").to_string_lossy()),
+        "{shown}"
+    );
+    let (code, stderr, shown) = run(&no_blobs, &["--drain"]);
+    assert_eq!(code, Some(1), "{shown}");
+    let blob_dir = no_blobs.path("blobs");
+    assert!(
+        stderr.contains(&format!(
+            "stopped on an error: cannot open blob_dir {}: ",
+            blob_dir.display()
+        )),
+        "{shown}"
+    );
+    // The cause is printed once, and not again as the error's source.
+    assert_eq!(stderr.matches("(os error").count(), 1, "{shown}");
+}
+
 #[test]
 fn the_systemd_unit_restarts_hardens_and_outwaits_the_grace_period() {
     let unit =
