@@ -12,8 +12,8 @@ use jobd::store::{
     self, Applied, Claimed, Database, ListFilter, NewJob, Outcome, RawUrl, Report, Store, Stored,
     now_ms,
 };
-use jobd::testkit::postgres;
 use jobd::validate::Level;
+use jobd_testkit::postgres;
 
 use crate::support::wait_until;
 

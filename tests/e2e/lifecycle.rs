@@ -10,9 +10,9 @@ use jobd::store::{
     Admin, Applied, Claimed, NewJob, Outcome, Queue, Report, SqliteStore, StoreError, Stored, Watch,
 };
 use jobd::supervisor::{self, Options};
-use jobd::testkit::images;
-use jobd::testkit::server::{Fault, Reply, TestServer};
 use jobd::worker::{Handled, Handler};
+use jobd_testkit::images;
+use jobd_testkit::server::{Fault, Reply, TestServer};
 
 use crate::support::{Env, Logged, finish, show, signal, wait_until};
 

@@ -213,7 +213,7 @@ mod tests {
     use super::PgWatch;
     use crate::store::postgres::PgStore;
     use crate::store::{Admin, NewJob, Queue, Watch};
-    use crate::testkit::postgres;
+    use jobd_testkit::postgres;
 
     /// Waits for `changed` to report a change; the fallback poll is an hour away, so only a
     /// notification (or a reconnection) can make it true.
