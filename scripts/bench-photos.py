@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes N real photos-like images to OUTDIR, encoded by Pillow (libjpeg-turbo, zlib, libwebp):
-the seed set's mix and sizes (as in src/testkit/images.rs: JPEG, PNG every fifth from the second,
+the seed set's mix and sizes (as in testkit/src/images.rs: JPEG, PNG every fifth from the second,
 WebP every fifth from the fourth; 100 KB to 8 MB), but with real compressed data, so that the
 validators and decoders do the work they do on real downloads.
 

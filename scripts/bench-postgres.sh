@@ -232,7 +232,8 @@ main() {
     esac
     command -v psql >/dev/null || die "psql is needed: apt-get install postgresql-client"
     command -v sqlite3 >/dev/null || die "sqlite3 is needed: apt-get install sqlite3"
-    (cd "$ROOT" && cargo build --release --quiet)
+    # --workspace: jobd and jobctl, and jobd-testserver and jobd-bench from testkit/.
+    (cd "$ROOT" && cargo build --release --quiet --workspace)
     start_postgres
     [[ $which == all || $which == pickup ]] && bench_pickup
     [[ $which == all || $which == import ]] && bench_import

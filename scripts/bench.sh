@@ -338,7 +338,8 @@ main() {
         seed | small | pickup | memory | growth | validate | decode | all) ;;
         *) echo "usage: scripts/bench.sh [seed|small|pickup|memory|growth|validate|decode|all]" >&2; exit 2 ;;
     esac
-    (cd "$ROOT" && cargo build --release --quiet)
+    # --workspace: jobd and jobctl, and jobd-testserver and jobd-bench from testkit/.
+    (cd "$ROOT" && cargo build --release --quiet --workspace)
     [[ $which == all || $which == seed ]] && bench_seed
     [[ $which == all || $which == small ]] && bench_small
     [[ $which == all || $which == pickup ]] && bench_pickup

@@ -17,7 +17,7 @@ if ! command -v sqlite3 >/dev/null; then
     fi
 fi
 
-# The same search as src/testkit/postgres/setup.rs: JOBD_PG_BIN, Debian's folders, pg_config, PATH.
+# The same search as testkit/src/postgres/setup.rs: JOBD_PG_BIN, Debian's folders, pg_config, PATH.
 have_postgres_server() {
     local dir
     for dir in "${JOBD_PG_BIN:-}" /usr/lib/postgresql/*/bin "$(pg_config --bindir 2>/dev/null)"; do
@@ -58,13 +58,15 @@ if ! python3 tests/corpus/make.py --check 2>/dev/null; then
     fi
 fi
 
-cargo fmt --check
-cargo clippy --all-targets --locked -- -D warnings
+# --all and --workspace: jobd and testkit/ (the test support and benchmark programs), whose own
+# tests run here too.
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 # The suite's totals on one closing line (cargo prints one line per test binary, the doc tests'
 # last); CHECK_SUMMARY names a file to keep that line in for .ci/run.
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --locked 2>&1 | tee "$log"
+cargo test --workspace --locked 2>&1 | tee "$log"
 summary=$(awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed", p, f }' "$log")
 echo "$summary"
 [[ -z ${CHECK_SUMMARY:-} ]] || echo "$summary" >"$CHECK_SUMMARY"

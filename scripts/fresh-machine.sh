@@ -5,7 +5,8 @@
 #
 # 1. clones this repository (what is committed: HEAD) into a temporary folder;
 # 2. runs the README's first command there, as written, with a time limit: it must build both
-#    binaries, put them on PATH and end with jobd running on the clone's daemon.toml;
+#    binaries, put them on PATH and end with jobd running on the clone's daemon.toml; that
+#    install, and a plain `cargo install --path .`, must install jobd and jobctl and nothing else;
 # 3. serves two small PNGs from a local server (python3 -m http.server, on 127.0.0.1 only);
 # 4. runs `jobctl init`, adds one job with the sqlite3 shell and one with jobctl, as the README
 #    shows, and checks that both end `done` with their blobs on disk, byte for byte.
@@ -111,6 +112,17 @@ for binary in jobd jobctl; do
     [ "$(command -v "$binary")" = "$CARGO_INSTALL_ROOT/bin/$binary" ] \
         || fail "the first command did not put $binary on PATH (found: $(command -v "$binary" || echo nothing))"
 done
+# The product alone is installed: the test support and the benchmark programs (jobd-testserver,
+# jobd-bench) are in testkit/, a crate of their own that jobd only dev-depends on. Checked for the
+# README's command and for a plain `cargo install --path .`, which names no binary (its build is
+# the first command's, already done: it only copies).
+installed=$(cd "$CARGO_INSTALL_ROOT/bin" && echo *)
+[ "$installed" = "jobctl jobd" ] || fail "the first command installed '$installed', not jobctl and jobd alone"
+(cd "$clone" && cargo install --locked --quiet --path . --root "$work/cargo-plain") \
+    >"$work/plain-install.log" 2>&1 || fail "cargo install --path .: $(tail -n 20 "$work/plain-install.log")"
+installed=$(cd "$work/cargo-plain/bin" && echo *)
+[ "$installed" = "jobctl jobd" ] || fail "cargo install --path . installed '$installed', not jobctl and jobd alone"
+say "installed: jobctl and jobd alone"
 
 # --- 3. A local server with two images.
 mkdir -p "$work/www"

@@ -417,7 +417,7 @@ pub fn io_failure(context: &str, e: &io::Error) -> Failure {
 mod tests {
     use super::*;
     use crate::job::Kind;
-    use crate::testkit::{Fault, Reply, TestServer, images};
+    use jobd_testkit::{Fault, Reply, TestServer, images};
     use std::io::Read;
 
     /// The defaults, with the test server's address allowed.

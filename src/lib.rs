@@ -20,7 +20,6 @@ pub mod retry;
 pub mod sniff;
 pub mod store;
 pub mod supervisor;
-pub mod testkit;
 pub mod validate;
 pub mod worker;
 

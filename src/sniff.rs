@@ -100,7 +100,7 @@ fn describe_unknown(head: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::images;
+    use jobd_testkit::images;
 
     #[test]
     fn accepts_the_generated_formats() {

@@ -14,8 +14,8 @@ use std::process::Command;
 use jobd::guard::{AllowList, Guard, classify};
 use jobd::joburl::{self, MAX_URL_LEN};
 use jobd::sniff;
-use jobd::testkit::images;
 use jobd::validate::{Image, Limits, Problem, validate_bytes};
+use jobd_testkit::images;
 use proptest::prelude::*;
 use url::Host;
 

@@ -211,7 +211,7 @@ fn migrate(conn: &mut Client) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::PgStore;
-    use crate::testkit::postgres;
+    use jobd_testkit::postgres;
 
     fn synchronous_commit(store: &PgStore) -> String {
         store

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use jobd::job::{Applied, Claimed, Outcome, RawUrl, Report, State, Stored, now_ms};
 use jobd::store::{self, Database, ListFilter, NewJob, Store};
-use jobd::testkit::postgres;
 use jobd::validate::Level;
+use jobd_testkit::postgres;
 
 use crate::support::wait_until;
 

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use jobd::testkit::images;
-use jobd::testkit::server::{Fault, Reply, TestServer};
+use jobd_testkit::images;
+use jobd_testkit::server::{Fault, Reply, TestServer};
 
 use crate::support::Env;
 

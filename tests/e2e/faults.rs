@@ -5,8 +5,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use jobd::testkit::images;
-use jobd::testkit::server::{Reply, TestServer};
+use jobd_testkit::images;
+use jobd_testkit::server::{Reply, TestServer};
 
 use crate::support::{Env, finish, show, signal, wait_until};
 

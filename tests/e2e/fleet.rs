@@ -3,9 +3,9 @@
 
 use std::process::{Child, Stdio};
 
-use jobd::testkit::images;
-use jobd::testkit::postgres;
-use jobd::testkit::server::{Reply, TestServer};
+use jobd_testkit::images;
+use jobd_testkit::postgres;
+use jobd_testkit::server::{Reply, TestServer};
 
 use crate::support::{Env, finish, sha256_hex, show, wait_until};
 

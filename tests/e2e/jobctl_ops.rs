@@ -6,8 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use jobd::testkit::images;
-use jobd::testkit::server::{Fault, Reply, TestServer};
+use jobd_testkit::images;
+use jobd_testkit::server::{Fault, Reply, TestServer};
 use serde_json::Value;
 
 use crate::support::{Env, Logged, files_under, finish, sha256_hex, show, signal, wait_until};

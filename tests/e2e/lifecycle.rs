@@ -9,9 +9,9 @@ use jobd::config::RetryConfig;
 use jobd::job::{Applied, Claimed, Outcome, Report, State, Stored};
 use jobd::store::{Jobs, NewJob, Queue, SqliteStore, StoreError, Watch};
 use jobd::supervisor::{self, Options};
-use jobd::testkit::images;
-use jobd::testkit::server::{Fault, Reply, TestServer};
 use jobd::worker::{Handled, Handler};
+use jobd_testkit::images;
+use jobd_testkit::server::{Fault, Reply, TestServer};
 
 use crate::support::{Env, Logged, finish, show, signal, wait_until};
 

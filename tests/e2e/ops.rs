@@ -5,8 +5,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 
-use jobd::testkit::images;
-use jobd::testkit::server::{Reply, TestServer};
+use jobd_testkit::images;
+use jobd_testkit::server::{Reply, TestServer};
 
 use crate::support::{Env, Logged, finish, show, signal, wait_until};
 

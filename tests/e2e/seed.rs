@@ -1,7 +1,7 @@
 //! The seed scenario: 40 images, 10 workers, every blob equal to the bytes served.
 
-use jobd::testkit::images;
-use jobd::testkit::server::{Reply, TestServer};
+use jobd_testkit::images;
+use jobd_testkit::server::{Reply, TestServer};
 
 use crate::support::{Env, files_under, sha256_hex};
 

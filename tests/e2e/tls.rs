@@ -3,8 +3,8 @@
 //!
 //! Each test makes its own throwaway CA with rcgen and serves over TLS on 127.0.0.1.
 
-use jobd::testkit::images;
-use jobd::testkit::server::{Reply, TestServer};
+use jobd_testkit::images;
+use jobd_testkit::server::{Reply, TestServer};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,

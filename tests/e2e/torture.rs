@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use jobd::testkit::images;
-use jobd::testkit::server::{Reply, TestServer};
+use jobd_testkit::images;
+use jobd_testkit::server::{Reply, TestServer};
 
 use crate::support::{Env, files_under, finish, sha256_hex, signal, wait_until};
 

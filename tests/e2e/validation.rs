@@ -3,8 +3,8 @@
 //! (the `validation` column, `jobctl show`, `--json`, the view). The validators themselves are
 //! judged against reference encoders and decoders in tests/corpus.rs.
 
-use jobd::testkit::images;
-use jobd::testkit::server::{Fault, Reply, TestServer};
+use jobd_testkit::images;
+use jobd_testkit::server::{Fault, Reply, TestServer};
 
 use crate::support::Env;
 

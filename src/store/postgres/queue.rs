@@ -470,7 +470,7 @@ mod tests {
     use crate::job::{Outcome, Report, State};
     use crate::store::postgres::PgStore;
     use crate::store::{Jobs, NewJob, Queue};
-    use crate::testkit::postgres;
+    use jobd_testkit::postgres;
 
     /// A prune that waits for a row which someone is requeueing must look at the row again once
     /// it may: the job is queued now, and stays.

@@ -210,7 +210,7 @@ mod tests {
     use crate::job::{Outcome, Report};
     use crate::store::postgres::PgStore;
     use crate::store::{Controls, Jobs, NewJob, Queue, Watch};
-    use crate::testkit::postgres;
+    use jobd_testkit::postgres;
 
     /// Waits for `changed` to report a change; the fallback poll is an hour away, so only a
     /// notification (or a reconnection) can make it true.

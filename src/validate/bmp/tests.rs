@@ -318,7 +318,7 @@ fn rle_streams_are_walked_to_their_end() {
 #[test]
 fn an_embedded_png_is_validated() {
     // Needs the PNG validator (another helper's) to pass.
-    let png = crate::testkit::images::png(5, 4, 1);
+    let png = jobd_testkit::images::png(5, 4, 1);
     let body = file(&info(40, 5, 4, 0, 5, png.len() as u32), &[], &png);
     assert_eq!(run(&body).unwrap(), image(5, 4));
     let cut = file(

@@ -1,5 +1,5 @@
 use super::super::{Image, Invalid, Limits, Problem, testing};
-use crate::testkit::images;
+use jobd_testkit::images;
 
 const LIMITS: Limits = Limits {
     max_pixels: 100_000_000,

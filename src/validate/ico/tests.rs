@@ -205,7 +205,7 @@ fn an_embedded_image_bomb_is_too_large_whatever_the_directory_says() {
 
 #[test]
 fn png_entries_are_validated() {
-    let png = crate::testkit::images::png(48, 40, 3);
+    let png = jobd_testkit::images::png(48, 40, 3);
     let body = icon(1, &[dib(16, 16, 8), png.clone()]);
     assert_eq!(run(&body).unwrap(), image(48, 40, 2));
     for piece in [1, 13, 333] {

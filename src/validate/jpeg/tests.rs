@@ -1,6 +1,6 @@
 use super::*;
-use crate::testkit::images;
 use crate::validate::{Problem, testing};
+use jobd_testkit::images;
 
 const LIMITS: Limits = Limits {
     max_pixels: 100_000_000,

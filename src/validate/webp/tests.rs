@@ -140,7 +140,7 @@ fn good_files_give_their_size_and_frames() {
     assert_eq!(run(&animated()).unwrap(), image(100, 80, 2));
     let still_lossless = riff(&[vp8x(ALPHA, 7, 9), chunk(b"VP8L", &vp8l(7, 9, 8))]);
     assert_eq!(run(&still_lossless).unwrap(), image(7, 9, 1));
-    let kit = crate::testkit::images::webp(640, 480, 5000, 7);
+    let kit = jobd_testkit::images::webp(640, 480, 5000, 7);
     assert_eq!(run(&kit).unwrap(), image(640, 480, 1));
 }
 

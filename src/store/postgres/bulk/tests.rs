@@ -6,7 +6,7 @@ use postgres::{Client, NoTls};
 use super::import_chunks;
 use crate::store::postgres::PgStore;
 use crate::store::{Import, Jobs, NewJob};
-use crate::testkit::postgres::server;
+use jobd_testkit::postgres::server;
 
 /// A URL per row, with a tab and a backslash, which COPY's text format would have to escape.
 fn url(i: usize) -> String {

@@ -1,6 +1,6 @@
 use super::super::{Image, Invalid, Limits, Problem, Validator, testing};
 use super::Png;
-use crate::testkit::images;
+use jobd_testkit::images;
 
 mod apng;
 

@@ -5,6 +5,8 @@
 //! Architecture Invariant: nothing here is used by the daemon itself, and nothing here binds
 //! anything but the address a caller passes (tests use 127.0.0.1; the PostgreSQL server always
 //! listens on 127.0.0.1).
+//! Nothing here uses jobd (only the `jobd-bench` program does): jobd's unit tests are a build of
+//! jobd of their own, to which a jobd type passed through here would be another crate's type.
 
 pub mod images;
 pub mod postgres;

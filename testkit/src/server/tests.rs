@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use super::{Fault, Reply, TestServer};
-use crate::testkit::images;
+use crate::images;
 
 struct Response {
     status: u16,

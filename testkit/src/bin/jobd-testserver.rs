@@ -1,12 +1,12 @@
 //! jobd-testserver: benchmark fixture that writes a seed set of images or serves a directory of
-//! them over loopback HTTP with WAN emulation. The logic lives in `jobd::testkit`.
+//! them over loopback HTTP with WAN emulation. The logic lives in `jobd_testkit`.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use jobd::testkit::{TestServer, images};
+use jobd_testkit::{TestServer, images};
 
 const USAGE: &str = "\
 usage: jobd-testserver --seed-dir DIR [--count N]
