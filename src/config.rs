@@ -254,7 +254,7 @@ impl Config {
             .fetch
             .ca_file
             .as_deref()
-            .map(crate::fetch::load_ca_file)
+            .map(crate::roots::load_ca_file)
         {
             return bad("fetch.ca_file", &e.to_string());
         }

@@ -17,6 +17,7 @@ pub mod joburl;
 pub mod logger;
 pub mod metrics;
 pub mod retry;
+pub mod roots;
 pub mod sniff;
 pub mod store;
 pub mod supervisor;
