@@ -58,6 +58,7 @@ if ! python3 tests/corpus/make.py --check 2>/dev/null; then
     fi
 fi
 
+scripts/check-docs.py  # figures only from BENCHMARKS.md, links that resolve (it self-tests first)
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 # The suite's totals on one closing line (cargo prints one line per test binary, the doc tests'
