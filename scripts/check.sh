@@ -3,7 +3,8 @@
 # Run it before every commit. On a fresh Debian machine it installs the sqlite3 shell, which the
 # schema tests use to prove that Debian 12's stock shell can read and write jobd's database,
 # PostgreSQL's server binaries, which the tests run a throwaway server from (testkit::postgres),
-# and the Python packages the image corpus is made and judged with (tests/corpus/make.py).
+# the Python packages the image corpus is made and judged with (tests/corpus/make.py), and
+# cargo-modules, which the module graph's check reads the crate with (scripts/module-graph.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,6 +59,15 @@ if ! python3 tests/corpus/make.py --check 2>/dev/null; then
     fi
 fi
 
+# The module graph's check (scripts/module-graph.py) reads the crate through cargo-modules, at the
+# last version this toolchain (1.95) can build; it takes minutes to build, once.
+if ! cargo modules --version >/dev/null 2>&1; then
+    echo "check.sh: installing cargo-modules (the module graph check needs it)" >&2
+    cargo install --locked --quiet cargo-modules --version 0.27.0
+fi
+
+scripts/check-docs.py  # figures only from BENCHMARKS.md, links that resolve (it self-tests first)
+scripts/module-graph.py >/dev/null  # no cycle among the modules (needs cargo-modules, above)
 # --all and --workspace: jobd and testkit/ (the test support and benchmark programs), whose own
 # tests run here too.
 cargo fmt --all --check

@@ -444,12 +444,19 @@ mod tests {
     /// Regression (issue 12): `localhost` resolves to both 127.0.0.1 and ::1 where /etc/hosts
     /// says so (Debian's default), and a host with any forbidden address is refused, so the
     /// documented `allow_ips = ["127.0.0.1/32"]` refused `http://localhost/`. Every example in
-    /// the README and daemon.toml covers both.
+    /// the docs and daemon.toml covers both.
     #[test]
     fn the_documented_allow_ips_examples_cover_both_localhost_addresses() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = vec!["README.md".to_string(), "daemon.toml".to_string()];
+        for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            if name.ends_with(".md") {
+                files.push(format!("docs/{name}"));
+            }
+        }
         let mut examples = 0;
-        for file in ["README.md", "daemon.toml"] {
+        for file in &files {
             let text = std::fs::read_to_string(root.join(file)).unwrap();
             for line in text.lines().filter(|l| l.contains("allow_ips = [\"")) {
                 let at = line.find("allow_ips").unwrap();
@@ -551,38 +558,196 @@ mod tests {
         }
     }
 
+    fn read_repo_file(name: &str) -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// A key documented in daemon.toml or docs/configuration.md, under its section ("" is the
+    /// top of the file, as in SECTIONS).
+    type Documented = std::collections::BTreeSet<(String, String)>;
+
+    /// The keys of SECTIONS, which `the_section_table_matches_the_structs` holds to the structs.
+    fn keys_of_the_structs() -> Documented {
+        SECTIONS
+            .iter()
+            .flat_map(|(section, keys)| keys.iter().map(|k| (section.to_string(), k.to_string())))
+            .collect()
+    }
+
+    /// daemon.toml's keys with their values, and whether each is commented out: a key it sets
+    /// (`key = value`), or one it shows as `# key = value`, because it is unset by default or its
+    /// default cannot be written down (the user agent names the version).
+    fn daemon_toml_entries() -> Vec<(String, String, toml::Value, bool)> {
+        let text = read_repo_file("daemon.toml");
+        let mut section = String::new();
+        let mut entries = Vec::new();
+        for line in text.lines().map(str::trim) {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name.to_string();
+                continue;
+            }
+            let (commented, entry) = match line.strip_prefix("# ") {
+                Some(rest) => (true, rest),
+                None => (false, line),
+            };
+            let Some((key, _)) = entry.split_once(" = ") else {
+                continue;
+            };
+            if key.is_empty() || !key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                continue;
+            }
+            let table: toml::Table = match toml::from_str(entry) {
+                Ok(table) => table,
+                Err(_) if commented => continue,
+                Err(e) => panic!("daemon.toml: {line:?}: {e}"),
+            };
+            entries.push((
+                section.clone(),
+                key.to_string(),
+                table[key].clone(),
+                commented,
+            ));
+        }
+        entries
+    }
+
+    /// daemon.toml parses, every value it sets is the default, and it documents every key of the
+    /// structs, each once: set, or commented out with its default (`# key = value`).
     #[test]
-    fn the_repos_daemon_toml_parses_and_sets_every_key() {
+    fn the_repos_daemon_toml_documents_every_key_at_its_default() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("daemon.toml");
-        let text = std::fs::read_to_string(&path).unwrap();
+        let text = read_repo_file("daemon.toml");
         Config::load(&path).unwrap();
-        // Every key is written out (commented documentation is the point of the file).
-        for key in [
-            "database",
-            "blob_dir",
-            "workers",
-            "lease_secs",
-            "poll_interval_ms",
-            "grace_secs",
-            "retention_days",
-            "timeout_secs",
-            "connect_timeout_secs",
-            "max_bytes",
-            "max_redirects",
-            "user_agent",
-            "max_per_host",
-            "max_pixels",
-            "max_frames",
-            "validate",
-            "allow_ips",
-            "allow_private",
-            "max_attempts",
-            "base_delay_ms",
-            "max_delay_ms",
-        ] {
-            assert!(
-                text.lines().any(|l| l.trim_start().starts_with(key)),
-                "daemon.toml lacks {key}"
+        let base = Path::new("/srv/jobd");
+        assert_eq!(
+            format!("{:?}", Config::parse(&text, base).unwrap()),
+            format!("{:?}", Config::parse("", base).unwrap()),
+            "daemon.toml sets a value that is not the default"
+        );
+
+        let entries = daemon_toml_entries();
+        let documented: Documented = entries
+            .iter()
+            .map(|(section, key, _, _)| (section.clone(), key.clone()))
+            .collect();
+        assert_eq!(
+            documented.len(),
+            entries.len(),
+            "a key twice in daemon.toml"
+        );
+        assert_eq!(
+            documented,
+            keys_of_the_structs(),
+            "daemon.toml's keys (set or `# key = value`) against the structs' (SECTIONS)"
+        );
+
+        // The keys it sets are those TOML reads: no value spans lines, or hides from the scan.
+        let table: toml::Table = toml::from_str(&text).unwrap();
+        let mut set = Documented::new();
+        for (key, value) in &table {
+            match value {
+                toml::Value::Table(inner) => {
+                    set.extend(inner.keys().map(|k| (key.clone(), k.clone())));
+                }
+                _ => {
+                    set.insert((String::new(), key.clone()));
+                }
+            }
+        }
+        let scanned: Documented = entries
+            .iter()
+            .filter(|e| !e.3)
+            .map(|(section, key, _, _)| (section.clone(), key.clone()))
+            .collect();
+        assert_eq!(scanned, set);
+
+        // The user agent's default, spelt with `<version>`, is the one the code sends.
+        let agent = entries.iter().find(|e| e.1 == "user_agent").unwrap();
+        assert!(
+            agent.3,
+            "daemon.toml pins user_agent, and its version would go stale"
+        );
+        assert_eq!(
+            agent
+                .2
+                .as_str()
+                .unwrap()
+                .replace("<version>", env!("CARGO_PKG_VERSION")),
+            FetchConfig::default().user_agent
+        );
+    }
+
+    /// docs/configuration.md has a table row for every key daemon.toml documents, under its
+    /// section's heading (`## Top level`, ``## `[fetch]` ``, ...), with its default, and no row
+    /// for a key daemon.toml lacks. A row's first cell is the key in backticks, its second the
+    /// default as TOML in backticks, or "unset".
+    #[test]
+    fn the_configuration_doc_matches_daemon_toml() {
+        let doc = read_repo_file("docs/configuration.md");
+        let mut section: Option<String> = None;
+        let mut rows = Vec::new();
+        for (n, line) in doc.lines().enumerate() {
+            if let Some(heading) = line.strip_prefix("## ") {
+                section = if heading == "Top level" {
+                    Some(String::new())
+                } else {
+                    heading
+                        .strip_prefix("`[")
+                        .and_then(|h| h.strip_suffix("]`"))
+                        .map(str::to_string)
+                };
+                continue;
+            }
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let Some(key) = cells
+                .get(1)
+                .and_then(|c| c.strip_prefix('`'))
+                .and_then(|c| c.strip_suffix('`'))
+            else {
+                continue;
+            };
+            let section = section.clone().unwrap_or_else(|| {
+                panic!("docs/configuration.md:{}: a key outside a section", n + 1)
+            });
+            rows.push((section, key.to_string(), cells[2].to_string(), n + 1));
+        }
+
+        let documented: Documented = rows
+            .iter()
+            .map(|(s, k, _, _)| (s.clone(), k.clone()))
+            .collect();
+        assert_eq!(
+            documented.len(),
+            rows.len(),
+            "a key twice in docs/configuration.md"
+        );
+        let entries = daemon_toml_entries();
+        let in_daemon_toml: Documented = entries
+            .iter()
+            .map(|(section, key, _, _)| (section.clone(), key.clone()))
+            .collect();
+        assert_eq!(
+            documented, in_daemon_toml,
+            "docs/configuration.md's keys against daemon.toml's"
+        );
+
+        for (section, key, default, line) in &rows {
+            let (_, _, value, commented) = entries
+                .iter()
+                .find(|(s, k, _, _)| s == section && k == key)
+                .unwrap();
+            if *commented && default == "unset" {
+                continue;
+            }
+            let written = default
+                .strip_prefix('`')
+                .and_then(|d| d.strip_suffix('`'))
+                .and_then(|d| toml::from_str::<toml::Table>(&format!("v = {d}")).ok());
+            assert_eq!(
+                written.as_ref().map(|t| &t["v"]),
+                Some(value),
+                "docs/configuration.md:{line}: the default of {key} is {default}, daemon.toml's {value}"
             );
         }
     }

@@ -48,7 +48,7 @@ pub fn run(config: &Config, config_arg: Option<&Path>, as_json: bool) -> Result<
     match (&config.database, mode) {
         (Database::Sqlite(path), Some(mode)) => {
             let who = if mode & 0o077 == 0 {
-                "only its owner can read and write it; see the README to share it"
+                "only its owner can read and write it; see docs/operations.md to share it"
             } else {
                 "open beyond its owner"
             };
