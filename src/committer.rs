@@ -128,18 +128,26 @@ impl Committer {
             .filter_map(|(i, item)| item.blob.take().map(|blob| (i, blob)))
             .unzip();
         for (i, result) in owners.into_iter().zip(store.make_durable(sealed)) {
-            if let Err(e) = result {
-                let item = &mut group[i];
-                log::error!(job = item.job.job_id; "cannot make the blob durable in {}: {e}",
-                    store.root().display());
-                let failure = Failure::local(format!(
-                    "cannot store the blob in {}: {e}",
-                    store.root().display()
-                ));
-                item.report.reason = Some(Reason::Storage);
-                item.report.outcome =
-                    retry::after_failure(&item.job, failure, &self.retry, now_ms());
-            }
+            let e = match result {
+                Ok(blob) => {
+                    if !blob.written {
+                        log::debug!(job = group[i].job.job_id;
+                            "identical bytes were already stored as {}; this copy was dropped",
+                            blob.rel_path);
+                    }
+                    continue;
+                }
+                Err(e) => e,
+            };
+            let item = &mut group[i];
+            log::error!(job = item.job.job_id; "cannot make the blob durable in {}: {e}",
+                store.root().display());
+            let failure = Failure::local(format!(
+                "cannot store the blob in {}: {e}",
+                store.root().display()
+            ));
+            item.report.reason = Some(Reason::Storage);
+            item.report.outcome = retry::after_failure(&item.job, failure, &self.retry, now_ms());
         }
         group
     }

@@ -392,8 +392,8 @@ mod tests {
         let config = Config::parse("", Path::new("/etc/jobd")).unwrap();
         assert_eq!(config.workers, 10);
         assert_eq!(
-            config.database.sqlite_path(),
-            Some(Path::new("/etc/jobd/jobd.db"))
+            config.database,
+            Database::Sqlite("/etc/jobd/jobd.db".into())
         );
         assert_eq!(config.blob_dir, Path::new("/etc/jobd/blobs"));
         assert_eq!(config.fetch.max_bytes, 50 * 1024 * 1024);
@@ -509,8 +509,8 @@ mod tests {
     fn absolute_paths_stay_put() {
         let config = Config::parse("database = \"/var/lib/jobd/q.db\"", Path::new("/etc")).unwrap();
         assert_eq!(
-            config.database.sqlite_path(),
-            Some(Path::new("/var/lib/jobd/q.db"))
+            config.database,
+            Database::Sqlite("/var/lib/jobd/q.db".into())
         );
     }
 

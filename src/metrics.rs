@@ -4,7 +4,7 @@
 //!
 //! Architecture invariant: a scrape never blocks a worker. Workers only touch atomics and one
 //! short mutex around the attempt counters; the endpoint reads the database on its own
-//! connection, and WAL readers never block writers.
+//! connection, and the store's readers never block its writers.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

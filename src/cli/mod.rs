@@ -88,9 +88,7 @@ pub fn main(args: Args) -> ExitCode {
 fn run(args: Args) -> Result<(), Error> {
     let path = Config::locate(args.config.as_deref());
     let config = Config::load(&path).map_err(|e| Error::BadInput(e.to_string()))?;
-    // Three: `import` on PostgreSQL reserves ids on one connection while two COPY into `jobs`.
-    // The pool connects lazily, so the other commands still open one or two.
-    let store = store::open(&config.database, 3)?;
+    let store = store::open_for_jobctl(&config.database)?;
     let store = &*store;
     let json = args.json;
     match args.command {

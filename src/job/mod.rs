@@ -134,6 +134,11 @@ pub fn after_lease_expired(
 /// last (or of all time, when no job finished within it).
 pub const RECENT_MINUTES: [i64; 3] = [1, 5, 15];
 
+/// The start of the window of `minutes` that ends at `now` (Unix ms).
+pub fn window_start(now: i64, minutes: i64) -> i64 {
+    now - minutes * 60_000
+}
+
 /// How far a stored image was proved: `[fetch] validate`, and what each `done` job records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -159,7 +164,7 @@ impl Level {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RawUrl {
     Text(String),
-    /// NULL, a number or a blob: the SQLite type name, for the error message.
+    /// NULL, a number or a blob: what the column held instead, for the error message.
     NotText(&'static str),
 }
 

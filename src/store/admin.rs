@@ -4,7 +4,7 @@
 //! concern (`admin.rs`, `bulk.rs`, `ops.rs`, `stats.rs`).
 
 use super::StoreError;
-use crate::job::{JobId, State};
+use crate::job::{JobId, RECENT_MINUTES, State, window_start};
 
 /// A job to insert, already validated by the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,6 +250,40 @@ pub(super) fn in_transactions(
         }
     }
     Ok(())
+}
+
+/// The timings of `jobctl stats`: how many done attempts they come from, whether those are of
+/// all time, and the (p50, p95) of time to first byte and of total time.
+pub(super) type Timings = (i64, bool, Option<(i64, i64)>, Option<(i64, i64)>);
+
+/// One done attempt's (ttfb_ms, total_ms).
+pub(super) type Sample = (Option<i64>, Option<i64>);
+
+/// The done attempts' timings over the longest of [`RECENT_MINUTES`], or over every done attempt
+/// when none finished within it. `read(since)` gives the (ttfb_ms, total_ms) of each done attempt
+/// that finished at or after `since` (None: of every one).
+pub(super) fn timings(
+    now: i64,
+    mut read: impl FnMut(Option<i64>) -> Result<Vec<Sample>, StoreError>,
+) -> Result<Timings, StoreError> {
+    let longest = RECENT_MINUTES[RECENT_MINUTES.len() - 1];
+    let mut all_time = false;
+    let mut rows = read(Some(window_start(now, longest)))?;
+    if rows.is_empty() {
+        all_time = true;
+        rows = read(None)?;
+    }
+    let (mut ttfb, mut total): (Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new());
+    for (t, n) in &rows {
+        ttfb.extend(t);
+        total.extend(n);
+    }
+    Ok((
+        rows.len() as i64,
+        all_time,
+        percentiles(&mut ttfb),
+        percentiles(&mut total),
+    ))
 }
 
 /// Nearest-rank p50 and p95, for `jobctl stats`.

@@ -30,13 +30,6 @@ impl Database {
             path.to_path_buf()
         })
     }
-
-    pub fn sqlite_path(&self) -> Option<&Path> {
-        match self {
-            Database::Sqlite(path) => Some(path),
-            Database::Postgres(_) => None,
-        }
-    }
 }
 
 /// For logs and messages: the path, or the URL without its password.
@@ -56,12 +49,19 @@ impl fmt::Display for Database {
 }
 
 /// Opens (creating and migrating as needed) the database, with a pool of up to `pool_size`
-/// connections, for jobctl and tools.
+/// connections.
 pub fn open(database: &Database, pool_size: u32) -> Result<Arc<dyn Store>, StoreError> {
     match database {
         Database::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path, pool_size)?)),
         Database::Postgres(url) => Ok(Arc::new(PgStore::open(url, pool_size)?)),
     }
+}
+
+/// Opens the database for jobctl. Its pool connects only as a command needs, up to what the
+/// busiest one uses: an import on PostgreSQL reserves ids on one connection while two others
+/// COPY into `jobs`.
+pub fn open_for_jobctl(database: &Database) -> Result<Arc<dyn Store>, StoreError> {
+    open(database, 3)
 }
 
 /// Opens the database for a daemon with `workers` workers. On SQLite, a connection per worker and

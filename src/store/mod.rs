@@ -22,7 +22,7 @@ pub use admin::{
     Admin, AttemptRow, Controls, Figures, Import, Imported, JobRow, Jobs, ListFilter, NewJob,
     References, Stats,
 };
-pub use database::{Database, open, open_for_daemon};
+pub use database::{Database, open, open_for_daemon, open_for_jobctl};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -118,14 +118,17 @@ impl StoreError {
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.context, self.source)?;
-        // A postgres::Error names only the kind of failure ("db error"); what the server (or
-        // the socket) said is its source.
-        let cause = self
-            .source
-            .downcast_ref::<::postgres::Error>()
-            .and_then(std::error::Error::source);
-        if let Some(cause) = cause {
-            write!(f, ": {cause}")?;
+        // Some drivers' errors name only the kind of failure ("db error") and keep what the
+        // server or the socket said as their own source: add each cause the words so far lack.
+        let mut said = self.source.to_string();
+        let mut cause = self.source.source();
+        while let Some(e) = cause {
+            let words = e.to_string();
+            if !said.contains(&words) {
+                write!(f, ": {words}")?;
+                said.push_str(&words);
+            }
+            cause = e.source();
         }
         Ok(())
     }
@@ -145,5 +148,47 @@ pub(crate) trait Context<T> {
 impl<T, E: std::error::Error + Send + Sync + 'static> Context<T> for Result<T, E> {
     fn ctx(self, context: impl fmt::Display) -> Result<T, StoreError> {
         self.map_err(|e| StoreError::new(context.to_string(), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StoreError;
+    use std::fmt;
+
+    /// An error that names only its kind, as a driver's may, and keeps the details as its source.
+    #[derive(Debug)]
+    struct Kind(&'static str, Option<std::io::Error>);
+
+    impl fmt::Display for Kind {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Kind {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_ref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let terse = Kind(
+            "db error",
+            Some(std::io::Error::other("relation \"jobs\" is missing")),
+        );
+        assert_eq!(
+            StoreError::new("claiming jobs", terse).to_string(),
+            "claiming jobs: db error: relation \"jobs\" is missing"
+        );
+        let whole = Kind(
+            "disk full: no space",
+            Some(std::io::Error::other("no space")),
+        );
+        assert_eq!(
+            StoreError::new("recording job 7", whole).to_string(),
+            "recording job 7: disk full: no space"
+        );
     }
 }

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{OnceLock, PoisonError, RwLock, TryLockError};
 use std::time::Duration;
 
-use lifeline::{Failure, Lifeline};
+use lifeline::{NotReady, Lifeline};
 use setup::{Account, RemoveOnDrop, find_bin_dir, initdb, make_base_dir, server_account};
 
 /// How long a server may take to accept connections after it is started (crash recovery
@@ -110,8 +110,8 @@ impl TestPostgres {
                         running: RwLock::new(lifeline),
                     };
                 }
-                Err(Failure::PortTaken) => lifeline.stop(),
-                Err(Failure::Other(e)) => panic!("test PostgreSQL server: {e}"),
+                Err(NotReady::PortTaken) => lifeline.stop(),
+                Err(NotReady::Other(e)) => panic!("test PostgreSQL server: {e}"),
             }
         }
         panic!(
@@ -153,11 +153,11 @@ impl TestPostgres {
         *running = Lifeline::spawn(&self.bin, &self.base, self.account, self.port);
         match running.wait_ready(&self.base, self.port) {
             Ok(()) => {}
-            Err(Failure::PortTaken) => panic!(
+            Err(NotReady::PortTaken) => panic!(
                 "test PostgreSQL server: port {} was taken by another process during the restart",
                 self.port
             ),
-            Err(Failure::Other(e)) => panic!("test PostgreSQL server, restarting: {e}"),
+            Err(NotReady::Other(e)) => panic!("test PostgreSQL server, restarting: {e}"),
         }
     }
 

@@ -157,7 +157,7 @@ fn import_chunks(
         .query_one(ID_SEQUENCE, &[])
         .and_then(|r| r.try_get(0))
         .ctx("finding the sequence of jobs.id")?;
-    let failure = Failure::default();
+    let failure = FirstError::default();
     let (done_tx, done_rx) = mpsc::channel::<u64>();
     let mut added = 0u64;
     let mut report = |n: u64| {
@@ -236,7 +236,7 @@ fn import_chunks(
 fn write_chunks(
     conn: &mut Client,
     chunks: Arc<Mutex<Receiver<Chunk>>>,
-    failure: &Failure,
+    failure: &FirstError,
     done: &Sender<u64>,
 ) {
     loop {
@@ -303,9 +303,9 @@ fn copy_chunk<'c>(conn: &'c mut Client, chunk: &Chunk) -> Result<Transaction<'c>
 /// The first error of an import's threads. Once there is one, the rest stop at their next
 /// chunk.
 #[derive(Default)]
-struct Failure(Mutex<Option<StoreError>>);
+struct FirstError(Mutex<Option<StoreError>>);
 
-impl Failure {
+impl FirstError {
     fn slot(&self) -> MutexGuard<'_, Option<StoreError>> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -6,12 +6,9 @@ use postgres::{GenericClient, IsolationLevel, Transaction};
 use super::PgStore;
 use crate::job::State;
 use crate::job::now_ms;
-use crate::store::admin::{in_state_order, percentiles};
+use crate::job::{RECENT_MINUTES, window_start};
+use crate::store::admin::{Sample, in_state_order, timings};
 use crate::store::{Context, Figures, Stats, StoreError};
-
-const MINUTE_MS: i64 = 60_000;
-/// The window of recent throughput and timings.
-const RECENT_MINUTES: [i64; 3] = [1, 5, 15];
 
 const COUNT_BY_STATE: &str = "SELECT state, COUNT(*) FROM jobs GROUP BY state";
 
@@ -73,7 +70,8 @@ impl Figures for PgStore {
             })
             .collect::<Result<Vec<_>, postgres::Error>>()
             .ctx("reading errors")?;
-        let (timing_samples, timings_all_time, ttfb_ms, total_ms) = timings(&mut tx, now)?;
+        let (timing_samples, timings_all_time, ttfb_ms, total_ms) =
+            timings(now, |since| done_timings(&mut tx, since))?;
         let stats = Stats {
             by_state,
             scheduled,
@@ -121,51 +119,26 @@ fn count_by_state(conn: &mut impl GenericClient) -> Result<Vec<(State, i64)>, St
 
 fn done_within(conn: &mut impl GenericClient, now: i64) -> Result<Vec<(i64, i64)>, StoreError> {
     let [a, b, c] = RECENT_MINUTES;
+    let since = |minutes| window_start(now, minutes);
     let (in_a, in_b, in_c): (i64, i64, i64) = conn
-        .query_one(
-            DONE_WITHIN,
-            &[
-                &(now - a * MINUTE_MS),
-                &(now - b * MINUTE_MS),
-                &(now - c * MINUTE_MS),
-            ],
-        )
+        .query_one(DONE_WITHIN, &[&since(a), &since(b), &since(c)])
         .and_then(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
         .ctx("counting recently finished jobs")?;
     Ok(vec![(a, in_a), (b, in_b), (c, in_c)])
 }
 
-type Percentiles = Option<(i64, i64)>;
-
-/// p50 and p95 of time to first byte and total time over the done attempts of the last 15
-/// minutes, or over every done attempt when none finished that recently.
-fn timings(
+/// The (ttfb_ms, total_ms) of the done attempts that finished at or after `since` (None: all).
+fn done_timings(
     conn: &mut impl GenericClient,
-    now: i64,
-) -> Result<(i64, bool, Percentiles, Percentiles), StoreError> {
-    let since = now - RECENT_MINUTES[2] * MINUTE_MS;
-    let mut read = |sql: &str,
-                    params: &[&(dyn postgres::types::ToSql + Sync)]|
-     -> Result<(Vec<i64>, Vec<i64>, i64), StoreError> {
-        let rows = conn.query(sql, params).ctx("reading attempt timings")?;
-        let (mut ttfb, mut total) = (Vec::new(), Vec::new());
-        for row in &rows {
-            ttfb.extend(
-                row.try_get::<_, Option<i64>>(0)
-                    .ctx("reading attempt timings")?,
-            );
-            total.extend(
-                row.try_get::<_, Option<i64>>(1)
-                    .ctx("reading attempt timings")?,
-            );
-        }
-        Ok((ttfb, total, rows.len() as i64))
-    };
-    let mut all_time = false;
-    let (mut ttfb, mut total, mut n) = read(RECENT_TIMINGS, &[&since])?;
-    if n == 0 {
-        all_time = true;
-        (ttfb, total, n) = read(ALL_TIMINGS, &[])?;
+    since: Option<i64>,
+) -> Result<Vec<Sample>, StoreError> {
+    let rows = match since {
+        Some(since) => conn.query(RECENT_TIMINGS, &[&since]),
+        None => conn.query(ALL_TIMINGS, &[]),
     }
-    Ok((n, all_time, percentiles(&mut ttfb), percentiles(&mut total)))
+    .ctx("reading attempt timings")?;
+    rows.iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect::<Result<_, postgres::Error>>()
+        .ctx("reading attempt timings")
 }

@@ -5,12 +5,9 @@ use rusqlite::Connection;
 use super::SqliteStore;
 use crate::job::State;
 use crate::job::now_ms;
-use crate::store::admin::{in_state_order, percentiles};
+use crate::job::{RECENT_MINUTES, window_start};
+use crate::store::admin::{Sample, in_state_order, timings};
 use crate::store::{Context, Figures, Stats, StoreError};
-
-const MINUTE_MS: i64 = 60_000;
-/// The window of recent throughput and timings.
-const RECENT_MINUTES: [i64; 3] = [1, 5, 15];
 
 impl Figures for SqliteStore {
     /// Counts per state, scheduled retries, recent throughput, timing percentiles, bytes and
@@ -68,7 +65,8 @@ impl Figures for SqliteStore {
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .ctx("reading errors")?;
-        let (timing_samples, timings_all_time, ttfb_ms, total_ms) = timings(&conn, now)?;
+        let (timing_samples, timings_all_time, ttfb_ms, total_ms) =
+            timings(now, |since| done_timings(&conn, since))?;
         Ok(Stats {
             by_state,
             scheduled,
@@ -102,6 +100,7 @@ impl Figures for SqliteStore {
 /// without statistics the planner would rather visit every done job through `jobs_state`).
 fn done_within(conn: &Connection, now: i64) -> Result<Vec<(i64, i64)>, StoreError> {
     let [a, b, c] = RECENT_MINUTES;
+    let since = |minutes| window_start(now, minutes);
     let counts: (i64, i64, i64) = conn
         .query_row(
             "SELECT COALESCE(SUM(finished_at >= ?1), 0), COALESCE(SUM(finished_at >= ?2), 0),
@@ -109,56 +108,23 @@ fn done_within(conn: &Connection, now: i64) -> Result<Vec<(i64, i64)>, StoreErro
              FROM jobs INDEXED BY jobs_finished
              WHERE state IN ('done', 'failed', 'cancelled') AND state = 'done'
                AND finished_at >= ?3",
-            [
-                now - a * MINUTE_MS,
-                now - b * MINUTE_MS,
-                now - c * MINUTE_MS,
-            ],
+            [since(a), since(b), since(c)],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .ctx("counting recently finished jobs")?;
     Ok(vec![(a, counts.0), (b, counts.1), (c, counts.2)])
 }
 
-type Percentiles = Option<(i64, i64)>;
-
-/// p50 and p95 of time to first byte and total time over the done attempts of the last 15
-/// minutes, or over every done attempt when none finished that recently.
-fn timings(
-    conn: &Connection,
-    now: i64,
-) -> Result<(i64, bool, Percentiles, Percentiles), StoreError> {
-    let since = now - RECENT_MINUTES[2] * MINUTE_MS;
-    let read = |sql: &str, params: &[i64]| -> Result<(Vec<i64>, Vec<i64>, i64), StoreError> {
-        let mut stmt = conn.prepare(sql).ctx("reading attempt timings")?;
-        let mut rows = stmt
-            .query(rusqlite::params_from_iter(params))
-            .ctx("reading attempt timings")?;
-        let (mut ttfb, mut total, mut n) = (Vec::new(), Vec::new(), 0);
-        while let Some(row) = rows.next().ctx("reading attempt timings")? {
-            n += 1;
-            ttfb.extend(
-                row.get::<_, Option<i64>>(0)
-                    .ctx("reading attempt timings")?,
-            );
-            total.extend(
-                row.get::<_, Option<i64>>(1)
-                    .ctx("reading attempt timings")?,
-            );
-        }
-        Ok((ttfb, total, n))
-    };
-    let mut all_time = false;
-    let (mut ttfb, mut total, mut n) = read(
-        "SELECT ttfb_ms, total_ms FROM attempts WHERE finished_at >= ?1 AND outcome = 'done'",
-        &[since],
-    )?;
-    if n == 0 {
-        all_time = true;
-        (ttfb, total, n) = read(
-            "SELECT ttfb_ms, total_ms FROM attempts WHERE outcome = 'done'",
-            &[],
-        )?;
+/// The (ttfb_ms, total_ms) of the done attempts that finished at or after `since` (None: all).
+fn done_timings(conn: &Connection, since: Option<i64>) -> Result<Vec<Sample>, StoreError> {
+    let row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?));
+    match since {
+        Some(since) => conn
+            .prepare("SELECT ttfb_ms, total_ms FROM attempts WHERE finished_at >= ?1 AND outcome = 'done'")
+            .and_then(|mut stmt| stmt.query_map([since], row)?.collect()),
+        None => conn
+            .prepare("SELECT ttfb_ms, total_ms FROM attempts WHERE outcome = 'done'")
+            .and_then(|mut stmt| stmt.query_map([], row)?.collect()),
     }
-    Ok((n, all_time, percentiles(&mut ttfb), percentiles(&mut total)))
+    .ctx("reading attempt timings")
 }

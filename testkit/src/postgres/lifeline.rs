@@ -38,7 +38,7 @@ pub(super) struct Lifeline {
 }
 
 /// Why a server process did not become ready.
-pub(super) enum Failure {
+pub(super) enum NotReady {
     /// Another process bound the port first: worth another port, unless it is a restart.
     PortTaken,
     Other(String),
@@ -94,7 +94,7 @@ impl Lifeline {
     /// port may be someone else's until our postmaster has bound it: a connection could reach
     /// their server, or hang on a listener that never answers (the client's connect timeout
     /// bounds the TCP connect, not the handshake).
-    pub(super) fn wait_ready(&self, base: &Path, port: u16) -> Result<(), Failure> {
+    pub(super) fn wait_ready(&self, base: &Path, port: u16) -> Result<(), NotReady> {
         let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         let mut last = "postmaster.pid never said ready".to_string();
@@ -108,13 +108,13 @@ impl Lifeline {
             if base.join("exited").exists() {
                 let log = self.log_tail(base);
                 return Err(if log.contains("Address already in use") {
-                    Failure::PortTaken
+                    NotReady::PortTaken
                 } else {
-                    Failure::Other(format!("postgres exited on start; end of its log:\n{log}"))
+                    NotReady::Other(format!("postgres exited on start; end of its log:\n{log}"))
                 });
             }
             if Instant::now() > deadline {
-                return Err(Failure::Other(format!(
+                return Err(NotReady::Other(format!(
                     "not ready within {STARTUP_TIMEOUT:?} ({last}); end of its log:\n{}",
                     self.log_tail(base)
                 )));
