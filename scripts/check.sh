@@ -72,6 +72,8 @@ scripts/module-graph.py >/dev/null  # no cycle among the modules (needs cargo-mo
 # tests run here too.
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The library as the binaries see it (src/lib.rs, `product_only`): code only tests reach is dead.
+cargo rustc --lib --profile check --locked --quiet -- --cfg product_only -D dead_code -D unused
 # The suite's totals on one closing line (cargo prints one line per test binary, the doc tests'
 # last); CHECK_SUMMARY names a file to keep that line in for .ci/run.
 log=$(mktemp)

@@ -44,8 +44,13 @@ def top(path):
 
 
 def declared_modules():
+    """The modules lib.rs declares: `pub mod x;` lines, and the names in its `internal!` list."""
     text = open("src/lib.rs").read()
-    return set(re.findall(r"^(?:pub(?:\(crate\))? )?mod (\w+);", text, re.M))
+    found = set(re.findall(r"^(?:pub(?:\(crate\))? )?mod (\w+);", text, re.M))
+    listed = re.search(r"^internal! \{([^}]*)\}", text, re.M)
+    if listed:
+        found |= set(listed.group(1).split())
+    return found
 
 
 def written_paths():

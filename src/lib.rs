@@ -3,26 +3,29 @@
 //! The binaries (`jobd`, `jobctl`) are thin; everything lives here. See ARCHITECTURE.md for the
 //! bird's-eye view and the invariants each module keeps.
 
-pub mod blobs;
+// What the two binaries use.
 pub mod cli;
-pub mod committer;
 pub mod config;
 pub mod daemon;
-pub mod download;
-pub mod fetch;
-pub mod guard;
-pub mod hosts;
-pub mod job;
-pub mod joburl;
 pub mod logger;
-pub mod metrics;
-pub mod retry;
-pub mod roots;
-pub mod sniff;
-pub mod store;
-pub mod supervisor;
-pub mod validate;
-pub mod worker;
+
+/// Declares modules that the binaries reach only through the ones above. They are public for
+/// the integration tests and the benchmark harness (testkit/), and private when
+/// `scripts/check.sh` builds the library with `--cfg product_only`: rustc's dead-code lint then
+/// flags whatever the product itself never uses.
+macro_rules! internal {
+    ($($name:ident)*) => {$(
+        #[cfg(not(product_only))]
+        pub mod $name;
+        #[cfg(product_only)]
+        mod $name;
+    )*};
+}
+
+internal! {
+    blobs committer download fetch guard hosts job joburl metrics retry roots sniff store
+    supervisor validate worker
+}
 
 /// Locks a mutex whose data stays valid even if a holder panicked: every mutex here guards plain
 /// data (queues, counters, maps) that a panic cannot leave half-written.

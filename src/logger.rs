@@ -155,6 +155,19 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// A span for people: "850 ms", "12.5 s", "3 min 20 s", "2 h 5 min".
+pub fn span(ms: i64) -> String {
+    if ms < 1_000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{:.1} s", ms as f64 / 1_000.0)
+    } else if ms < 3_600_000 {
+        format!("{} min {} s", ms / 60_000, ms % 60_000 / 1_000)
+    } else {
+        format!("{} h {} min", ms / 3_600_000, ms % 3_600_000 / 60_000)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +199,14 @@ mod tests {
         assert_eq!(v["job"], 12);
         assert_eq!(v["host"], "example.org");
         assert_eq!(v["msg"], "said \"hi\"\nthen left");
+    }
+
+    #[test]
+    fn spans_read_as_people_say_them() {
+        assert_eq!(span(850), "850 ms");
+        assert_eq!(span(12_500), "12.5 s");
+        assert_eq!(span(200_000), "3 min 20 s");
+        assert_eq!(span(7_500_000), "2 h 5 min");
     }
 
     #[test]

@@ -215,7 +215,7 @@ impl DrainWait {
              (in {}){running}",
             if scheduled == 1 { "job" } else { "jobs" },
             crate::logger::timestamp(due),
-            crate::cli::time::span(due - now),
+            crate::logger::span(due - now),
         );
         Ok(())
     }

@@ -19,7 +19,7 @@ mod jobs;
 mod json;
 mod output;
 mod prune;
-pub(crate) mod time;
+mod time;
 mod watch;
 
 use std::fmt;

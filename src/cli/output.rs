@@ -1,7 +1,8 @@
 //! jobctl's human-readable tables (`--json` output is in `json.rs`).
 
-use super::time::{relative, span};
+use super::time::relative;
 use crate::job::{State, now_ms};
+use crate::logger::span;
 use crate::logger::timestamp;
 use crate::store::{AttemptRow, JobRow, Stats};
 

@@ -21,10 +21,10 @@ use signal_hook::SigId;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use super::output::{count, human_bytes};
-use super::time::span;
 use super::{Error, print_json};
 use crate::blobs::{self, BlobStore, Held};
 use crate::job::{State, now_ms};
+use crate::logger::span;
 use crate::store::Store;
 
 /// Jobs deleted per transaction.

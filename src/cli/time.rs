@@ -176,19 +176,6 @@ pub fn relative(then: i64, now: i64) -> String {
     }
 }
 
-/// A span for people: "850 ms", "12.5 s", "3 min 20 s", "2 h 5 min".
-pub fn span(ms: i64) -> String {
-    if ms < SECOND {
-        format!("{ms} ms")
-    } else if ms < MINUTE {
-        format!("{:.1} s", ms as f64 / SECOND as f64)
-    } else if ms < HOUR {
-        format!("{} min {} s", ms / MINUTE, ms % MINUTE / SECOND)
-    } else {
-        format!("{} h {} min", ms / HOUR, ms % HOUR / MINUTE)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,8 +241,5 @@ mod tests {
         assert_eq!(relative(now - 5 * HOUR, now), "5 h ago");
         assert_eq!(relative(now - 3 * DAY, now), "3 d ago");
         assert_eq!(relative(now + 10 * MINUTE, now), "in 10 min");
-        assert_eq!(span(850), "850 ms");
-        assert_eq!(span(12_500), "12.5 s");
-        assert_eq!(span(200_000), "3 min 20 s");
     }
 }

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use super::time::span;
 use super::{Error, print_json};
 use crate::job::{State, now_ms};
+use crate::logger::span;
 use crate::logger::timestamp;
 use crate::store::Store;
 

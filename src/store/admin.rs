@@ -18,6 +18,10 @@ pub struct NewJob {
 
 impl NewJob {
     /// A job for `url` with every other column at its default: priority 0, due now.
+    #[cfg_attr(
+        product_only,
+        expect(dead_code, reason = "the tests and the benchmark harness build jobs with it")
+    )]
     pub fn new(url: impl Into<String>) -> NewJob {
         NewJob {
             url: url.into(),
@@ -179,7 +183,6 @@ pub trait Import: Send + Sync {
 
 /// The pause switch, cancel and retry: the moves people make, as [`crate::job`] rules them.
 pub trait Controls: Send + Sync {
-    fn paused(&self) -> Result<bool, StoreError>;
     /// Turns the pause switch on or off. Every daemon on the queue stops (or resumes) claiming
     /// at its next claim; jobs already running finish as usual.
     fn set_paused(&self, on: bool) -> Result<(), StoreError>;

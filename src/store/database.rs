@@ -50,7 +50,7 @@ impl fmt::Display for Database {
 
 /// Opens (creating and migrating as needed) the database, with a pool of up to `pool_size`
 /// connections.
-pub fn open(database: &Database, pool_size: u32) -> Result<Arc<dyn Store>, StoreError> {
+fn open(database: &Database, pool_size: u32) -> Result<Arc<dyn Store>, StoreError> {
     match database {
         Database::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path, pool_size)?)),
         Database::Postgres(url) => Ok(Arc::new(PgStore::open(url, pool_size)?)),

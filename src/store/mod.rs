@@ -22,7 +22,7 @@ pub use admin::{
     Admin, AttemptRow, Controls, Figures, Import, Imported, JobRow, Jobs, ListFilter, NewJob,
     References, Stats,
 };
-pub use database::{Database, open, open_for_daemon, open_for_jobctl};
+pub use database::{Database, open_for_daemon, open_for_jobctl};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 

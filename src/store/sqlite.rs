@@ -127,10 +127,6 @@ impl SqliteStore {
         Ok(store)
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     pub(super) fn conn(&self) -> Result<PooledConnection<SqliteConnectionManager>, StoreError> {
         self.pool
             .get()

@@ -50,11 +50,6 @@ impl Validator {
         v
     }
 
-    /// Offset of the next byte to arrive: the bytes fed so far.
-    pub fn position(&self) -> u64 {
-        self.pos
-    }
-
     /// Feeds the next piece of the body. An error is final: the body cannot become an image, so
     /// the download can stop.
     pub fn feed(&mut self, data: &[u8]) -> Result<(), Invalid> {
@@ -188,7 +183,11 @@ impl Validator {
     }
 }
 
-/// Validates a whole body held in memory (tests, fuzzing, nested images), fed in one piece.
+/// Validates a whole body held in memory, fed in one piece (tests, fuzzing, benchmarks).
+#[cfg_attr(
+    product_only,
+    expect(dead_code, reason = "tests, fuzzing and the benchmark harness use it")
+)]
 pub fn validate_bytes(mime: &str, bytes: &[u8], limits: Limits) -> Result<Image, Invalid> {
     let mut v = Validator::for_mime(mime, limits);
     v.feed(bytes)?;

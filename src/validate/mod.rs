@@ -30,7 +30,12 @@ pub mod webp;
 pub const MAX_NEED: usize = 4 << 20;
 
 pub use crate::job::Level;
-pub use driver::{Validator, validate_bytes};
+pub use driver::Validator;
+#[cfg_attr(
+    product_only,
+    expect(unused_imports, reason = "tests, fuzzing and the benchmark harness use it")
+)]
+pub use driver::validate_bytes;
 
 /// What a parser may accept: `[fetch] max_pixels` and `[fetch] max_frames`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

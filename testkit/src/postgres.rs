@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{OnceLock, PoisonError, RwLock, TryLockError};
 use std::time::Duration;
 
-use lifeline::{NotReady, Lifeline};
+use lifeline::{Lifeline, NotReady};
 use setup::{Account, RemoveOnDrop, find_bin_dir, initdb, make_base_dir, server_account};
 
 /// How long a server may take to accept connections after it is started (crash recovery

@@ -58,7 +58,7 @@ impl Fixture {
     fn sqlite() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let database = Database::Sqlite(dir.path().join("jobd.db"));
-        let store = store::open(&database, 8).unwrap();
+        let store = store::open_for_jobctl(&database).unwrap();
         let conn = rusqlite::Connection::open(dir.path().join("jobd.db")).unwrap();
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .unwrap();
@@ -72,7 +72,7 @@ impl Fixture {
     fn postgres() -> Fixture {
         let url = postgres::server().fresh_database();
         let database = Database::Postgres(url.clone());
-        let store = store::open(&database, 8).unwrap();
+        let store = store::open_for_jobctl(&database).unwrap();
         let client = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
         Fixture {
             store,
@@ -468,11 +468,11 @@ fn pause_stops_claims_and_cancel_follows_running_jobs(f: &Fixture) {
         .unwrap();
     assert_eq!(running.job_id, ids[0]);
     f.store.set_paused(true).unwrap();
-    assert!(f.store.paused().unwrap());
+    assert!(f.store.counts().unwrap().1);
     assert!(f.claim(5).is_empty(), "a paused queue hands out nothing");
     assert!(f.store.counts().unwrap().1);
     f.store.set_paused(false).unwrap();
-    assert!(!f.store.paused().unwrap());
+    assert!(!f.store.counts().unwrap().1);
     let second = f.claim(1).into_iter().next().unwrap();
     let before = f.store.cancel(&[ids[0], ids[2], 999_999]).unwrap();
     assert_eq!(

@@ -103,10 +103,6 @@ fn state_of(conn: &mut impl GenericClient, id: JobId) -> Result<Option<State>, S
 }
 
 impl Controls for PgStore {
-    fn paused(&self) -> Result<bool, StoreError> {
-        paused(&mut *self.conn()?)
-    }
-
     /// Turns the pause switch on or off. Every daemon on the queue stops (or resumes) claiming
     /// at its next claim; jobs already running finish as usual.
     fn set_paused(&self, on: bool) -> Result<(), StoreError> {

@@ -53,7 +53,11 @@ pub fn decode_file(mime: &str, path: &Path, limits: Limits) -> Result<Decoded, I
     decode(mime, &mut BufReader::with_capacity(64 << 10, file), limits)
 }
 
-/// [`decode_file`] on a body held in memory (tests, fuzzing).
+/// [`decode_file`] on a body held in memory (tests, fuzzing, benchmarks).
+#[cfg_attr(
+    product_only,
+    expect(dead_code, reason = "tests, fuzzing and the benchmark harness use it")
+)]
 pub fn decode_bytes(mime: &str, bytes: &[u8], limits: Limits) -> Result<Decoded, Invalid> {
     decode(mime, &mut Cursor::new(bytes), limits)
 }
