@@ -61,13 +61,14 @@ def written_paths():
             str(p) for p in __import__("pathlib").Path(f"src/{module}").rglob("*.rs")
         )
         for name in files:
-            if name.endswith("/tests.rs") or "/tests/" in name:
+            if name.endswith(("/tests.rs", "/testing.rs")) or "/tests/" in name:
                 continue
             try:
                 text = open(name).read()
             except FileNotFoundError:
                 continue
-            text = text.split("#[cfg(test)]")[0]
+            # A test module inline (`#[cfg(test)] mod tests { ... }`) ends the file.
+            text = re.split(r"#\[cfg\(test\)\]\s*mod \w+ \{", text)[0]
             text = re.sub(r"//[^\n]*", "", text)
             for target in re.findall(r"\bcrate::(\w+)", text):
                 target = target if target in MODULES else "lib"

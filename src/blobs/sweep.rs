@@ -48,8 +48,8 @@ pub(super) enum Sweep {
 }
 
 /// For a file named `<host>-<pid>-<rest>` (the name without its suffix): `<rest>`, and whether
-/// the process that owns it is gone. None for names of another shape. Names without a host are
-/// from older versions, which ran on this machine.
+/// the process that owns it is gone. None for names of another shape. A name without a host is
+/// taken as this machine's.
 pub(super) fn owner_gone<'a>(
     path: &Path,
     name: &'a str,
