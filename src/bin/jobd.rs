@@ -22,7 +22,7 @@ struct Args {
     drain: bool,
 }
 
-/// Exit codes, as jobctl's (README, "Exit codes"): 0 stopped or drained, 1 failure (the
+/// Exit codes, as jobctl's (docs/operations.md, "Exit codes"): 0 stopped or drained, 1 failure (the
 /// database, the blob_dir, the metrics port), 2 bad input (usage, the config file). The last line
 /// of the log says which of the two it was.
 fn main() -> ExitCode {

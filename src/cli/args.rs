@@ -31,7 +31,7 @@ pub struct Args {
     /// Config file [default: $JOBD_CONFIG, else ./daemon.toml]
     #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
-    /// Print JSON for scripts instead of tables (the shapes are in the README and stay stable)
+    /// Print JSON for scripts instead of tables (the shapes are in docs/jobctl.md and stay stable)
     #[arg(long, global = true)]
     pub json: bool,
     #[command(subcommand)]

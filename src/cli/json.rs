@@ -1,4 +1,4 @@
-//! The JSON shapes of `jobctl --json`, all in one place. The README documents them; scripts
+//! The JSON shapes of `jobctl --json`, all in one place. docs/jobctl.md documents them; scripts
 //! depend on them, so fields are only ever added, never renamed or removed. Times are Unix
 //! milliseconds, as in the database.
 

@@ -1,11 +1,11 @@
 //! `jobctl`: the command line for people and scripts. One file per group of commands, dispatched
 //! by one `match` here; storage goes through [`store::Admin`], URL checks through
 //! [`crate::joburl`]. Tables go to stdout (`output.rs`), or JSON with `--json` (`json.rs`, whose
-//! shapes the README documents); errors go to stderr.
+//! shapes docs/jobctl.md documents); errors go to stderr.
 //!
-//! Exit codes (the README's table): 0 success, 1 failure (the database, the blob_dir or a file
-//! could not be used, an interrupted prune, or a command that could act on none of the jobs it
-//! named), 2 bad input (usage, the config file, rejected URLs or lines), 3 not found.
+//! Exit codes (the table in docs/operations.md): 0 success, 1 failure (the database, the blob_dir
+//! or a file could not be used, an interrupted prune, or a command that could act on none of the
+//! jobs it named), 2 bad input (usage, the config file, rejected URLs or lines), 3 not found.
 //!
 //! Architecture invariant: no SQL here; what jobctl asks of the database is a method in
 //! `store::Admin`.
@@ -32,8 +32,9 @@ use args::Command;
 use crate::config::Config;
 use crate::store::{self, StoreError};
 
-/// Why a command failed, by the exit code it gives (the README's table). The message is what
-/// jobctl prints on stderr, as it is: every one is already written for the person who reads it.
+/// Why a command failed, by the exit code it gives (the table in docs/operations.md). The message
+/// is what jobctl prints on stderr, as it is: every one is already written for the person who
+/// reads it.
 #[derive(Debug)]
 pub enum Error {
     /// Exit 1: the database, the blob_dir or a file could not be used, an interrupted prune, or

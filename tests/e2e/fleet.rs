@@ -218,7 +218,7 @@ fn a_database_that_does_not_exist_is_named_at_once() {
     );
 }
 
-/// psql, as the README shows it: a bare INSERT makes a runnable job, and the views read well.
+/// psql, as docs/fleets.md shows it: a bare INSERT makes a runnable job, and the views read well.
 #[test]
 fn the_psql_shell_adds_runnable_jobs_and_reads_the_views() {
     let server = TestServer::start();

@@ -155,7 +155,7 @@ fn jobctl_init_prepares_the_database_for_the_shells_first_insert() {
 }
 
 /// The database is created private to its owner (0600). An operator who loosens it for a web
-/// app in the same group (README: sharing the database) keeps the mode they set: jobd and jobctl
+/// app in the same group (docs/operations.md: sharing the database) keeps the mode they set: jobd and jobctl
 /// never tighten an existing file, and SQLite gives its -wal and -shm files the same mode.
 #[test]
 fn a_mode_set_on_the_database_is_kept() {
