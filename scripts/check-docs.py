@@ -27,7 +27,9 @@ The rule, precisely:
   as code all the same.)
 
 It also checks that every relative link in those docs names a file that exists and, with a
-`#fragment`, a heading of that Markdown file (GitHub's anchors).
+`#fragment`, a heading of that Markdown file (GitHub's anchors), and that ARCHITECTURE.md's code
+map matches the tree: every path its first column names exists (under `src/`, or from the top of
+the repository), and every module that src/lib.rs declares has a row.
 
 Before checking, it runs its own self-test (a planted bad figure must fail), so a broken checker
 cannot pass silently. Exit status: 0 when all is well, 1 when a doc breaks a rule (each problem is
@@ -175,12 +177,52 @@ def docs_of(root):
     return files
 
 
+def code_map_problems(root):
+    """ARCHITECTURE.md's code map against the tree (see the module's docstring)."""
+    path = os.path.join(root, "ARCHITECTURE.md")
+    lib = os.path.join(root, "src", "lib.rs")
+    if not os.path.exists(path) or not os.path.exists(lib):
+        return []
+    text = open(path, encoding="utf-8").read()
+    section = re.search(r"^## Code map\n(.*?)(?=^## )", text, re.M | re.S)
+    if not section:
+        return [f"{path}: no '## Code map' section"]
+    problems, named = [], set()
+    for line in section.group(1).splitlines():
+        if not line.startswith("| `"):
+            continue
+        first = line.split("|")[1]
+        base = None
+        for token in re.findall(r"`([^`]+)`", first):
+            if "*" in token:  # a pattern (`migrations/NNNN_*.sql`): its folder must exist
+                token = token[: token.rfind("/") + 1]
+            candidates = [os.path.join(root, "src", token), os.path.join(root, token)]
+            if base and "/" not in token.rstrip("/"):
+                candidates.insert(0, os.path.join(base, token))
+            found = next((c for c in candidates if os.path.exists(c)), None)
+            if found is None:
+                problems.append(f"{path}: the code map names `{token}`, which the tree does not have")
+                continue
+            if base is None and token.endswith("/"):
+                base = found
+            top = token.split("/")[0].removesuffix(".rs")
+            named.add(top)
+    modules = re.findall(r"^(?:pub(?:\(crate\))? )?mod (\w+);", open(lib, encoding="utf-8").read(), re.M)
+    listed = re.search(r"^internal! \{([^}]*)\}", open(lib, encoding="utf-8").read(), re.M)
+    modules += listed.group(1).split() if listed else []
+    for module in sorted(set(modules) - named):
+        problems.append(f"{path}: the code map has no row for the module `{module}` (src/lib.rs)")
+    return problems
+
+
 def check(root, files=None):
     with open(os.path.join(root, "BENCHMARKS.md"), encoding="utf-8") as f:
         allowed = {normalised for normalised, _ in figures_in(f.read())}
     problems = []
     for path in files or docs_of(root):
         problems += check_file(path, allowed, root)
+    if files is None:
+        problems += code_map_problems(root)
     return problems
 
 
@@ -229,6 +271,16 @@ def self_test():
         if problems:
             return ["self-test: a good line failed: " + p for p in problems]
         failures = []
+        # The code map: a row for a file that is gone, and a module without a row, are caught.
+        os.makedirs(os.path.join(root, "src", "kept"))
+        with open(os.path.join(root, "src", "lib.rs"), "w", encoding="utf-8") as f:
+            f.write("pub mod kept;\npub mod forgotten;\n")
+        with open(os.path.join(root, "ARCHITECTURE.md"), "w", encoding="utf-8") as f:
+            f.write("# A\n\n## Code map\n\n| module | what |\n|---|---|\n"
+                    "| `kept/` (`gone.rs`) | x |\n\n## Next\n")
+        found = code_map_problems(root)
+        if len(found) != 2 or "gone.rs" not in found[0] or "forgotten" not in found[1]:
+            failures.append(f"self-test: the code map check found {found!r}")
         for line in bad:
             with open(doc, "w", encoding="utf-8") as f:
                 f.write(line + "\n")
