@@ -106,6 +106,16 @@ pub struct ListFilter {
     pub limit: usize,
 }
 
+impl ListFilter {
+    /// Whether a job with this url passes the host filter, if one is set: the SQL narrows the
+    /// rows by a substring, this decides exactly.
+    pub(super) fn wants_host(&self, url: &str) -> bool {
+        self.host
+            .as_deref()
+            .is_none_or(|want| host_matches(url, want))
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Jobs per state, every state in [`State::ALL`] order.
@@ -253,6 +263,26 @@ pub(super) fn in_transactions(
         }
     }
     Ok(())
+}
+
+/// Jobs requeued per transaction by `retry_failed`.
+pub(super) const RETRY_BATCH: i64 = 5_000;
+
+/// Runs `batch(after)` (which requeues up to [`RETRY_BATCH`] failed jobs with ids above `after`,
+/// in id order, in one transaction, and returns their ids) until a batch comes back short, so that
+/// every failed job is requeued at most once. Returns how many were.
+pub(super) fn requeue_in_batches(
+    mut batch: impl FnMut(i64) -> Result<Vec<i64>, StoreError>,
+) -> Result<u64, StoreError> {
+    let (mut requeued, mut after) = (0u64, 0i64);
+    loop {
+        let ids = batch(after)?;
+        requeued += ids.len() as u64;
+        match ids.iter().max() {
+            Some(&last) if ids.len() as i64 == RETRY_BATCH => after = last,
+            _ => return Ok(requeued),
+        }
+    }
 }
 
 /// The timings of `jobctl stats`: how many done attempts they come from, whether those are of

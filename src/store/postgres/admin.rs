@@ -8,7 +8,6 @@ use postgres::{IsolationLevel, Row};
 
 use super::PgStore;
 use crate::job::JobId;
-use crate::store::admin::host_matches;
 use crate::store::{AttemptRow, Context, JobRow, Jobs, ListFilter, NewJob, StoreError};
 
 const JOB_COLUMNS: &str = "id, url, state, priority, attempts, max_attempts, run_at, created_at,
@@ -113,8 +112,6 @@ fn list_sql(filter: &ListFilter) -> String {
 }
 
 impl Jobs for PgStore {
-    /// Inserts jobs in one transaction; returns their ids in order. The commit is durable as the
-    /// server's settings make every commit (synchronous_commit is on by default).
     fn add(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError> {
         let mut conn = self.conn()?;
         let mut tx = conn.transaction().ctx("adding jobs")?;
@@ -139,7 +136,6 @@ impl Jobs for PgStore {
         Ok(ids)
     }
 
-    /// Jobs in id order, newest first, that pass every filter that is set.
     fn list(&self, filter: &ListFilter) -> Result<Vec<JobRow>, StoreError> {
         if filter.limit == 0 {
             return Ok(Vec::new());
@@ -180,10 +176,7 @@ impl Jobs for PgStore {
             for row in &rows {
                 let job = job_row(row).ctx("listing jobs")?;
                 before = job.id;
-                if filter
-                    .host
-                    .as_deref()
-                    .is_none_or(|want| host_matches(&job.url, want))
+                if filter.wants_host(&job.url)
                 {
                     jobs.push(job);
                     if jobs.len() >= filter.limit {
@@ -203,7 +196,6 @@ impl Jobs for PgStore {
         }
     }
 
-    /// One job and all its attempts, or None if there is no such job.
     fn show(&self, id: JobId) -> Result<Option<(JobRow, Vec<AttemptRow>)>, StoreError> {
         let mut conn = self.conn()?;
         // One snapshot for the job and its attempts.

@@ -74,10 +74,6 @@ const MOVE_STAGED: &str = "
     WHERE seq > $1 AND seq <= $2 ORDER BY seq";
 
 impl Import for PgStore {
-    /// Inserts every job of `batches` (already validated), in transactions of about TX_ROWS.
-    /// With `skip_existing`, a URL already in the database in a state other than failed or
-    /// cancelled is skipped. (URLs repeated within the input are the caller's to drop.)
-    /// `progress` gets the number of rows added so far after each commit.
     fn import(
         &self,
         batches: &mut dyn Iterator<Item = Vec<NewJob>>,

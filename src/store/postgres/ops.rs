@@ -10,13 +10,12 @@ use postgres::fallible_iterator::FallibleIterator;
 use super::PgStore;
 use crate::job::{Cancel, State};
 use crate::job::{JobId, now_ms};
+use crate::store::admin::{RETRY_BATCH, requeue_in_batches};
 use crate::store::{Context, Controls, References, StoreError};
 
 /// What a cancelled queued job's `error` says.
 const CANCELLED_BY_JOBCTL: &str = "cancelled by jobctl";
 
-/// Jobs requeued per transaction by `retry_failed`.
-const RETRY_BATCH: i64 = 5_000;
 
 const PAUSED: &str = "SELECT EXISTS (SELECT 1 FROM settings WHERE name = 'paused' AND value = '1')";
 
@@ -103,8 +102,6 @@ fn state_of(conn: &mut impl GenericClient, id: JobId) -> Result<Option<State>, S
 }
 
 impl Controls for PgStore {
-    /// Turns the pause switch on or off. Every daemon on the queue stops (or resumes) claiming
-    /// at its next claim; jobs already running finish as usual.
     fn set_paused(&self, on: bool) -> Result<(), StoreError> {
         self.conn()?
             .execute(if on { PAUSE } else { RESUME }, &[])
@@ -112,10 +109,6 @@ impl Controls for PgStore {
         Ok(())
     }
 
-    /// Cancels jobs: a queued one at once (`cancelled`, finished now); a running one is marked so
-    /// that it ends as `cancelled` when its attempt ends, unless that attempt succeeds or fails
-    /// for good. Finished jobs are left alone. Returns each id with the state it had before
-    /// (None: there is no such job).
     fn cancel(&self, ids: &[JobId]) -> Result<Vec<(JobId, Option<State>)>, StoreError> {
         let mut conn = self.conn()?;
         let mut tx = conn.transaction().ctx("cancelling jobs")?;
@@ -136,9 +129,6 @@ impl Controls for PgStore {
         Ok(before)
     }
 
-    /// Requeues failed and cancelled jobs (done ones too with `force`): queued, due now, attempts
-    /// and error cleared, no cancel request. Returns each id with the state it had before (None:
-    /// no such job); jobs in other states are left alone.
     fn retry(&self, ids: &[JobId], force: bool) -> Result<Vec<(JobId, Option<State>)>, StoreError> {
         let mut conn = self.conn()?;
         let mut tx = conn.transaction().ctx("requeueing jobs")?;
@@ -156,33 +146,21 @@ impl Controls for PgStore {
         Ok(before)
     }
 
-    /// Requeues every failed job (whose error contains `error`, case-insensitively, if given),
-    /// in batches, each job at most once. Returns how many.
     fn retry_failed(&self, error: Option<&str>) -> Result<u64, StoreError> {
-        let (mut requeued, mut after) = (0u64, 0i64);
         let mut conn = self.conn()?;
-        loop {
-            // Each batch is a statement of its own, and so a transaction of its own.
-            let ids: Vec<i64> = conn
-                .query(REQUEUE_FAILED, &[&error, &after, &RETRY_BATCH])
+        // Each batch is a statement of its own, and so a transaction of its own.
+        requeue_in_batches(|after| {
+            conn.query(REQUEUE_FAILED, &[&error, &after, &RETRY_BATCH])
                 .ctx("requeueing failed jobs")?
                 .iter()
                 .map(|r| r.try_get(0))
                 .collect::<Result<_, _>>()
-                .ctx("requeueing failed jobs")?;
-            requeued += ids.len() as u64;
-            match ids.iter().max() {
-                Some(&last) if ids.len() as i64 == RETRY_BATCH => after = last,
-                _ => return Ok(requeued),
-            }
-        }
+                .ctx("requeueing failed jobs")
+        })
     }
 }
 
 impl References for PgStore {
-    /// Calls `each` with the blob_path of every job that `prune` would delete (finished before
-    /// `before`, in `states`) and that has one; a blob shared by several of them comes several
-    /// times. Collect these before pruning: afterwards the rows are gone.
     fn blobs_of_finished(
         &self,
         before: i64,
@@ -200,7 +178,6 @@ impl References for PgStore {
         Ok(())
     }
 
-    /// Whether any job, in any state, refers to the blob with this sha256.
     fn blob_referenced(&self, sha256: &str) -> Result<bool, StoreError> {
         self.conn()?
             .query_one(BLOB_REFERENCED, &[&sha256])
@@ -208,7 +185,6 @@ impl References for PgStore {
             .ctx(format_args!("looking for jobs that use blob {sha256}"))
     }
 
-    /// The claim tokens (attempt ids) of the jobs running now under a live lease.
     fn live_attempts(&self) -> Result<Vec<i64>, StoreError> {
         self.conn()?
             .query(RUNNING_ATTEMPTS, &[])
@@ -219,8 +195,6 @@ impl References for PgStore {
             .ctx("listing running jobs")
     }
 
-    /// How many of these attempts still run under a live lease. An expired lease means its
-    /// daemon died: that attempt can no longer record anything.
     fn still_live(&self, attempt_ids: &[i64]) -> Result<usize, StoreError> {
         let live: i64 = self
             .conn()?

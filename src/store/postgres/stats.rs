@@ -42,8 +42,6 @@ const RECENT_TIMINGS: &str =
 const ALL_TIMINGS: &str = "SELECT ttfb_ms, total_ms FROM attempts WHERE outcome = 'done'";
 
 impl Figures for PgStore {
-    /// Counts per state, scheduled retries, recent throughput, timing percentiles, bytes and
-    /// blobs stored, the commonest errors, and the pause switch.
     fn stats(&self) -> Result<Stats, StoreError> {
         let mut conn = self.conn()?;
         let mut tx = snapshot(&mut conn).ctx("reading the figures")?;

@@ -7,7 +7,6 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::SqliteStore;
 use crate::job::{JobId, now_ms};
-use crate::store::admin::host_matches;
 use crate::store::{AttemptRow, Context, JobRow, Jobs, ListFilter, NewJob, StoreError};
 
 const JOB_COLUMNS: &str = "id, url, state, priority, attempts, max_attempts, run_at, created_at,
@@ -78,7 +77,6 @@ fn insert_jobs(conn: &mut Connection, jobs: &[NewJob]) -> Result<Vec<JobId>, Sto
 }
 
 impl Jobs for SqliteStore {
-    /// Inserts jobs in one transaction; returns their ids in order.
     fn add(&self, jobs: &[NewJob]) -> Result<Vec<JobId>, StoreError> {
         let mut conn = self.conn()?;
         // jobctl's inserts are the user's data: make them durable even against power loss.
@@ -91,7 +89,6 @@ impl Jobs for SqliteStore {
         added
     }
 
-    /// Jobs in id order, newest first, that pass every filter that is set.
     fn list(&self, filter: &ListFilter) -> Result<Vec<JobRow>, StoreError> {
         if filter.limit == 0 {
             return Ok(Vec::new());
@@ -141,10 +138,7 @@ impl Jobs for SqliteStore {
         let mut jobs = Vec::new();
         while let Some(row) = rows.next().ctx("listing jobs")? {
             let job = job_row(row).ctx("listing jobs")?;
-            if filter
-                .host
-                .as_deref()
-                .is_none_or(|want| host_matches(&job.url, want))
+            if filter.wants_host(&job.url)
             {
                 jobs.push(job);
                 if jobs.len() >= filter.limit {
@@ -155,7 +149,6 @@ impl Jobs for SqliteStore {
         Ok(jobs)
     }
 
-    /// One job and all its attempts, or None if there is no such job.
     fn show(&self, id: JobId) -> Result<Option<(JobRow, Vec<AttemptRow>)>, StoreError> {
         let conn = self.conn()?;
         let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1");

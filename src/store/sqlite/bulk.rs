@@ -49,11 +49,6 @@ static INSERT_JOBS: LazyLock<String> = LazyLock::new(|| multi_insert("main.jobs"
 static INSERT_STAGE: LazyLock<String> = LazyLock::new(|| multi_insert("temp.import_stage"));
 
 impl Import for SqliteStore {
-    /// Inserts every job of `batches` (already validated), in transactions of about TX_ROWS.
-    /// With `skip_existing`, a URL already in the database in a state other than failed or
-    /// cancelled is skipped. (URLs repeated within the input are the caller's to drop.) The
-    /// last commit is durable (synchronous=FULL), and with it every commit before it.
-    /// `progress` gets the number of rows added so far after each commit.
     fn import(
         &self,
         batches: &mut dyn Iterator<Item = Vec<NewJob>>,

@@ -7,13 +7,12 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::SqliteStore;
 use crate::job::{Cancel, State};
 use crate::job::{JobId, now_ms};
+use crate::store::admin::{RETRY_BATCH, requeue_in_batches};
 use crate::store::{Context, Controls, References, StoreError};
 
 /// What a cancelled queued job's `error` says.
 const CANCELLED_BY_JOBCTL: &str = "cancelled by jobctl";
 
-/// Jobs requeued per transaction by `retry_failed`.
-const RETRY_BATCH: i64 = 5_000;
 
 /// Whether the pause switch is on (the claim checks the same row).
 pub(super) fn paused(conn: &Connection) -> Result<bool, StoreError> {
@@ -26,8 +25,6 @@ pub(super) fn paused(conn: &Connection) -> Result<bool, StoreError> {
 }
 
 impl Controls for SqliteStore {
-    /// Turns the pause switch on or off. Every daemon on the file stops (or resumes) claiming
-    /// at its next claim; jobs already running finish as usual.
     fn set_paused(&self, on: bool) -> Result<(), StoreError> {
         let conn = self.conn()?;
         if on {
@@ -43,10 +40,6 @@ impl Controls for SqliteStore {
         Ok(())
     }
 
-    /// Cancels jobs: a queued one at once (`cancelled`, finished now); a running one is marked so
-    /// that it ends as `cancelled` when its attempt ends, unless that attempt succeeds or fails
-    /// for good. Finished jobs are left alone. Returns each id with the state it had before
-    /// (None: there is no such job).
     fn cancel(&self, ids: &[JobId]) -> Result<Vec<(JobId, Option<State>)>, StoreError> {
         let mut conn = self.conn()?;
         let tx = conn
@@ -75,9 +68,6 @@ impl Controls for SqliteStore {
         Ok(before)
     }
 
-    /// Requeues failed and cancelled jobs (done ones too with `force`): queued, due now, attempts
-    /// and error cleared, no cancel request. Returns each id with the state it had before (None:
-    /// no such job); jobs in other states are left alone.
     fn retry(&self, ids: &[JobId], force: bool) -> Result<Vec<(JobId, Option<State>)>, StoreError> {
         let mut conn = self.conn()?;
         let tx = conn
@@ -97,11 +87,8 @@ impl Controls for SqliteStore {
         Ok(before)
     }
 
-    /// Requeues every failed job (whose error contains `error`, case-insensitively, if given),
-    /// in batches, each job at most once. Returns how many.
     fn retry_failed(&self, error: Option<&str>) -> Result<u64, StoreError> {
-        let (mut requeued, mut after) = (0u64, 0i64);
-        loop {
+        requeue_in_batches(|after| {
             let mut conn = self.conn()?;
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -114,19 +101,12 @@ impl Controls for SqliteStore {
                 })
                 .ctx("requeueing failed jobs")?;
             tx.commit().ctx("requeueing failed jobs")?;
-            requeued += ids.len() as u64;
-            match ids.iter().max() {
-                Some(&last) if ids.len() as i64 == RETRY_BATCH => after = last,
-                _ => return Ok(requeued),
-            }
-        }
+            Ok(ids)
+        })
     }
 }
 
 impl References for SqliteStore {
-    /// Calls `each` with the blob_path of every job that `prune` would delete (finished before
-    /// `before`, in `states`) and that has one; a blob shared by several of them comes several
-    /// times. Collect these before pruning: afterwards the rows are gone.
     fn blobs_of_finished(
         &self,
         before: i64,
@@ -153,7 +133,6 @@ impl References for SqliteStore {
         Ok(())
     }
 
-    /// Whether any job, in any state, refers to the blob with this sha256.
     fn blob_referenced(&self, sha256: &str) -> Result<bool, StoreError> {
         self.conn()?
             .prepare_cached(BLOB_REFERENCED)
@@ -161,7 +140,6 @@ impl References for SqliteStore {
             .ctx(format_args!("looking for jobs that use blob {sha256}"))
     }
 
-    /// The claim tokens (attempt ids) of the jobs running now under a live lease.
     fn live_attempts(&self) -> Result<Vec<i64>, StoreError> {
         let conn = self.conn()?;
         let mut stmt = conn
@@ -175,8 +153,6 @@ impl References for SqliteStore {
             .ctx("listing running jobs")
     }
 
-    /// How many of these attempts still run under a live lease. An expired lease means its
-    /// daemon died: that attempt can no longer record anything.
     fn still_live(&self, attempt_ids: &[i64]) -> Result<usize, StoreError> {
         let conn = self.conn()?;
         let mut stmt = conn
@@ -228,7 +204,7 @@ const REQUEUE_FAILED: &str = "
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Controls, Figures};
+use crate::store::{Controls, Figures};
 
     #[test]
     fn blob_references_are_an_index_probe_and_jobctl_queries_run() {

@@ -10,8 +10,6 @@ use crate::store::admin::{Sample, in_state_order, timings};
 use crate::store::{Context, Figures, Stats, StoreError};
 
 impl Figures for SqliteStore {
-    /// Counts per state, scheduled retries, recent throughput, timing percentiles, bytes and
-    /// blobs stored, the commonest errors, and the pause switch.
     fn stats(&self) -> Result<Stats, StoreError> {
         let conn = self.conn()?;
         let now = now_ms();
