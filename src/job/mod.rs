@@ -275,20 +275,8 @@ pub struct Stored {
 /// backends run, each in its own SQL, and only while the claim still holds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Settlement<'a> {
-    /// The attempt ran: the job takes its result (state, error, response, blob), and the
-    /// attempt row records its outcome.
-    Recorded {
-        /// The job's next state; `queued` is subject to [`State::unless_cancel_requested`].
-        state: State,
-        /// The job's next `run_at`; None keeps it.
-        run_at: Option<i64>,
-        error: Option<&'a str>,
-        stored: Option<&'a Stored>,
-        /// Tries given back: 1 when this one must not count (the failure was ours).
-        refund: u32,
-        /// The attempt row's `outcome`.
-        outcome: &'static str,
-    },
+    /// The attempt ran: the job takes its result, and the attempt row records its outcome.
+    Recorded(Recorded<'a>),
     /// The attempt did not happen, or was cut short: the job goes back to the queue as it was
     /// (subject to [`State::unless_cancel_requested`]), and the try does not count.
     GivenBack {
@@ -320,13 +308,15 @@ impl Outcome {
     /// What recording this outcome does.
     pub fn settle(&self) -> Settlement<'_> {
         let outcome = self.name();
-        let recorded = |state, run_at, error, stored, refund| Settlement::Recorded {
-            state,
-            run_at,
-            error,
-            stored,
-            refund,
-            outcome,
+        let recorded = |state, run_at, error, stored, refund| {
+            Settlement::Recorded(Recorded {
+                state,
+                run_at,
+                error,
+                stored,
+                refund,
+                outcome,
+            })
         };
         match self {
             Outcome::Done(stored) => recorded(State::Done, None, None, Some(stored), 0),
@@ -347,6 +337,21 @@ impl Outcome {
             },
         }
     }
+}
+
+/// A job's result after an attempt that ran.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Recorded<'a> {
+    /// The job's next state; `queued` is subject to [`State::unless_cancel_requested`].
+    pub state: State,
+    /// The job's next `run_at`; None keeps it.
+    pub run_at: Option<i64>,
+    pub error: Option<&'a str>,
+    pub stored: Option<&'a Stored>,
+    /// Tries given back: 1 when this one must not count (the failure was ours).
+    pub refund: u32,
+    /// The attempt row's `outcome`.
+    pub outcome: &'static str,
 }
 
 /// Whether recording found the claim still held. A lost claim means another daemon reaped the
@@ -377,14 +382,14 @@ mod tests {
     #[test]
     fn each_outcome_settles_its_job() {
         let done = Outcome::Done(stored());
-        let Settlement::Recorded {
+        let Settlement::Recorded(Recorded {
             state,
             stored: Some(_),
             refund: 0,
             outcome: "done",
             error: None,
             run_at: None,
-        } = done.settle()
+        }) = done.settle()
         else {
             panic!("{:?}", done.settle());
         };
@@ -422,14 +427,14 @@ mod tests {
         ];
         for (outcome, want_state, want_run_at, want_refund, want_name) in cases {
             match outcome.settle() {
-                Settlement::Recorded {
+                Settlement::Recorded(Recorded {
                     state,
                     run_at,
                     error: Some(_),
                     stored: None,
                     refund,
                     outcome: name,
-                } => assert_eq!(
+                }) => assert_eq!(
                     (state, run_at, refund, name),
                     (want_state, want_run_at, want_refund, want_name)
                 ),

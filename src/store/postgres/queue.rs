@@ -9,7 +9,7 @@ use postgres::types::{ToSql, Type};
 use super::PgStore;
 use super::watch::PgWatch;
 use crate::job::{
-    self, Applied, Claimed, LEASE_EXPIRED, RawUrl, Report, Settlement, State, now_ms,
+    self, Applied, Claimed, LEASE_EXPIRED, RawUrl, Recorded, Report, Settlement, State, now_ms,
 };
 use crate::store::{Context, Queue, StoreError, Watch, count_from_db};
 
@@ -172,19 +172,16 @@ struct Columns<'a> {
 }
 
 impl<'a> Columns<'a> {
-    /// Adds a recorded attempt (`settled` is its [`Settlement::Recorded`] parts).
-    #[allow(clippy::too_many_arguments)]
-    fn push(
-        &mut self,
-        job: &Claimed,
-        report: &'a Report,
-        state: State,
-        run_at: Option<i64>,
-        error: Option<&'a str>,
-        stored: Option<&'a job::Stored>,
-        refund: u32,
-        outcome: &'static str,
-    ) {
+    /// Adds an attempt that ran, with the result its outcome settled.
+    fn push(&mut self, job: &Claimed, report: &'a Report, recorded: Recorded<'a>) {
+        let Recorded {
+            state,
+            run_at,
+            error,
+            stored,
+            refund,
+            outcome,
+        } = recorded;
         self.job_id.push(job.job_id);
         self.attempt_id.push(job.attempt_id);
         self.state.push(state.name());
@@ -298,14 +295,7 @@ impl Queue for PgStore {
         let mut given_back = Vec::new();
         for (job, report) in items {
             match report.outcome.settle() {
-                Settlement::Recorded {
-                    state,
-                    run_at,
-                    error,
-                    stored,
-                    refund,
-                    outcome,
-                } => columns.push(job, report, state, run_at, error, stored, refund, outcome),
+                Settlement::Recorded(recorded) => columns.push(job, report, recorded),
                 Settlement::GivenBack {
                     run_at,
                     interrupted,

@@ -9,7 +9,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use super::watch::SqliteWatch;
 use super::{SqliteStore, WATCH_BUSY_TIMEOUT, configure};
 use crate::job::{
-    self, Applied, Claimed, LEASE_EXPIRED, RawUrl, Report, Settlement, State, now_ms,
+    self, Applied, Claimed, LEASE_EXPIRED, RawUrl, Recorded, Report, Settlement, State, now_ms,
 };
 use crate::lock;
 use crate::store::{Context, Queue, StoreError, Watch, count_from_db};
@@ -99,15 +99,15 @@ fn record_one(
     now: i64,
 ) -> Result<Applied, StoreError> {
     let doing = || format!("recording job {}", job.job_id);
-    let (state, run_at, error, stored, refund, outcome) = match report.outcome.settle() {
-        Settlement::Recorded {
-            state,
-            run_at,
-            error,
-            stored,
-            refund,
-            outcome,
-        } => (state, run_at, error, stored, refund, outcome),
+    let Recorded {
+        state,
+        run_at,
+        error,
+        stored,
+        refund,
+        outcome,
+    } = match report.outcome.settle() {
+        Settlement::Recorded(recorded) => recorded,
         Settlement::GivenBack {
             run_at,
             interrupted,
