@@ -29,7 +29,8 @@ The rule, precisely:
 It also checks that every relative link in those docs names a file that exists and, with a
 `#fragment`, a heading of that Markdown file (GitHub's anchors), and that ARCHITECTURE.md's code
 map matches the tree: every path its first column names exists (under `src/`, or from the top of
-the repository), and every module that src/lib.rs declares has a row.
+the repository), and every module that src/lib.rs declares has a row. And README.md stays
+under README_LIMIT bytes: a newcomer reads it in five minutes; the reference is in docs/.
 
 Before checking, it runs its own self-test (a planted bad figure must fail), so a broken checker
 cannot pass silently. Exit status: 0 when all is well, 1 when a doc breaks a rule (each problem is
@@ -215,6 +216,9 @@ def code_map_problems(root):
     return problems
 
 
+README_LIMIT = 12_000
+
+
 def check(root, files=None):
     with open(os.path.join(root, "BENCHMARKS.md"), encoding="utf-8") as f:
         allowed = {normalised for normalised, _ in figures_in(f.read())}
@@ -223,6 +227,12 @@ def check(root, files=None):
         problems += check_file(path, allowed, root)
     if files is None:
         problems += code_map_problems(root)
+        readme = os.path.join(root, "README.md")
+        size = os.path.getsize(readme) if os.path.exists(readme) else 0
+        if size > README_LIMIT:
+            problems.append(
+                f"{readme}: {size} bytes, over {README_LIMIT}: move reference material to docs/"
+            )
     return problems
 
 
