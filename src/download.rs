@@ -13,7 +13,7 @@ use url::Url;
 use crate::blobs::{BlobStore, Sealed};
 use crate::config::{Config, RetryConfig};
 use crate::fetch::{Http, Response, io_failure};
-use crate::hosts::{self, Hosts};
+use crate::hosts::{self, Hosts, Reaction, Signal};
 use crate::job::{Claimed, Failure, Outcome, RawUrl, Reason, Report, Stored, now_ms};
 use crate::joburl;
 use crate::retry::{self, status_means_slow_down};
@@ -50,7 +50,11 @@ impl Downloader {
     ) -> Result<Downloader, crate::fetch::ClientError> {
         Ok(Downloader {
             http: Http::new(&config.fetch, config.workers)?,
-            hosts: Hosts::new(config.fetch.max_per_host),
+            hosts: Hosts::new(
+                config.fetch.max_per_host,
+                config.retry.base_delay_ms,
+                config.retry.max_delay_ms,
+            ),
             blobs,
             max_bytes: config.fetch.max_bytes,
             limits: Limits {
@@ -86,7 +90,7 @@ impl Handler for Downloader {
         let (mut report, result) = self.attempt(&url);
         drop(permit);
         let now = now_ms();
-        let mut cool_down_ms = 0;
+        let mut signal = Signal::Fine;
         let sealed = match result {
             Ok((stored, sealed)) => {
                 report.outcome = Outcome::Done(stored);
@@ -94,23 +98,32 @@ impl Handler for Downloader {
             }
             Err(failure) => {
                 report.reason = Some(failure.reason);
-                cool_down_ms = retry::retry_delay_ms(&failure, job.attempts, &self.retry) as i64;
+                if report.http_status.is_some_and(status_means_slow_down) {
+                    signal = match failure.retry_after {
+                        // The server's explicit word, capped as the job's own retry is.
+                        Some(_) => Signal::PauseUntil(
+                            now + retry::retry_delay_ms(&failure, job.attempts, &self.retry) as i64,
+                        ),
+                        None => Signal::SlowDown,
+                    };
+                }
                 report.outcome = retry::after_failure(job, failure, &self.retry, now);
                 None
             }
         };
-        if let Some(status) = report.http_status.filter(|&s| status_means_slow_down(s)) {
-            // The host's other jobs wait as long as this one would (also when this one has
-            // spent its attempts: the host still asked for a pause).
-            let until = match &report.outcome {
-                Outcome::Retry { run_at, .. } => *run_at,
-                _ => now + cool_down_ms,
-            };
-            self.hosts.cool_down(&host, until);
-            log::info!(
-                "{host} answered {status}: no requests to it for {} ms",
-                until - now
-            );
+        if report.http_status.is_some() {
+            match self.hosts.heard(&host, signal) {
+                Reaction::None => {}
+                Reaction::Narrowed(limit) => log::info!(
+                    "{host} answered {}: at most {limit} requests to it at once",
+                    report.http_status.unwrap_or_default()
+                ),
+                Reaction::Paused(until) => log::info!(
+                    "{host} answered {}: no requests to it for {} ms",
+                    report.http_status.unwrap_or_default(),
+                    until - now
+                ),
+            }
         }
         match sealed {
             Some(blob) => Handled::Stored(report, blob),

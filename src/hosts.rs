@@ -1,9 +1,20 @@
-//! Politeness towards hosts, within one daemon: a cap on concurrent requests per host, and a
-//! cool-down after a host answers 429 or 503, during which its other jobs wait instead of
-//! hammering it.
+//! Politeness towards hosts, within one daemon: each host gets a number of requests it may have
+//! in flight that adapts to what it answers (AIMD, as polite crawlers do), between 1 and
+//! `max_per_host`, and a pause when it asks for one.
 //!
-//! The state lives in memory: several daemons on one database each learn a host's cool-down from
-//! their own first 429, which bounds the extra requests to one per daemon.
+//! - An answer that does not ask to slow down counts as a success. After as many successes as
+//!   the limit, the limit grows by one, up to the ceiling (additive increase).
+//! - A 429 or 503 without Retry-After halves the limit, not below 1 (multiplicative decrease).
+//!   The requests already in flight when it fell are sent under the old limit: their answers do
+//!   not halve it again. At a limit of 1, each such answer pauses the host instead, for a time
+//!   that doubles with every one in a row and resets with a success.
+//! - Retry-After is the server's explicit word: the host pauses until then.
+//!
+//! A single 503 from a CDN therefore costs one job a retry and the host a little concurrency for a
+//! while, not every other job's turn.
+//!
+//! The state lives in memory: several daemons on one database each learn a host's state from
+//! their own answers.
 
 use std::collections::HashMap;
 use std::sync::{Condvar, Mutex};
@@ -13,18 +24,49 @@ use url::Url;
 use crate::job::now_ms;
 use crate::lock;
 
+/// What an answer says about its host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Any answer that does not ask to slow down, errors included.
+    Fine,
+    /// 429 or 503 without Retry-After: too much, slow down.
+    SlowDown,
+    /// Retry-After: no request before this time (Unix ms).
+    PauseUntil(i64),
+}
+
+/// How a host reacted to a [`Signal`], for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reaction {
+    None,
+    /// The limit fell to this many requests at once.
+    Narrowed(usize),
+    /// No request before this time (Unix ms).
+    Paused(i64),
+}
+
 #[derive(Debug)]
 pub struct Hosts {
-    per_host: usize,
+    ceiling: usize,
+    /// The first pause of a host that keeps asking to slow down at a limit of 1, and the most.
+    pause_ms: (i64, i64),
     state: Mutex<HashMap<String, Host>>,
     freed: Condvar,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Host {
     active: usize,
+    /// Requests allowed in flight, 1 to the ceiling.
+    limit: usize,
+    /// Successes since the limit last changed.
+    successes: usize,
+    /// Answers still due from requests sent before the limit last fell: they say nothing new.
+    sent_before_fall: usize,
+    /// Pauses in a row at a limit of 1.
+    strikes: u32,
     /// Unix ms before which no new request goes to this host.
-    cool_until: i64,
+    paused_until: i64,
 }
 
 /// A slot for one request to a host; dropping it frees the slot.
@@ -44,24 +86,40 @@ pub fn key(url: &Url) -> String {
 }
 
 impl Hosts {
-    pub fn new(per_host: usize) -> Hosts {
+    /// `ceiling` is `max_per_host`; a host that keeps asking to slow down at a limit of 1 pauses
+    /// for `first_pause_ms`, doubling each time up to `max_pause_ms`.
+    pub fn new(ceiling: usize, first_pause_ms: u64, max_pause_ms: u64) -> Hosts {
+        let first = i64::try_from(first_pause_ms.max(1)).unwrap_or(i64::MAX);
+        let most = i64::try_from(max_pause_ms).unwrap_or(i64::MAX).max(first);
         Hosts {
-            per_host: per_host.max(1),
+            ceiling: ceiling.max(1),
+            pause_ms: (first, most),
             state: Mutex::new(HashMap::new()),
             freed: Condvar::new(),
         }
     }
 
-    /// Waits for a free slot on the host. Returns `Err(until)` at once if the host is cooling
-    /// down, so that the caller can put its job back until then.
+    fn fresh(&self) -> Host {
+        Host {
+            active: 0,
+            limit: self.ceiling,
+            successes: 0,
+            sent_before_fall: 0,
+            strikes: 0,
+            paused_until: 0,
+        }
+    }
+
+    /// Waits for a free slot on the host, within its current limit. Returns `Err(until)` at once
+    /// if the host is paused, so that the caller can give its job back until then.
     pub fn enter(&self, key: &str) -> Result<Permit<'_>, i64> {
         let mut state = lock(&self.state);
         loop {
-            let host = state.entry(key.to_string()).or_default();
-            if host.cool_until > now_ms() {
-                return Err(host.cool_until);
+            let host = state.entry(key.to_string()).or_insert_with(|| self.fresh());
+            if host.paused_until > now_ms() {
+                return Err(host.paused_until);
             }
-            if host.active < self.per_host {
+            if host.active < host.limit {
                 host.active += 1;
                 return Ok(Permit {
                     hosts: self,
@@ -76,11 +134,66 @@ impl Hosts {
         }
     }
 
-    /// No new request goes to the host before `until` (Unix ms).
-    pub fn cool_down(&self, key: &str, until: i64) {
+    /// Learns from an answer of the host (after its permit is dropped).
+    pub fn heard(&self, key: &str, signal: Signal) -> Reaction {
         let mut state = lock(&self.state);
-        let host = state.entry(key.to_string()).or_default();
-        host.cool_until = host.cool_until.max(until);
+        let host = state.entry(key.to_string()).or_insert_with(|| self.fresh());
+        let stale = host.sent_before_fall > 0;
+        host.sent_before_fall = host.sent_before_fall.saturating_sub(1);
+        let reaction = match signal {
+            Signal::PauseUntil(until) => {
+                host.paused_until = host.paused_until.max(until);
+                Reaction::Paused(host.paused_until)
+            }
+            Signal::Fine => {
+                host.strikes = 0;
+                host.successes += 1;
+                if host.successes >= host.limit && host.limit < self.ceiling {
+                    host.limit += 1;
+                    host.successes = 0;
+                }
+                Reaction::None
+            }
+            Signal::SlowDown if stale => Reaction::None,
+            Signal::SlowDown if host.limit > 1 => {
+                host.limit = (host.limit / 2).max(1);
+                host.successes = 0;
+                host.sent_before_fall = host.active;
+                Reaction::Narrowed(host.limit)
+            }
+            Signal::SlowDown => {
+                let (first, most) = self.pause_ms;
+                let pause = first
+                    .saturating_mul(1i64 << host.strikes.min(32))
+                    .min(most);
+                host.strikes += 1;
+                host.paused_until = host.paused_until.max(now_ms() + pause);
+                host.sent_before_fall = host.active;
+                Reaction::Paused(host.paused_until)
+            }
+        };
+        if self.settled(host) {
+            state.remove(key);
+        }
+        drop(state);
+        // A larger limit may let a waiting request in.
+        self.freed.notify_all();
+        reaction
+    }
+
+    /// Whether a host is idle and back to normal: then it is forgotten, so that the map holds
+    /// only hosts in use, paused, or still finding their limit.
+    fn settled(&self, host: &Host) -> bool {
+        host.active == 0
+            && host.paused_until <= now_ms()
+            && host.limit == self.ceiling
+            && host.strikes == 0
+    }
+
+    /// The host's current limit of requests in flight.
+    #[cfg(test)]
+    fn limit(&self, key: &str) -> usize {
+        lock(&self.state).get(key).map_or(self.ceiling, |h| h.limit)
     }
 }
 
@@ -89,8 +202,7 @@ impl Drop for Permit<'_> {
         let mut state = lock(&self.hosts.state);
         if let Some(host) = state.get_mut(&self.key) {
             host.active -= 1;
-            // Forget idle hosts, so the map holds only hosts in use or cooling down.
-            if host.active == 0 && host.cool_until <= now_ms() {
+            if self.hosts.settled(host) {
                 state.remove(&self.key);
             }
         }
@@ -114,8 +226,8 @@ mod tests {
     }
 
     #[test]
-    fn no_more_than_the_cap_run_at_once() {
-        let hosts = Arc::new(Hosts::new(2));
+    fn no_more_than_the_limit_run_at_once() {
+        let hosts = Arc::new(Hosts::new(2, 1_000, 60_000));
         let (active, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let threads: Vec<_> = (0..6)
             .map(|_| {
@@ -140,15 +252,88 @@ mod tests {
     }
 
     #[test]
-    fn a_cooling_host_turns_requests_away_until_its_time() {
-        let hosts = Hosts::new(4);
+    fn a_slow_down_halves_the_limit_and_successes_win_it_back_one_at_a_time() {
+        let hosts = Hosts::new(8, 1_000, 60_000);
+        drop(hosts.enter("h:80").unwrap());
+        assert_eq!(hosts.heard("h:80", Signal::SlowDown), Reaction::Narrowed(4));
+        assert_eq!(hosts.limit("h:80"), 4);
+        assert!(hosts.enter("h:80").is_ok(), "a narrower host is not paused");
+        // Four successes at a limit of 4 make it 5; five more make it 6.
+        for _ in 0..4 {
+            hosts.heard("h:80", Signal::Fine);
+        }
+        assert_eq!(hosts.limit("h:80"), 5);
+        for _ in 0..5 {
+            hosts.heard("h:80", Signal::Fine);
+        }
+        assert_eq!(hosts.limit("h:80"), 6);
+        for _ in 0..100 {
+            hosts.heard("h:80", Signal::Fine);
+        }
+        assert_eq!(hosts.limit("h:80"), 8, "never above the ceiling");
+        assert!(
+            lock(&hosts.state).is_empty(),
+            "a host back to normal and idle is forgotten"
+        );
+    }
+
+    #[test]
+    fn answers_to_requests_sent_before_the_fall_do_not_halve_it_again() {
+        let hosts = Hosts::new(16, 1_000, 60_000);
+        // Eight requests in flight when the first 503 comes back.
+        let permits: Vec<_> = (0..8).map(|_| hosts.enter("h:80").unwrap()).collect();
+        let mut permits = permits.into_iter();
+        drop(permits.next());
+        assert_eq!(hosts.heard("h:80", Signal::SlowDown), Reaction::Narrowed(8));
+        for permit in permits {
+            drop(permit);
+            assert_eq!(hosts.heard("h:80", Signal::SlowDown), Reaction::None);
+        }
+        assert_eq!(hosts.limit("h:80"), 8);
+        // A request sent under the new limit that meets a 503 halves it again.
+        drop(hosts.enter("h:80").unwrap());
+        assert_eq!(hosts.heard("h:80", Signal::SlowDown), Reaction::Narrowed(4));
+    }
+
+    #[test]
+    fn at_a_limit_of_one_each_slow_down_pauses_the_host_for_longer() {
+        let hosts = Hosts::new(1, 1_000, 3_000);
+        let mut pauses = Vec::new();
+        for _ in 0..4 {
+            let before = now_ms();
+            let Reaction::Paused(until) = hosts.heard("h:80", Signal::SlowDown) else {
+                panic!("a host at a limit of 1 pauses");
+            };
+            pauses.push(((until - before) as f64 / 1_000.0).round() as i64);
+            assert_eq!(hosts.enter("h:80").unwrap_err(), until);
+            // Time passes: let the host out of its pause.
+            lock(&hosts.state).get_mut("h:80").unwrap().paused_until = 0;
+        }
+        assert_eq!(pauses, [1, 2, 3, 3], "doubling, up to the most");
+        // A success resets the count.
+        hosts.heard("h:80", Signal::Fine);
+        let before = now_ms();
+        let Reaction::Paused(until) = hosts.heard("h:80", Signal::SlowDown) else {
+            panic!("paused");
+        };
+        assert!(until - before <= 1_100, "back to the first pause");
+    }
+
+    #[test]
+    fn retry_after_pauses_the_host_until_then() {
+        let hosts = Hosts::new(4, 1_000, 60_000);
         let until = now_ms() + 60_000;
-        hosts.cool_down("h:80", until);
+        assert_eq!(
+            hosts.heard("h:80", Signal::PauseUntil(until)),
+            Reaction::Paused(until)
+        );
         assert_eq!(hosts.enter("h:80").unwrap_err(), until);
-        hosts.cool_down("h:80", now_ms() - 1); // an earlier end never shortens it
+        // An earlier end never shortens it.
+        hosts.heard("h:80", Signal::PauseUntil(now_ms() - 1));
         assert_eq!(hosts.enter("h:80").unwrap_err(), until);
-        let past = Hosts::new(4);
-        past.cool_down("h:80", now_ms() - 1);
+        assert_eq!(hosts.limit("h:80"), 4, "the server said when; the limit stays");
+        let past = Hosts::new(4, 1_000, 60_000);
+        past.heard("h:80", Signal::PauseUntil(now_ms() - 1));
         assert!(past.enter("h:80").is_ok());
     }
 }

@@ -70,6 +70,52 @@ fn retry_after_is_honoured_in_seconds_and_as_a_date() {
     );
 }
 
+/// Issue 14: a one-off 503 without Retry-After (a CDN's hiccup for one object) costs that job a
+/// retry, and the host some concurrency for a while; it no longer stops the host's other jobs.
+#[test]
+fn a_one_off_503_without_retry_after_does_not_stop_the_host() {
+    let busy = TestServer::start();
+    busy.route(
+        "/hiccup",
+        Reply::sequence(vec![Reply::status(503), Reply::image(png(10), "image/png")]),
+    );
+    let mut urls = vec![busy.url("/hiccup")];
+    for i in 0..8 {
+        busy.route(&format!("/{i}"), Reply::image(png(i), "image/png"));
+        urls.push(busy.url(&format!("/{i}")));
+    }
+    // A long backoff: had the 503 stopped the host, the others would wait as long.
+    let env = Env::with_config(
+        "[fetch]\nallow_ips = [\"127.0.0.1/32\"]\n[retry]\nbase_delay_ms = 4000\nmax_delay_ms = 5000\n",
+    );
+    let ids = env.add(&urls);
+    env.drain(&["--workers", "2"]);
+
+    assert_eq!(env.outcomes(ids[0]), ["retry", "done"]);
+    let first_503: i64 = env
+        .db()
+        .query_row(
+            "SELECT finished_at FROM attempts WHERE job_id = ?1 AND attempt = 1",
+            [ids[0]],
+            |r| r.get(0),
+        )
+        .unwrap();
+    for (id, url) in ids[1..].iter().zip(&urls[1..]) {
+        assert_eq!(env.outcomes(*id), ["done"], "{url}: never given back");
+        let finished: i64 = env
+            .db()
+            .query_row("SELECT finished_at FROM jobs WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert!(
+            finished - first_503 < 1_500,
+            "{url} waited {} ms after the 503",
+            finished - first_503
+        );
+    }
+}
+
 #[test]
 fn a_slow_down_answer_cools_the_whole_host_without_spending_attempts() {
     let busy = TestServer::start();
