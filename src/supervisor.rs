@@ -6,7 +6,7 @@
 
 use std::any::Any;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -64,6 +64,7 @@ pub fn run(
         committer,
         inbox: Mutex::new(VecDeque::new()),
         idle: AtomicUsize::new(0),
+        found_nothing_at: AtomicU64::new(u64::MAX),
         claiming: Mutex::new(()),
         prefetch: options.workers / 4,
         wake: Wake::default(),
@@ -83,7 +84,7 @@ pub fn run(
     let extend_every = options.lease / 3;
     let (mut last_reap, mut last_extend) = (Instant::now(), Instant::now());
     let mut last_prune: Option<Instant> = None;
-    let mut next_due: Option<i64> = None;
+    let mut due = Due::default();
     let mut drain_wait = options.drain.then(DrainWait::default);
     let mut watch_failing = false;
     while !stop.load(Ordering::SeqCst) {
@@ -120,7 +121,7 @@ pub fn run(
         match tick(
             &mut *watch,
             &shared,
-            &mut next_due,
+            &mut due,
             drain_wait.as_mut(),
             options.poll_interval,
         ) {
@@ -151,22 +152,53 @@ pub fn run(
     Ok(())
 }
 
+/// What the supervisor knows of the next due job.
+struct Due {
+    /// The earliest time a job may be claimed (the store leaves out hosts that are paused).
+    at: Option<i64>,
+    /// The workers were woken for `at`, and nothing has changed since.
+    woken: bool,
+    looked: Instant,
+}
+
+impl Default for Due {
+    fn default() -> Due {
+        Due {
+            at: None,
+            woken: false,
+            looked: Instant::now(),
+        }
+    }
+}
+
+/// How often the supervisor looks at the queue even when nothing seems to have changed.
+const LOOK_EVERY: Duration = Duration::from_secs(5);
+
 /// One look at the queue, after waiting up to `wait` for a change (the loop's only pause): wakes
 /// idle workers when a job is due. With `drain` (`--drain`), says what it waits for, and returns
 /// true once nothing is left to do.
+///
+/// It looks when the queue changed, when the next job's time has come and the workers were not
+/// woken for it yet, and every [`LOOK_EVERY`]. A due job that the claim skips (its host is at its
+/// limit) therefore wakes the workers once, not on every tick: the next change (that host's
+/// running job recorded) wakes them again.
 fn tick(
     watch: &mut dyn Watch,
     shared: &Shared,
-    next_due: &mut Option<i64>,
+    due: &mut Due,
     drain: Option<&mut DrainWait>,
     wait: Duration,
 ) -> Result<bool, StoreError> {
     let changed = watch.changed(wait)?;
     let now = now_ms();
-    let looked = changed || next_due.is_some_and(|t| t <= now);
+    let looked = changed
+        || (due.at.is_some_and(|t| t <= now) && !due.woken)
+        || due.looked.elapsed() >= LOOK_EVERY;
     if looked {
-        *next_due = watch.next_due()?;
-        if next_due.is_some_and(|t| t <= now) {
+        due.at = watch.next_due()?;
+        due.looked = Instant::now();
+        due.woken = due.at.is_some_and(|t| t <= now);
+        if due.woken {
             shared.wake.notify();
         }
     }
@@ -174,7 +206,7 @@ fn tick(
         return Ok(false);
     };
     if looked {
-        drain.look(watch, *next_due, now)?;
+        drain.look(watch, due.at, now)?;
     }
     Ok(!watch.pending()?)
 }

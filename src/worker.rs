@@ -6,7 +6,7 @@
 //! claim is one short transaction inside the queue, and recording is the committer's.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use crate::lock;
@@ -51,13 +51,14 @@ impl Wake {
         self.cond.notify_all();
     }
 
-    /// Waits until a notification after `seen`, or `timeout`.
-    pub fn wait(&self, seen: u64, timeout: Duration) {
+    /// Waits until a notification after `seen`.
+    pub fn wait(&self, seen: u64) {
         let guard = lock(&self.generation);
-        let _ = self
-            .cond
-            .wait_timeout_while(guard, timeout, |g| *g == seen)
-            .unwrap_or_else(PoisonError::into_inner);
+        drop(
+            self.cond
+                .wait_while(guard, |g| *g == seen)
+                .unwrap_or_else(PoisonError::into_inner),
+        );
     }
 }
 
@@ -75,6 +76,8 @@ pub struct Shared {
     pub inbox: Mutex<VecDeque<Claimed>>,
     /// Workers waiting for work.
     pub idle: AtomicUsize,
+    /// The wake generation at which a claim last found nothing (`u64::MAX`: none yet).
+    pub found_nothing_at: AtomicU64,
     /// Held by the worker that is claiming for the others.
     pub claiming: Mutex<()>,
     /// Jobs claimed ahead for busy workers, so that a worker finishing its job usually finds the
@@ -86,8 +89,6 @@ pub struct Shared {
 /// dies or outlives the grace period.
 pub type Slot = Arc<Mutex<Option<Claimed>>>;
 
-/// An idle worker also looks for work this often, in case a wake-up was missed.
-const IDLE_RECHECK: Duration = Duration::from_secs(5);
 /// After a local failure (database or storage), a worker waits before claiming again, starting
 /// here and doubling up to the maximum, so a full disk or a locked database is not hammered.
 const TROUBLE_FIRST: Duration = Duration::from_millis(500);
@@ -107,12 +108,14 @@ pub fn run(shared: &Shared, name: &str, slot: &Slot) {
         let next = lock(&shared.inbox).pop_front();
         let job = match next {
             Some(job) => job,
-            None => match claim_for_idle_workers(shared, name) {
+            None => match claim_for_idle_workers(shared, name, seen) {
                 Ok(Some(job)) => job,
                 Ok(None) => {
                     trouble = None;
                     shared.idle.fetch_add(1, Ordering::SeqCst);
-                    shared.wake.wait(seen, IDLE_RECHECK);
+                    // The supervisor wakes idle workers whenever a job may be due (and looks on
+                    // its own now and then), so an idle worker costs nothing while it waits.
+                    shared.wake.wait(seen);
                     shared.idle.fetch_sub(1, Ordering::SeqCst);
                     continue;
                 }
@@ -134,17 +137,31 @@ pub fn run(shared: &Shared, name: &str, slot: &Slot) {
 /// Claims one job for this worker, one for each idle worker and a few for the workers about to
 /// finish, in one transaction: with many workers, one claim per job would have them queue for
 /// the write lock. The extra jobs go to the shared inbox and the idle workers are woken to take
-/// them.
-fn claim_for_idle_workers(shared: &Shared, name: &str) -> Result<Option<Claimed>, StoreError> {
+/// them. `seen` is the wake generation the worker saw before it came here.
+fn claim_for_idle_workers(
+    shared: &Shared,
+    name: &str,
+    seen: u64,
+) -> Result<Option<Claimed>, StoreError> {
     // One claimer at a time, and it looks in the inbox again first: workers that start (or run
     // dry) together would otherwise each claim a batch, and jobs would start out of queue order.
     let _turn = lock(&shared.claiming);
     if let Some(job) = lock(&shared.inbox).pop_front() {
         return Ok(Some(job));
     }
+    // Another worker found nothing to claim since the last wake-up: nothing has changed since
+    // (a change would have woken us again), so neither would this claim. Workers woken together
+    // then cost one empty claim, not one each, which matters when the only due jobs are those
+    // of hosts the claim skips.
+    if shared.found_nothing_at.load(Ordering::SeqCst) == seen {
+        return Ok(None);
+    }
     let want = 1 + shared.idle.load(Ordering::SeqCst) + shared.prefetch;
     let mut jobs = shared.queue.claim(name, want, shared.lease_ms)?.into_iter();
     let mine = jobs.next();
+    if mine.is_none() {
+        shared.found_nothing_at.store(seen, Ordering::SeqCst);
+    }
     let mut inbox = lock(&shared.inbox);
     let before = inbox.len();
     inbox.extend(jobs);

@@ -461,3 +461,113 @@ fn drain_says_what_it_is_waiting_for() {
     assert!(out.status.success(), "{log}");
     assert_eq!(log.matches("draining: waiting for").count(), 2, "{log}");
 }
+
+/// A queue whose claim finds nothing although a job is due (as when its host is at its limit,
+/// which the claim skips), counting claims and the supervisor's looks.
+struct ClaimSkipsEverything {
+    inner: SqliteStore,
+    claims: Arc<AtomicUsize>,
+    ticks: Arc<AtomicUsize>,
+}
+
+/// Counts the supervisor's ticks (each one call of `changed`).
+struct CountingWatch {
+    inner: Box<dyn Watch>,
+    ticks: Arc<AtomicUsize>,
+}
+
+impl Watch for CountingWatch {
+    fn changed(&mut self, wait: Duration) -> Result<bool, StoreError> {
+        self.ticks.fetch_add(1, Ordering::SeqCst);
+        self.inner.changed(wait)
+    }
+    fn next_due(&mut self) -> Result<Option<i64>, StoreError> {
+        self.inner.next_due()
+    }
+    fn pending(&mut self) -> Result<bool, StoreError> {
+        self.inner.pending()
+    }
+    fn counts(&mut self) -> Result<Vec<(State, i64)>, StoreError> {
+        self.inner.counts()
+    }
+    fn queued_and_running(&mut self) -> Result<(i64, i64), StoreError> {
+        self.inner.queued_and_running()
+    }
+}
+
+impl Queue for ClaimSkipsEverything {
+    fn claim(
+        &self,
+        _worker: &str,
+        _limit: usize,
+        _lease_ms: i64,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        self.claims.fetch_add(1, Ordering::SeqCst);
+        Ok(Vec::new())
+    }
+    fn record(&self, items: &[(&Claimed, &Report)]) -> Result<Vec<Applied>, StoreError> {
+        self.inner.record(items)
+    }
+    fn extend_leases(&self, attempt_ids: &[i64], lease_ms: i64) -> Result<(), StoreError> {
+        self.inner.extend_leases(attempt_ids, lease_ms)
+    }
+    fn reap_expired(&self, default_max_attempts: u32) -> Result<usize, StoreError> {
+        self.inner.reap_expired(default_max_attempts)
+    }
+    fn prune(&self, before: i64, states: &[State], batch: usize) -> Result<usize, StoreError> {
+        self.inner.prune(before, states, batch)
+    }
+    fn watch(&self) -> Result<Box<dyn Watch>, StoreError> {
+        Ok(Box::new(CountingWatch {
+            inner: self.inner.watch()?,
+            ticks: self.ticks.clone(),
+        }))
+    }
+}
+
+/// Issue 14: a due job that the claim skips (its host is at its limit or paused) used to make the
+/// supervisor wake the workers on every tick, and each woken worker claimed in vain: a saturated
+/// host with a large queue then cost a core. Now idle workers are woken once per change, and
+/// workers woken together make one empty claim between them.
+#[test]
+fn a_due_job_the_claim_skips_costs_one_claim_per_change_not_one_per_tick() {
+    let env = Env::new("");
+    let (claims, ticks) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let queue = ClaimSkipsEverything {
+        inner: store_with_jobs(&env, 1),
+        claims: claims.clone(),
+        ticks: ticks.clone(),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let options = quick_options(4, false);
+    let run = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let metrics = Arc::new(jobd::metrics::Metrics::new(4));
+            let committer = Arc::new(jobd::committer::Committer::new(
+                None,
+                RetryConfig::default(),
+            ));
+            supervisor::run(
+                Arc::new(queue),
+                Arc::new(AllDone),
+                metrics,
+                committer,
+                &options,
+                &stop,
+            )
+        })
+    };
+    // Well over a hundred ticks (the poll interval is short), all with the job due.
+    wait_until("the supervisor to tick a while", || {
+        ticks.load(Ordering::SeqCst) >= 150
+    });
+    stop.store(true, Ordering::SeqCst);
+    run.join().unwrap().unwrap();
+    let claims = claims.load(Ordering::SeqCst);
+    assert!(
+        (1..=8).contains(&claims),
+        "{claims} claims in {} ticks",
+        ticks.load(Ordering::SeqCst)
+    );
+}
