@@ -58,10 +58,12 @@ polite_urls() {
 }
 
 # a. One `jobd --drain` of the jobs in URLS on a fresh database in DIR; appends
-# "seconds cpu_seconds" to OUT. The CPU is jobd's user + system time (bash's `time`, from the
-# kernel's rusage of the child), the seconds its wall time from start to exit.
+# "seconds cpu_seconds seconds_to_99%" to OUT. The seconds are jobd's wall time from start to
+# exit; the CPU its user + system time (bash's `time`, from the kernel's rusage of the child);
+# the last, from the jobs table, the span from the first job's start to the finish of the job
+# that made 99 % of them done: the rate without the tail of retries waiting out their backoff.
 polite_drain() {
-    local dir=$1 urls=$2 out=$3 n TIMEFORMAT='%3R %3U %3S' real user sys
+    local dir=$1 urls=$2 out=$3 n TIMEFORMAT='%3R %3U %3S' real user sys p99
     new_instance "$dir"
     n=$(wc -l <"$urls")
     "$BIN/jobctl" --config "$dir/daemon.toml" import "$urls" >/dev/null
@@ -69,7 +71,9 @@ polite_drain() {
         || die "jobd exited non-zero; see $dir/jobd.log"
     verify "$dir" "$n"
     read -r real user sys <"$dir/time"
-    echo "$real $(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.3f", u + s }')" >>"$out"
+    p99=$(sqlite3 "$dir/jobd.db" "SELECT printf('%.3f', ((SELECT finished_at FROM jobs ORDER BY finished_at
+        LIMIT 1 OFFSET (SELECT (99 * count(*) + 99) / 100 - 1 FROM jobs)) - min(started_at)) / 1000.0) FROM jobs")
+    echo "$real $(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.3f", u + s }') $p99" >>"$out"
 }
 
 # a. Clean against 1 % one-off 503s (no Retry-After), alternating which goes first.
@@ -93,12 +97,14 @@ polite_retry() {
                 echo "$f503" >>"$WORK/polite-once.503s"
             fi
         done
-        note "politeness a, run $r/$RUNS: clean $(tail -1 "$WORK/polite-clean.runs") s (wall, cpu);" \
+        note "politeness a, run $r/$RUNS: clean $(tail -1 "$WORK/polite-clean.runs") s (wall, cpu, to 99 %);" \
             "1 % 503 $(tail -1 "$WORK/polite-once.runs") s, $(tail -1 "$WORK/polite-once.503s") 503s answered"
     done
-    local clean_rate once_rate clean_cpu once_cpu
+    local clean_rate once_rate clean_99 once_99 clean_cpu once_cpu
     clean_rate=$(awk -v n="$n" '{ printf "%.0f\n", n / $1 }' "$WORK/polite-clean.runs" | median)
     once_rate=$(awk -v n="$n" '{ printf "%.0f\n", n / $1 }' "$WORK/polite-once.runs" | median)
+    clean_99=$(awk -v n="$n" '{ printf "%.0f\n", int((99 * n + 99) / 100) / $3 }' "$WORK/polite-clean.runs" | median)
+    once_99=$(awk -v n="$n" '{ printf "%.0f\n", int((99 * n + 99) / 100) / $3 }' "$WORK/polite-once.runs" | median)
     # CPU per job in ms, to 4 decimals (a few microseconds per job when clean).
     clean_cpu=$(awk -v n="$n" '{ printf "%.4f\n", 1000 * $2 / n }' "$WORK/polite-clean.runs" | median)
     once_cpu=$(awk -v n="$n" '{ printf "%.4f\n", 1000 * $2 / n }' "$WORK/polite-once.runs" | median)
@@ -106,6 +112,11 @@ polite_retry() {
     result "politeness a: 1 % one-off 503 (no Retry-After)" "$once_rate jobs/s"
     result "politeness a: 503s answered per run (median)" "$(median <"$WORK/polite-once.503s")"
     result "politeness a: ratio rate 503 / clean" "$(div "$once_rate" "$clean_rate")" ">= 0.7"
+    # The wall time includes the last retries' backoff (at least half of base_delay_ms after
+    # their 503), which a short clean run cannot absorb; to 99 % done leaves that tail out.
+    result "politeness a: to 99 % done, clean" "$clean_99 jobs/s"
+    result "politeness a: to 99 % done, 1 % 503" "$once_99 jobs/s"
+    result "politeness a: ratio to 99 % done, 503 / clean" "$(div "$once_99" "$clean_99")" ">= 0.7 (no retry tail)"
     result "politeness a: CPU per job, clean" "$clean_cpu ms"
     result "politeness a: CPU per job, 1 % 503" "$once_cpu ms"
     result "politeness a: ratio CPU per job 503 / clean" "$(div "$once_cpu" "$clean_cpu")" "<= 1.3"
