@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by scripts/bench.sh and scripts/bench-postgres.sh; sourced, not run. The caller sets
 # BENCH_NAME (for messages), ROOT, BIN and WORK, and the arrays PIDS (background processes to
 # stop on exit) and RESULTS ("label|value|target" rows of the final table).
@@ -13,12 +14,16 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 # Nearest-rank percentile P of the numbers on stdin.
 percentile() { sort -g | awk -v p="$1" '{ v[NR] = $1 } END { i = int(NR * p / 100); if (i < NR * p / 100) i++; print v[i] }'; }
 
-# Starts a test server for DIR with TTFB ms to the first byte and RATE bytes/s (0: unlimited);
-# sets SERVER_URL. Its first stdout line names the port it bound.
+# Starts a test server for DIR with TTFB ms to the first byte and RATE bytes/s (0: unlimited),
+# and any further arguments (faults: see jobd-testserver's usage); sets SERVER_URL and
+# SERVER_PID. Its first stdout line names the port it bound.
 start_server() {
     local dir=$1 ttfb=$2 rate=$3 out="$WORK/server-$RANDOM.out" i
-    "$BIN/jobd-testserver" --serve "$dir" --addr 127.0.0.1:0 --ttfb-ms "$ttfb" --rate-bytes "$rate" >"$out" &
-    PIDS+=("$!")
+    shift 3
+    : >"$out" # before the server's own redirection makes it, which may come after the first look
+    "$BIN/jobd-testserver" --serve "$dir" --addr 127.0.0.1:0 --ttfb-ms "$ttfb" --rate-bytes "$rate" "$@" >"$out" &
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
     for ((i = 0; i < 500; i++)); do
         SERVER_URL=$(sed -n 's/^listening on //p' "$out")
         [[ -n $SERVER_URL ]] && return 0

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Benchmarks jobd against loopback test servers; see BENCHMARKS.md for what each scenario measures.
 #
-#   scripts/bench.sh [seed|small|pickup|memory|growth|validate|decode|all]
-#       (default all; BENCH_RUNS=N repeats the seed and small runs, default 3)
+#   scripts/bench.sh [seed|small|pickup|memory|growth|validate|decode|politeness|all]
+#       (default all; BENCH_RUNS=N repeats the seed, small, decode and politeness runs, default 3)
+#
+# politeness (issue 14, scripts/bench-politeness.sh) takes BENCH_POLITE_JOBS (default 5000),
+# BENCH_BAD_JOBS (5000), BENCH_BAD_SECS (15), BENCH_PAUSE_JOBS (1000000) and BENCH_PAUSE_SECS (30);
+# e.g. BENCH_RUNS=1 BENCH_POLITE_JOBS=500 BENCH_BAD_JOBS=500 BENCH_BAD_SECS=5
+# BENCH_PAUSE_JOBS=10000 BENCH_PAUSE_SECS=5 scripts/bench.sh politeness for a quick check.
 #
 # Everything happens in a temporary directory on 127.0.0.1 and is removed on exit. Ratios are the
 # headline: absolute times depend on the machine, which is printed with the results.
@@ -13,6 +18,7 @@ BIN=$ROOT/target/release
 RUNS=${BENCH_RUNS:-3}
 WORK=$(mktemp -d)
 PIDS=()     # background processes (test servers, idle jobd) to stop on exit
+CLEANUP_DIRS=() # folders outside WORK to remove on exit (the politeness runs' tmpfs folder)
 RESULTS=()  # "label|value|target" rows of the final table
 SERVER_URL=""
 SERVED=""   # the folder the test server serves, for verify()
@@ -21,12 +27,16 @@ BENCH_NAME=bench
 cleanup() {
     local pid
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
+    # A jobd that was killed may still be writing to its folder for a moment.
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK" "${CLEANUP_DIRS[@]}"
 }
 trap cleanup EXIT
 
 # shellcheck source=scripts/bench-lib.sh
 source "$ROOT/scripts/bench-lib.sh"
+# shellcheck source=scripts/bench-politeness.sh
+source "$ROOT/scripts/bench-politeness.sh"
 
 # The 40-image seed set, generated once per run of this script.
 seed_images() {
@@ -47,15 +57,25 @@ new_instance() {
         "validate = \"${JOBD_VALIDATE:-structure}\"" >"$1/daemon.toml"
 }
 
-# Every job done, every blob's bytes hash to the recorded sha256, which is the served file's.
+# Every job of DIR's database done, COUNT of them (default 40, the seed set), and every blob's
+# bytes hash to the recorded sha256, which is the served file's (the file in $SERVED named by the
+# URL's last segment, query string aside). Hashes are taken in bulk: one sha256sum per folder.
 verify() {
-    local dir=$1 n url sha path
+    local dir=$1 want=${2:-40} n
     n=$(sqlite3 "$dir/jobd.db" "SELECT count(*) FROM jobs WHERE state = 'done'")
-    [[ $n == 40 ]] || die "$dir: only $n of 40 jobs done; see $dir/jobd.log"
-    while IFS='|' read -r url sha path; do
-        [[ $(sha256sum <"$dir/blobs/$path") == "$sha "* ]] || die "$path: bytes do not match sha256 $sha"
-        [[ $(sha256sum <"$SERVED/${url##*/}") == "$sha "* ]] || die "$url: stored sha256 $sha is not the served file's"
-    done < <(sqlite3 "$dir/jobd.db" "SELECT url, sha256, blob_path FROM jobs")
+    [[ $n == "$want" ]] || die "$dir: only $n of $want jobs done; see $dir/jobd.log"
+    [[ $(sqlite3 "$dir/jobd.db" "SELECT count(*) FROM jobs") == "$want" ]] || die "$dir: holds other jobs than the $want expected"
+    sqlite3 -separator ' ' "$dir/jobd.db" "SELECT sha256, blob_path, url FROM jobs" >"$dir/verify.rows"
+    (cd "$SERVED" && find . -maxdepth 1 -type f -printf '%f\0' | xargs -0 sha256sum) >"$dir/verify.served"
+    (cd "$dir/blobs" && cut -d' ' -f2 "$dir/verify.rows" | xargs sha256sum) >"$dir/verify.blobs"
+    awk -v served="$dir/verify.served" -v blobs="$dir/verify.blobs" '
+        FILENAME == served { s[$2] = $1; next }
+        FILENAME == blobs { b[$2] = $1; next }
+        {
+            file = $3; sub(/[?].*/, "", file); sub(/.*[/]/, "", file)
+            if (b[$2] != $1) { print $2 ": bytes do not match sha256 " $1; exit 1 }
+            if (s[file] != $1) { print $3 ": stored sha256 " $1 " is not the served file'"'"'s"; exit 1 }
+        }' "$dir/verify.served" "$dir/verify.blobs" "$dir/verify.rows" >&2 || die "$dir: a stored blob is wrong"
 }
 
 # Shows the lines of a jobd log other than the routine ones at the default level.
@@ -335,8 +355,8 @@ bench_decode() {
 main() {
     local which=${1:-all}
     case $which in
-        seed | small | pickup | memory | growth | validate | decode | all) ;;
-        *) echo "usage: scripts/bench.sh [seed|small|pickup|memory|growth|validate|decode|all]" >&2; exit 2 ;;
+        seed | small | pickup | memory | growth | validate | decode | politeness | all) ;;
+        *) echo "usage: scripts/bench.sh [seed|small|pickup|memory|growth|validate|decode|politeness|all]" >&2; exit 2 ;;
     esac
     # --workspace: jobd and jobctl, and jobd-testserver and jobd-bench from testkit/.
     (cd "$ROOT" && cargo build --release --quiet --workspace)
@@ -347,7 +367,8 @@ main() {
     [[ $which == all || $which == growth ]] && bench_growth
     [[ $which == all || $which == validate ]] && bench_validate
     [[ $which == all || $which == decode ]] && bench_decode
-    print_results 46
+    [[ $which == all || $which == politeness ]] && bench_politeness
+    print_results 58
 }
 
 main "$@"

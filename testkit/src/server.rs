@@ -1,6 +1,7 @@
 //! A loopback HTTP/1.1 server for tests and benchmarks: canned replies per path, injected faults
 //! (delays, resets, truncation, trickling, endless bodies, reply sequences) and WAN emulation,
 //! over plain TCP or, with a certificate the caller provides, over TLS ([`TestServer::start_tls`]).
+//! It counts what it answers ([`Stats`]), and can serve those counts as JSON for a benchmark.
 //!
 //! One thread accepts; each connection gets a thread that serves requests (keep-alive included)
 //! until the client closes, an I/O error, or the server is dropped. Every blocking read, write
@@ -10,7 +11,12 @@
 //! debug level and end only the connection they happened on.
 
 mod conn;
+mod reply;
+mod stats;
 mod tls;
+
+pub use reply::{Fault, Reply};
+pub use stats::Stats;
 
 use std::collections::HashMap;
 use std::io;
@@ -23,106 +29,6 @@ use std::time::Duration;
 
 /// How often blocked reads, writes and sleeps look at the shutdown flag.
 const TICK: Duration = Duration::from_millis(20);
-
-/// A canned response. `Content-Length` is added when sending, from `body`, unless set with
-/// [`Reply::header`] (which lets a test lie about it).
-#[derive(Clone, Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Arc<[u8]>,
-    pub fault: Fault,
-}
-
-/// Misbehaviour to inject into a reply.
-#[derive(Clone, Debug, Default)]
-pub enum Fault {
-    #[default]
-    None,
-    /// Extra wait before the status line.
-    Delay(Duration),
-    /// Read the request, then close without responding. The client sees an orderly close
-    /// (FIN), not an RST: forcing an RST needs `SO_LINGER`, which stable std cannot set.
-    Reset,
-    /// Announce the full Content-Length but send only the first N body bytes, then close.
-    Truncate(usize),
-    /// Send the body without a Content-Length, then close: the client cannot tell a body cut
-    /// short from a whole one (HTTP/1.0 style).
-    CloseDelimited,
-    /// Send the body one byte per interval.
-    Trickle(Duration),
-    /// Send the body, then zero bytes until the client goes away; announced with a 1 TiB
-    /// Content-Length, or with none (close-delimited).
-    Endless { content_length: bool },
-    /// The n-th request for the route gets the n-th reply; the last one repeats.
-    Sequence(Vec<Reply>),
-}
-
-impl Reply {
-    /// 200 with the given Content-Type.
-    pub fn image(bytes: impl Into<Arc<[u8]>>, content_type: &str) -> Reply {
-        Reply {
-            status: 200,
-            headers: Vec::new(),
-            body: bytes.into(),
-            fault: Fault::None,
-        }
-        .header("Content-Type", content_type)
-    }
-
-    /// The status with a small HTML body naming it.
-    pub fn status(code: u16) -> Reply {
-        Reply::html(
-            code,
-            &format!(
-                "<html><body><h1>{code} {}</h1></body></html>\n",
-                reason(code)
-            ),
-        )
-    }
-
-    /// The status with `body` as text/html.
-    pub fn html(status: u16, body: &str) -> Reply {
-        Reply {
-            status,
-            ..Reply::image(body.as_bytes(), "text/html; charset=utf-8")
-        }
-    }
-
-    /// A redirect (301, 302, 303, 307 or 308) to `location`, absolute or relative.
-    pub fn redirect(status: u16, location: &str) -> Reply {
-        Reply::html(
-            status,
-            &format!("<html><body><a href=\"{location}\">moved</a></body></html>\n"),
-        )
-        .header("Location", location)
-    }
-
-    /// A reply whose n-th use is `replies[n]`, the last repeating (`Fault::Sequence` shorthand).
-    pub fn sequence(replies: Vec<Reply>) -> Reply {
-        Reply::status(500).fault(Fault::Sequence(replies))
-    }
-
-    /// Sets a header, replacing any of the same name (case-insensitive).
-    pub fn header(mut self, name: &str, value: &str) -> Reply {
-        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-        self.headers.push((name.to_string(), value.to_string()));
-        self
-    }
-
-    /// Replaces the reply's fault.
-    pub fn fault(mut self, fault: Fault) -> Reply {
-        self.fault = fault;
-        self
-    }
-
-    fn get_header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
 
 /// A running server; its threads stop when it is dropped.
 pub struct TestServer {
@@ -137,6 +43,13 @@ struct Shared {
     hits: Mutex<HashMap<String, usize>>,
     total_hits: AtomicUsize,
     connections: AtomicUsize,
+    /// Requests seen per target, for `Fault::SequencePerUrl` routes only.
+    per_url: Mutex<HashMap<String, usize>>,
+    /// The reply for targets that match no route; None means 404.
+    fallback: Mutex<Option<Route>>,
+    /// The path that answers [`Stats`] as JSON, if any; such requests are not counted.
+    stats_path: Mutex<Option<String>>,
+    recorder: stats::Recorder,
     shutdown: AtomicBool,
     wan: Mutex<Wan>,
     /// Set for an https server; every connection then starts with a TLS handshake.
@@ -229,6 +142,22 @@ impl TestServer {
         lock(&self.shared.routes).insert(path.to_string(), Route { reply, served: 0 });
     }
 
+    /// Answers requests that match no route with `reply` instead of a 404.
+    pub fn fallback(&self, reply: Reply) {
+        *lock(&self.shared.fallback) = Some(Route { reply, served: 0 });
+    }
+
+    /// Answers GET `path` (any query string) with [`Stats::to_json`]. Those requests are left
+    /// out of the stats and the hit counts, so a benchmark can poll without changing them.
+    pub fn serve_stats(&self, path: &str) {
+        *lock(&self.shared.stats_path) = Some(path.to_string());
+    }
+
+    /// What the server has seen so far (requests of the stats path left out).
+    pub fn stats(&self) -> Stats {
+        self.shared.recorder.snapshot()
+    }
+
     /// Serves every regular file in `dir` at `/<file name>`, typed by extension; returns how many.
     pub fn serve_dir(&self, dir: &Path) -> io::Result<usize> {
         let mut count = 0;
@@ -287,6 +216,12 @@ impl Shared {
         self.shutdown.load(SeqCst)
     }
 
+    /// Whether a request target is the stats path (the query string aside).
+    fn is_stats(&self, target: &str) -> bool {
+        let path = target.split('?').next().unwrap_or(target);
+        lock(&self.stats_path).as_deref() == Some(path)
+    }
+
     /// Counts the hit and picks the reply for a request target.
     fn take_reply(&self, target: &str) -> Reply {
         self.total_hits.fetch_add(1, SeqCst);
@@ -297,20 +232,32 @@ impl Shared {
             target.split('?').next().unwrap_or(target)
         };
         *lock(&self.hits).entry(key.to_string()).or_default() += 1;
-        let Some(route) = routes.get_mut(key) else {
+        let mut fallback = lock(&self.fallback);
+        let Some(route) = routes.get_mut(key).or(fallback.as_mut()) else {
             return Reply::status(404);
         };
         route.served += 1;
-        resolve(&route.reply, route.served - 1)
+        let n = match route.reply.fault {
+            Fault::SequencePerUrl(_) => {
+                let mut per_url = lock(&self.per_url);
+                let seen = per_url.entry(target.to_string()).or_default();
+                *seen += 1;
+                *seen - 1
+            }
+            _ => route.served - 1,
+        };
+        resolve(&route.reply, n)
     }
 }
 
 fn resolve(reply: &Reply, n: usize) -> Reply {
     match &reply.fault {
-        Fault::Sequence(replies) => match replies.get(n).or(replies.last()) {
-            Some(next) => resolve(next, n),
-            None => Reply::status(500),
-        },
+        Fault::Sequence(replies) | Fault::SequencePerUrl(replies) => {
+            match replies.get(n).or(replies.last()) {
+                Some(next) => resolve(next, n),
+                None => Reply::status(500),
+            }
+        }
         _ => reply.clone(),
     }
 }
@@ -337,32 +284,6 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
                 thread::sleep(TICK);
             }
         }
-    }
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        204 => "No Content",
-        206 => "Partial Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        303 => "See Other",
-        304 => "Not Modified",
-        307 => "Temporary Redirect",
-        308 => "Permanent Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        410 => "Gone",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Status",
     }
 }
 

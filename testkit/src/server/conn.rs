@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::reply::reason;
 use super::tls::Stream;
-use super::{Fault, Reply, Shared, TICK, Wan, lock, reason};
+use super::{Fault, Reply, Shared, TICK, Wan, lock};
 
 /// Idle keep-alive connections are closed after this long, as real servers do.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -210,7 +211,15 @@ fn parse_head(head: &[u8]) -> Option<(Request, u64)> {
 
 /// Answers one request; Ok(true) means the connection may carry another.
 fn respond(stream: &mut Stream, req: &Request, shared: &Shared) -> io::Result<bool> {
+    if shared.is_stats(&req.target) {
+        let json = shared.recorder.snapshot().to_json().into_bytes();
+        let reply = Reply::image(json, "application/json");
+        return send(stream, req, &reply, Wan::default(), shared);
+    }
+    // In flight until this function returns: the response written, or the connection lost.
+    let in_flight = shared.recorder.begin();
     let reply = shared.take_reply(&req.target);
+    in_flight.answered(reply.status);
     let wan = *lock(&shared.wan);
     send(stream, req, &reply, wan, shared)
 }

@@ -337,3 +337,84 @@ fn dropping_the_server_stops_listening_and_closes_idle_connections() {
     assert!(idle.is_closed());
     assert!(TcpStream::connect(addr).is_err());
 }
+
+#[test]
+fn sequence_per_url_starts_over_for_each_query_string() {
+    let server = TestServer::start();
+    let ok = Reply::image(&b"ok"[..], "image/png");
+    server.route("/a", Reply::sequence_per_url(vec![Reply::status(503), ok]));
+    let mut client = Client::connect(&server);
+    let statuses: Vec<u16> = ["/a", "/a", "/a?n=1", "/a?n=2", "/a?n=1", "/a"]
+        .map(|path| client.get(path).status)
+        .into();
+    assert_eq!(statuses, [503, 200, 503, 503, 200, 200]);
+    assert_eq!(server.hits("/a"), 6);
+}
+
+#[test]
+fn the_fallback_answers_every_unrouted_path() {
+    let server = TestServer::start();
+    server.route("/known", Reply::status(204));
+    server.fallback(Reply::status(429).header("Retry-After", "60"));
+    let mut client = Client::connect(&server);
+    for path in ["/x.png", "/deep/y.jpg?n=3"] {
+        let response = client.get(path);
+        assert_eq!(
+            (response.status, response.header("retry-after")),
+            (429, Some("60"))
+        );
+    }
+    assert_eq!(client.get("/known").status, 204);
+}
+
+#[test]
+fn stats_count_requests_by_status_and_the_most_in_flight() {
+    let server = TestServer::start();
+    server.serve_stats("/_stats");
+    server.route("/ok", Reply::status(204));
+    let slow = Duration::from_millis(500);
+    server.route("/slow", Reply::status(503).fault(Fault::Delay(slow)));
+    // One connection: its requests follow each other, so never more than one is in flight.
+    let mut client = Client::connect(&server);
+    for _ in 0..3 {
+        assert_eq!(client.get("/ok").status, 204);
+    }
+    assert_eq!(server.stats().max_in_flight, 1);
+    // Three connections at once, each held for half a second by the delay.
+    let start = Instant::now();
+    let threads: Vec<_> = (0..3)
+        .map(|_| {
+            let mut client = Client::connect(&server);
+            std::thread::spawn(move || client.get("/slow").status)
+        })
+        .collect();
+    for thread in threads {
+        assert_eq!(thread.join().unwrap(), 503);
+    }
+    assert!(
+        start.elapsed() < 3 * slow,
+        "the delays ran one after another"
+    );
+    let stats = server.stats();
+    assert_eq!((stats.requests, stats.max_in_flight), (6, 3));
+    assert_eq!(
+        stats.statuses.iter().collect::<Vec<_>>(),
+        [(&204, &3), (&503, &3)]
+    );
+    assert_eq!(stats.arrivals_ms.len(), 6);
+    assert!(stats.arrivals_ms.is_sorted());
+
+    // The stats path answers the same counts as JSON, and is not counted itself.
+    let response = client.get("/_stats?poll=1");
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    let json = String::from_utf8(response.body).unwrap();
+    // (in_flight is left out: a server thread may still be ending its last response.)
+    for part in [
+        "{\"requests\":6,",
+        ",\"max_in_flight\":3,\"statuses\":{\"204\":3,\"503\":3},\"arrivals_ms\":[",
+    ] {
+        assert!(json.contains(part), "{part} is not in {json}");
+    }
+    assert_eq!(server.stats().requests, 6);
+    assert_eq!(server.total_hits(), 6);
+}
