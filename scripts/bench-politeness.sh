@@ -299,7 +299,10 @@ bench_politeness() {
     clean=$SERVER_URL
     start_server "$WORK/polite-small" 0 0 --once-status 503 --every 100
     once=$SERVER_URL
-    polite_retry "$clean" "$once"
-    polite_bad_host "$clean"
-    polite_pause
+    # BENCH_POLITE_PARTS picks the parts to run (default all three).
+    local parts=" ${BENCH_POLITE_PARTS:-retry bad pause} "
+    [[ $parts == *" retry "* ]] && polite_retry "$clean" "$once"
+    [[ $parts == *" bad "* ]] && polite_bad_host "$clean"
+    [[ $parts == *" pause "* ]] && polite_pause
+    return 0
 }
