@@ -133,6 +133,7 @@ mod tests {
             max_attempts,
             url: RawUrl::Text("http://x/".into()),
             started_at: 0,
+            host: Some("x".into()),
         }
     }
 

@@ -16,7 +16,7 @@ use crate::blobs::Sealed;
 use crate::committer::{Committer, Item};
 use crate::job::{Claimed, Outcome, Report};
 use crate::metrics::Metrics;
-use crate::store::{Queue, StoreError};
+use crate::store::{ClaimOptions, Queue, StoreError};
 
 /// Does one attempt at one job. The real one downloads ([`crate::download::Downloader`]);
 /// tests put in others.
@@ -157,7 +157,9 @@ fn claim_for_idle_workers(
         return Ok(None);
     }
     let want = 1 + shared.idle.load(Ordering::SeqCst) + shared.prefetch;
-    let mut jobs = shared.queue.claim(name, want, shared.lease_ms)?.into_iter();
+    let mut jobs = shared
+        .queue
+        .claim(name, want, ClaimOptions::lease(shared.lease_ms))?.into_iter();
     let mine = jobs.next();
     if mine.is_none() {
         shared.found_nothing_at.store(seen, Ordering::SeqCst);

@@ -111,6 +111,14 @@ pub enum Command {
     /// first byte and total time percentiles come from the done attempts of the last 15
     /// minutes, or from all done attempts when there were none (the output says which).
     Stats,
+    /// The hosts with queued or running jobs, the most queued first: their recent figures, and
+    /// the limit and pause that the daemons share
+    ///
+    /// One row per host (the URL's host:port, as the `jobs.host` column holds it): jobs queued
+    /// and running, jobs done and failed and attempts answered 429 or 503 in the last 15
+    /// minutes, done jobs per minute over them, the fleet's current limit of requests in flight
+    /// (- for the daemons' max_per_host), and the end of a pause.
+    Hosts,
     /// Requeue failed or cancelled jobs: queued now, attempts and error cleared
     ///
     /// Queued and running jobs are left alone. A done job is requeued only with --force (its

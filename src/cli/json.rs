@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::store::{AttemptRow, JobRow, Stats};
+use crate::store::{AttemptRow, HostRow, JobRow, Stats};
 
 pub fn job(job: &JobRow) -> Value {
     json!({
@@ -92,5 +92,26 @@ pub fn stats(s: &Stats) -> Value {
         "top_errors": s.top_errors.iter()
             .map(|(error, count)| json!({"error": error, "count": count}))
             .collect::<Vec<_>>(),
+    })
+}
+
+/// `jobctl hosts`: an object, as every command prints, so that fields can be added beside the
+/// rows.
+pub fn hosts(hosts: &[HostRow]) -> Value {
+    json!({ "hosts": hosts.iter().map(host).collect::<Vec<_>>() })
+}
+
+/// A row of `jobctl hosts`.
+fn host(h: &HostRow) -> Value {
+    json!({
+        "host": h.host,
+        "queued": h.queued,
+        "running": h.running,
+        "done_15m": h.done_recently,
+        "failed_15m": h.failed_recently,
+        "slow_downs_15m": h.slow_downs_recently,
+        "done_per_minute": super::hosts::done_per_minute(h),
+        "max_in_flight": h.max_in_flight,
+        "paused_until": h.paused_until,
     })
 }

@@ -12,6 +12,7 @@
 
 mod args;
 mod control;
+mod hosts;
 mod import;
 mod init;
 mod input;
@@ -125,6 +126,7 @@ fn run(args: Args) -> Result<(), Error> {
         }
         Command::Show { id } => jobs::show(store, id, json),
         Command::Stats => jobs::stats(store, json),
+        Command::Hosts => hosts::run(store, json),
         Command::Retry {
             ids,
             failed,

@@ -3,7 +3,7 @@
 //! say and each backend only how to ask. Each backend implements each trait in the file of its
 //! concern (`admin.rs`, `bulk.rs`, `ops.rs`, `stats.rs`).
 
-use super::StoreError;
+use super::{HostRow, StoreError};
 use crate::job::{JobId, RECENT_MINUTES, State, window_start};
 
 /// A job to insert, already validated by the caller.
@@ -216,6 +216,9 @@ pub trait Figures: Send + Sync {
     /// Jobs per state (all five, in [`State::ALL`] order) and whether the queue is paused: the
     /// cheap figures that `jobctl watch` reads every second.
     fn counts(&self) -> Result<(Vec<(State, i64)>, bool), StoreError>;
+    /// `jobctl hosts`: every host with queued or running jobs or a row in `hosts`, the most
+    /// queued first (then by name), with its recent figures, limit and pause.
+    fn hosts(&self) -> Result<Vec<HostRow>, StoreError>;
 }
 
 /// What `jobctl prune --blobs` must know before it deletes a blob: which jobs refer to it, and

@@ -10,6 +10,7 @@
 
 mod admin;
 mod database;
+mod hosts;
 mod postgres;
 mod sqlite;
 
@@ -23,6 +24,7 @@ pub use admin::{
     References, Stats,
 };
 pub use database::{Database, open_for_daemon, open_for_jobctl};
+pub use hosts::{ClaimOptions, HOSTS_WINDOW_MINUTES, HostChange, HostRow, HostState};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -43,7 +45,11 @@ pub trait Watch: Send {
     /// returns as soon as it is; one that polls looks once at the end). True when one has
     /// committed since the last call.
     fn changed(&mut self, wait: Duration) -> Result<bool, StoreError>;
-    /// The earliest `run_at` among queued jobs, if any is queued.
+    /// When the next queued job may be claimed: the earliest `run_at` among queued jobs whose
+    /// host is not paused, or the end of a paused host's pause, whichever is earlier; so a
+    /// daemon facing only paused hosts' jobs sleeps until a pause ends. A backend may answer
+    /// earlier than that (a pause that ends before its host's jobs are due), which costs one
+    /// look more. None when nothing is queued.
     fn next_due(&mut self) -> Result<Option<i64>, StoreError>;
     /// True while any job is queued or running (`--drain` exits when this turns false).
     fn pending(&mut self) -> Result<bool, StoreError>;
@@ -58,8 +64,15 @@ pub trait Watch: Send {
 /// the lifecycle ([`crate::job`]), run in one short transaction; the backend decides none of it.
 pub trait Queue: Send + Sync {
     /// Claims up to `limit` due jobs for `worker` in one short write transaction, starting an
-    /// attempt for each. A job is never handed to two claimers.
-    fn claim(&self, worker: &str, limit: usize, lease_ms: i64) -> Result<Vec<Claimed>, StoreError>;
+    /// attempt for each. A job is never handed to two claimers. The jobs of a host that is
+    /// paused, or at its limit of jobs running ([`ClaimOptions::per_host`]), are skipped and
+    /// left untouched; a job without a host (`jobs.host` NULL) is never held back.
+    fn claim(
+        &self,
+        worker: &str,
+        limit: usize,
+        options: ClaimOptions,
+    ) -> Result<Vec<Claimed>, StoreError>;
     /// Records a group of attempts, each as its outcome settles it ([`crate::job::Outcome::settle`]), in
     /// one transaction, and only while each claim still holds; one answer per item, in order.
     fn record(&self, items: &[(&Claimed, &Report)]) -> Result<Vec<Applied>, StoreError>;
@@ -74,6 +87,20 @@ pub trait Queue: Send + Sync {
     fn prune(&self, before: i64, states: &[State], batch: usize) -> Result<usize, StoreError>;
     /// A watcher with its own connection.
     fn watch(&self) -> Result<Box<dyn Watch>, StoreError>;
+    /// Tells every daemon on the queue what this one learnt about `host` (the `hosts` table),
+    /// as [`HostChange`] says; safe with any number of daemons writing at once.
+    #[cfg_attr(
+        product_only,
+        expect(dead_code, reason = "the daemon's politeness records its slow-downs here next (issue 14)")
+    )]
+    fn record_host(&self, host: &str, change: HostChange) -> Result<(), StoreError>;
+    /// The hosts with a limit or a pause now (by this machine's clock), so that a daemon adopts
+    /// what the others learnt.
+    #[cfg_attr(
+        product_only,
+        expect(dead_code, reason = "the daemon's politeness adopts the fleet's state from here next (issue 14)")
+    )]
+    fn hosts_in_trouble(&self) -> Result<Vec<HostState>, StoreError>;
 }
 
 /// A whole backend: the daemon's queue and jobctl's queries on one database.

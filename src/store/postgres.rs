@@ -8,6 +8,7 @@
 
 mod admin;
 mod bulk;
+mod hosts;
 mod ops;
 mod queue;
 mod stats;
@@ -30,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0003_blob_refs.sql"),
     include_str!("../../migrations/postgres/0004_validation.sql"),
     include_str!("../../migrations/postgres/0005_ids_never_reused.sql"),
+    include_str!("../../migrations/postgres/0006_hosts.sql"),
 ];
 
 /// Serialises migrations between daemons starting at once (`pg_advisory_xact_lock`): "jobd" in

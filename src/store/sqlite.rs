@@ -4,6 +4,7 @@
 
 mod admin;
 mod bulk;
+mod hosts;
 mod ops;
 mod queue;
 mod stats;
@@ -48,6 +49,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_blob_refs.sql"),
     include_str!("../../migrations/0004_validation.sql"),
     include_str!("../../migrations/0005_ids_never_reused.sql"),
+    include_str!("../../migrations/0006_hosts.sql"),
 ];
 
 /// How long a connection waits for another writer before giving up. Writers hold the lock for
@@ -181,7 +183,7 @@ impl SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::queue::CLAIM;
-    use super::watch::NEXT_DUE;
+    use super::watch::{NEXT_DUE, NEXT_DUE_PAST_PAUSES};
     use super::*;
 
     fn plan(conn: &Connection, sql: &str) -> Vec<String> {
@@ -199,7 +201,7 @@ mod tests {
     #[test]
     fn the_claim_is_prepared_once() {
         use crate::job::{Outcome, Report};
-        use crate::store::{Jobs, NewJob, Queue};
+        use crate::store::{ClaimOptions, Jobs, NewJob, Queue};
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("q.db"), 1).unwrap();
         let jobs: Vec<NewJob> = (0..20)
@@ -208,7 +210,7 @@ mod tests {
         store.add(&jobs).unwrap();
         let failed = Report::new(Outcome::Failed { error: "x".into() });
         for limit in [1, 2, 3, 1, 2] {
-            let claimed = store.claim("w", limit, 60_000).unwrap();
+            let claimed = store.claim("w", limit, ClaimOptions::lease(60_000)).unwrap();
             let items: Vec<_> = claimed.iter().map(|job| (job, &failed)).collect();
             store.record(&items).unwrap();
         }
@@ -297,7 +299,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("q.db"), 1).unwrap();
         let conn = store.conn().unwrap();
-        for (sql, index) in [(CLAIM, "jobs_claim"), (NEXT_DUE, "jobs_due")] {
+        for (sql, index) in [
+            (CLAIM, "jobs_claim"),
+            (CLAIM, "jobs_running_host"),
+            (NEXT_DUE, "jobs_due"),
+            (NEXT_DUE_PAST_PAUSES, "jobs_due"),
+        ] {
             let plan = plan(&conn, sql);
             assert!(plan.iter().any(|p| p.contains(index)), "{plan:?}");
             assert!(

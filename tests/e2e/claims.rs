@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use jobd::store::{Jobs, NewJob, Queue, SqliteStore};
+use jobd::store::{ClaimOptions, Jobs, NewJob, Queue, SqliteStore};
 use jobd_testkit::images;
 use jobd_testkit::server::{Reply, TestServer};
 
@@ -27,7 +27,9 @@ fn threads_racing_for_jobs_claim_each_exactly_once() {
             std::thread::spawn(move || {
                 let mut mine = Vec::new();
                 loop {
-                    let claimed = store.claim(&format!("t{t}"), 1 + t % 3, 60_000).unwrap();
+                    let claimed = store
+                        .claim(&format!("t{t}"), 1 + t % 3, ClaimOptions::lease(60_000))
+                        .unwrap();
                     if claimed.is_empty() {
                         return mine;
                     }
@@ -73,11 +75,14 @@ fn claims_follow_priority_then_age_and_skip_the_future() {
         ])
         .unwrap();
     let order: Vec<i64> = (0..3)
-        .map(|_| store.claim("w", 1, 60_000).unwrap()[0].job_id)
+        .map(|_| store.claim("w", 1, ClaimOptions::lease(60_000)).unwrap()[0].job_id)
         .collect();
     assert_eq!(order, [2, 1, 3]);
     assert!(
-        store.claim("w", 1, 60_000).unwrap().is_empty(),
+        store
+            .claim("w", 1, ClaimOptions::lease(60_000))
+            .unwrap()
+            .is_empty(),
         "a job due in an hour was claimed"
     );
 }

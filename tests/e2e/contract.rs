@@ -9,7 +9,7 @@ use std::thread;
 use std::time::Duration;
 
 use jobd::job::{Applied, Claimed, Outcome, RawUrl, Report, State, Stored, now_ms};
-use jobd::store::{self, Database, ListFilter, NewJob, Store};
+use jobd::store::{self, ClaimOptions, Database, ListFilter, NewJob, Store};
 use jobd::validate::Level;
 use jobd_testkit::postgres;
 
@@ -50,6 +50,8 @@ impl Sql for ::postgres::Client {
 
 struct Fixture {
     store: Arc<dyn Store>,
+    /// For a second handle on the same queue: another daemon.
+    database: Database,
     sql: std::sync::Mutex<Box<dyn Sql + Send>>,
     _dir: tempfile::TempDir,
 }
@@ -64,6 +66,7 @@ impl Fixture {
             .unwrap();
         Fixture {
             store,
+            database,
             sql: std::sync::Mutex::new(Box::new(conn)),
             _dir: dir,
         }
@@ -76,6 +79,7 @@ impl Fixture {
         let client = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
         Fixture {
             store,
+            database,
             sql: std::sync::Mutex::new(Box::new(client)),
             _dir: tempfile::tempdir().unwrap(),
         }
@@ -105,7 +109,9 @@ impl Fixture {
     }
 
     fn claim(&self, n: usize) -> Vec<Claimed> {
-        self.store.claim("test/w0", n, 60_000).unwrap()
+        self.store
+            .claim("test/w0", n, ClaimOptions::lease(60_000))
+            .unwrap()
     }
 }
 
@@ -184,6 +190,10 @@ contract!(
     ids_are_never_reused_after_a_prune,
 );
 
+/// The shared politeness of issue 14: the host column, claims that pass over blocked hosts, the
+/// watch, the `hosts` table.
+mod hosts;
+
 fn a_row_inserted_by_hand_is_runnable(f: &Fixture) {
     f.exec("INSERT INTO jobs (url) VALUES ('http://127.0.0.1/by-hand.png')");
     f.exec("INSERT INTO jobs (url) VALUES (NULL)");
@@ -226,7 +236,9 @@ fn racing_claimers_take_each_job_once(f: &Fixture) {
             thread::spawn(move || {
                 let mut mine = Vec::new();
                 loop {
-                    let claimed = store.claim(&format!("t{t}"), 1 + t % 4, 60_000).unwrap();
+                    let claimed = store
+                        .claim(&format!("t{t}"), 1 + t % 4, ClaimOptions::lease(60_000))
+                        .unwrap();
                     if claimed.is_empty() {
                         return mine;
                     }
@@ -357,7 +369,10 @@ fn outcomes_are_recorded_on_job_and_attempt(f: &Fixture) {
 fn a_reaped_claim_records_nothing(f: &Fixture) {
     let ids = f.add(&["http://127.0.0.1/slow"]);
     // A lease that has already run out: its daemon is as good as dead.
-    let claimed = f.store.claim("dead/w0", 1, -1_000).unwrap();
+    let claimed = f
+        .store
+        .claim("dead/w0", 1, ClaimOptions::lease(-1_000))
+        .unwrap();
     assert_eq!(f.store.reap_expired(3).unwrap(), 1);
     assert_eq!(f.state(ids[0]), "queued");
     assert_eq!(
@@ -384,7 +399,9 @@ fn reaping_fails_jobs_whose_attempts_are_spent(f: &Fixture) {
             ..NewJob::new("http://127.0.0.1/poison")
         }])
         .unwrap();
-    f.store.claim("dead/w0", 1, -1_000).unwrap();
+    f.store
+        .claim("dead/w0", 1, ClaimOptions::lease(-1_000))
+        .unwrap();
     assert_eq!(f.store.reap_expired(5).unwrap(), 1);
     let job = f.store.show(ids[0]).unwrap().unwrap().0;
     assert_eq!(job.state.name(), "failed");
@@ -443,7 +460,7 @@ fn release_refunds_and_postpone_forgets_the_attempt(f: &Fixture) {
 
 fn leases_are_extended_and_seen_live(f: &Fixture) {
     f.add(&["http://127.0.0.1/a", "http://127.0.0.1/b"]);
-    let claimed = f.store.claim("w", 2, -1_000).unwrap();
+    let claimed = f.store.claim("w", 2, ClaimOptions::lease(-1_000)).unwrap();
     let tokens: Vec<i64> = claimed.iter().map(|c| c.attempt_id).collect();
     assert_eq!(f.store.still_live(&tokens).unwrap(), 0);
     assert!(f.store.live_attempts().unwrap().is_empty());
@@ -461,7 +478,7 @@ fn pause_stops_claims_and_cancel_follows_running_jobs(f: &Fixture) {
     ]);
     let running = f
         .store
-        .claim("w", 1, 60_000)
+        .claim("w", 1, ClaimOptions::lease(60_000))
         .unwrap()
         .into_iter()
         .next()

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use jobd::config::RetryConfig;
 use jobd::job::{Applied, Claimed, Outcome, Report, State, Stored};
-use jobd::store::{Jobs, NewJob, Queue, SqliteStore, StoreError, Watch};
+use jobd::store::{
+    ClaimOptions, HostChange, HostState, Jobs, NewJob, Queue, SqliteStore, StoreError, Watch,
+};
 use jobd::supervisor::{self, Options};
 use jobd::worker::{Handled, Handler};
 use jobd_testkit::images;
@@ -370,8 +372,13 @@ struct CommitPanicsOnce {
 }
 
 impl Queue for CommitPanicsOnce {
-    fn claim(&self, worker: &str, limit: usize, lease_ms: i64) -> Result<Vec<Claimed>, StoreError> {
-        self.inner.claim(worker, limit, lease_ms)
+    fn claim(
+        &self,
+        worker: &str,
+        limit: usize,
+        options: ClaimOptions,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        self.inner.claim(worker, limit, options)
     }
     fn record(&self, items: &[(&Claimed, &Report)]) -> Result<Vec<Applied>, StoreError> {
         if !self.panicked.swap(true, Ordering::SeqCst) {
@@ -390,6 +397,12 @@ impl Queue for CommitPanicsOnce {
     }
     fn watch(&self) -> Result<Box<dyn Watch>, StoreError> {
         self.inner.watch()
+    }
+    fn record_host(&self, host: &str, change: HostChange) -> Result<(), StoreError> {
+        self.inner.record_host(host, change)
+    }
+    fn hosts_in_trouble(&self) -> Result<Vec<HostState>, StoreError> {
+        self.inner.hosts_in_trouble()
     }
 }
 

@@ -6,6 +6,7 @@ mod contract;
 mod failures;
 mod faults;
 mod fleet;
+mod hosts;
 mod jobctl;
 mod jobctl_ops;
 mod lifecycle;

@@ -11,17 +11,33 @@ use super::watch::PgWatch;
 use crate::job::{
     self, Applied, Claimed, LEASE_EXPIRED, RawUrl, Recorded, Report, Settlement, State, now_ms,
 };
-use crate::store::{Context, Queue, StoreError, Watch, count_from_db};
+use crate::store::{
+    ClaimOptions, Context, HostChange, HostState, Queue, StoreError, Watch, count_from_db,
+};
 
 /// Picks due jobs in claim order, skipping rows that other daemons are claiming at this moment
 /// (`SKIP LOCKED`: claimers never wait for each other), starts an attempt for each and marks
 /// them running; nothing while the queue is paused. $1 limit, $2 worker, $3 lease (ms), $4 the
-/// daemon's clock for started_at (display only: run_at and the lease use the database's).
+/// daemon's clock for started_at (display only: run_at and the lease use the database's), $5
+/// the per-host ceiling (NULL: none).
+///
+/// A job whose host is paused (`hosts.paused_until` after now), or has as many jobs running as
+/// its limit (`hosts.max_in_flight`, else $5, else none), is passed over and left as it is. The
+/// running counts are those the statement's snapshot sees: one batch may take several jobs of a
+/// host, and two daemons claiming at once each see the other's claims only once committed, so a
+/// host's room may be overshot by at most a batch per daemon (each daemon's own limit in memory
+/// still holds its requests back).
 const CLAIM: &str = "
     WITH picked AS (
-        SELECT id FROM jobs
+        SELECT id FROM jobs j
         WHERE state = 'queued' AND run_at <= jobd_now_ms()
           AND NOT EXISTS (SELECT 1 FROM settings WHERE name = 'paused' AND value = '1')
+          AND (j.host IS NULL
+               OR (NOT EXISTS (SELECT 1 FROM hosts h
+                               WHERE h.host = j.host AND h.paused_until > jobd_now_ms())
+                   AND (SELECT COUNT(*) FROM jobs r WHERE r.state = 'running' AND r.host = j.host)
+                       < COALESCE((SELECT h.max_in_flight FROM hosts h WHERE h.host = j.host),
+                                  $5, 9223372036854775807)))
         ORDER BY priority DESC, run_at, id
         LIMIT $1
         FOR UPDATE SKIP LOCKED
@@ -39,9 +55,9 @@ const CLAIM: &str = "
         FROM started s
         WHERE j.id = s.job_id
         RETURNING j.id, j.url, j.attempts, j.max_attempts, s.id AS attempt_id, s.attempt,
-                  j.priority, j.run_at
+                  j.priority, j.run_at, j.host
     )
-    SELECT id, url, attempts, max_attempts, attempt_id, attempt FROM claimed
+    SELECT id, url, attempts, max_attempts, attempt_id, attempt, host FROM claimed
     ORDER BY priority DESC, run_at, id";
 
 /// Records a group of outcomes in one statement, each only while its claim still holds
@@ -143,6 +159,7 @@ fn claimed(row: &Row, now: i64) -> Result<Claimed, postgres::Error> {
         attempt_id: row.try_get(4)?,
         attempt: count(5)?,
         started_at: now,
+        host: row.try_get(6)?,
     })
 }
 
@@ -268,8 +285,14 @@ impl PgStore {
 }
 
 impl Queue for PgStore {
-    fn claim(&self, worker: &str, limit: usize, lease_ms: i64) -> Result<Vec<Claimed>, StoreError> {
+    fn claim(
+        &self,
+        worker: &str,
+        limit: usize,
+        options: ClaimOptions,
+    ) -> Result<Vec<Claimed>, StoreError> {
         let now = now_ms();
+        let per_host = options.per_host.map(i64::from);
         let rows = self
             .conn()?
             .query_typed(
@@ -277,8 +300,9 @@ impl Queue for PgStore {
                 &[
                     (&(limit as i64), Type::INT8),
                     (&worker, Type::TEXT),
-                    (&lease_ms, Type::INT8),
+                    (&options.lease_ms, Type::INT8),
                     (&now, Type::INT8),
+                    (&per_host, Type::INT8),
                 ],
             )
             .ctx("claiming jobs")?;
@@ -398,6 +422,14 @@ impl Queue for PgStore {
     fn watch(&self) -> Result<Box<dyn Watch>, StoreError> {
         Ok(Box::new(PgWatch::new(self.clone())?))
     }
+
+    fn record_host(&self, host: &str, change: HostChange) -> Result<(), StoreError> {
+        super::hosts::record(&mut *self.conn()?, host, change, now_ms())
+    }
+
+    fn hosts_in_trouble(&self) -> Result<Vec<HostState>, StoreError> {
+        super::hosts::in_trouble(&mut *self.conn()?, now_ms())
+    }
 }
 
 #[cfg(test)]
@@ -425,7 +457,7 @@ mod tests {
                 NewJob::new("http://127.0.0.1/postponed.png"),
             ])
             .unwrap();
-        let claimed = store.claim("w", 2, 60_000).unwrap();
+        let claimed = store.claim("w", 2, ClaimOptions::lease(60_000)).unwrap();
         assert_eq!(claimed.len(), 2);
         let in_a_minute = crate::job::now_ms() + 60_000;
         let retry = Report::new(Outcome::Retry {
@@ -446,7 +478,7 @@ mod tests {
             .map(|applied| applied[0])
             .unwrap();
         assert!(
-            store.claim("w", 2, 60_000).unwrap().is_empty(),
+            store.claim("w", 2, ClaimOptions::lease(60_000)).unwrap().is_empty(),
             "both are due in a minute, by either clock"
         );
         let mut watch = store.watch().unwrap();
@@ -459,7 +491,7 @@ mod tests {
 
     use crate::job::{Outcome, Report, State};
     use crate::store::postgres::PgStore;
-    use crate::store::{Jobs, NewJob, Queue};
+    use crate::store::{ClaimOptions, Jobs, NewJob, Queue};
     use jobd_testkit::postgres;
 
     /// A prune that waits for a row which someone is requeueing must look at the row again once
@@ -469,7 +501,7 @@ mod tests {
         let url = postgres::server().fresh_database();
         let store = PgStore::open(&url, 2).unwrap();
         let id = store.add(&[NewJob::new("http://127.0.0.1/a.png")]).unwrap()[0];
-        let job = store.claim("w", 1, 60_000).unwrap().remove(0);
+        let job = store.claim("w", 1, ClaimOptions::lease(60_000)).unwrap().remove(0);
         let failed = Report::new(Outcome::Failed {
             error: "HTTP 404".into(),
         });

@@ -8,7 +8,7 @@ use crate::job::State;
 use crate::job::now_ms;
 use crate::job::{RECENT_MINUTES, window_start};
 use crate::store::admin::{Sample, in_state_order, timings};
-use crate::store::{Context, Figures, Stats, StoreError};
+use crate::store::{Context, Figures, HostRow, Stats, StoreError};
 
 const COUNT_BY_STATE: &str = "SELECT state, COUNT(*) FROM jobs GROUP BY state";
 
@@ -92,6 +92,10 @@ impl Figures for PgStore {
         let mut conn = self.conn()?;
         let counts = count_by_state(&mut *conn)?;
         Ok((counts, super::ops::paused(&mut *conn)?))
+    }
+
+    fn hosts(&self) -> Result<Vec<HostRow>, StoreError> {
+        super::hosts::rows(&mut *self.conn()?, now_ms())
     }
 }
 

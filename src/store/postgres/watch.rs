@@ -52,6 +52,33 @@ const NEXT_DUE_BY_SCAN: &str = "
              THEN LEAST(GREATEST(MIN(run_at)::NUMERIC - jobd_now_ms(), -3e16), 3e16)::BIGINT END
     FROM jobs WHERE state = 'queued'";
 
+/// Whether some host is paused now.
+const ANY_PAUSED: &str = "SELECT EXISTS (SELECT 1 FROM hosts WHERE paused_until > jobd_now_ms())";
+
+/// [`NEXT_DUE`] while some host is paused: host by host, the first entry of each host's run in
+/// `jobs_queued_host` (a skip scan: one probe per host with queued jobs, however many jobs each
+/// has), where a paused host's counts from the end of its pause; and the jobs without a host.
+/// Walking `jobs_claim` past a paused host's jobs instead would read every one of them that
+/// comes before the first other job, at every call.
+const NEXT_DUE_PAST_PAUSES: &str = "
+    WITH RECURSIVE each (host) AS (
+        SELECT (SELECT MIN(host) FROM jobs WHERE state = 'queued' AND host IS NOT NULL)
+        UNION ALL
+        SELECT (SELECT MIN(host) FROM jobs WHERE state = 'queued' AND host > each.host)
+        FROM each WHERE each.host IS NOT NULL
+    ), due AS (
+        SELECT GREATEST((SELECT MIN(run_at) FROM jobs
+                         WHERE state = 'queued' AND host = each.host),
+                        COALESCE((SELECT paused_until FROM hosts h WHERE h.host = each.host), 0))
+               AS at
+        FROM each WHERE each.host IS NOT NULL
+        UNION ALL
+        SELECT MIN(run_at) FROM jobs WHERE state = 'queued' AND host IS NULL
+    )
+    SELECT CASE WHEN MIN(at) IS NOT NULL
+             THEN LEAST(GREATEST(MIN(at)::NUMERIC - jobd_now_ms(), -3e16), 3e16)::BIGINT END
+    FROM due";
+
 pub(super) struct PgWatch {
     store: PgStore,
     /// None after the connection broke: the next call connects again.
@@ -147,6 +174,10 @@ impl Watch for PgWatch {
         // How long until the job is due by the database's clock, turned into this machine's.
         let wait: Option<i64> = self.ask(
             |client| {
+                let paused: bool = client.query_typed_one(ANY_PAUSED, &[])?.try_get(0)?;
+                if paused {
+                    return client.query_typed_one(NEXT_DUE_PAST_PAUSES, &[])?.try_get(0);
+                }
                 let row = client.query_typed_one(NEXT_DUE, &[(&MAX_PRIORITIES, Type::INT8)])?;
                 let levels: Option<i64> = row.try_get(1)?;
                 if levels.is_some_and(|n| n >= MAX_PRIORITIES) {
@@ -209,7 +240,7 @@ mod tests {
     use super::PgWatch;
     use crate::job::{Outcome, Report};
     use crate::store::postgres::PgStore;
-    use crate::store::{Controls, Jobs, NewJob, Queue, Watch};
+    use crate::store::{ClaimOptions, Controls, Jobs, NewJob, Queue, Watch};
     use jobd_testkit::postgres;
 
     /// Waits for `changed` to report a change; the fallback poll is an hour away, so only a
@@ -236,7 +267,7 @@ mod tests {
         notified(&mut watch, "an INSERT by hand");
         store.add(&[NewJob::new("http://127.0.0.1/b.png")]).unwrap();
         notified(&mut watch, "jobctl add");
-        let claimed = store.claim("w", 2, 60_000).unwrap();
+        let claimed = store.claim("w", 2, ClaimOptions::lease(60_000)).unwrap();
         assert_eq!(claimed.len(), 2);
         assert!(
             !watch.changed(Duration::from_millis(50)).unwrap(),

@@ -12,7 +12,9 @@ use crate::job::{
     self, Applied, Claimed, LEASE_EXPIRED, RawUrl, Recorded, Report, Settlement, State, now_ms,
 };
 use crate::lock;
-use crate::store::{Context, Queue, StoreError, Watch, count_from_db};
+use crate::store::{
+    ClaimOptions, Context, HostChange, HostState, Queue, StoreError, Watch, count_from_db,
+};
 
 /// Picks due jobs in claim order and marks them running, in one statement; nothing while the
 /// queue is paused (`jobctl pause`). RETURNING yields rows in table order, so the claim order
@@ -21,16 +23,43 @@ use crate::store::{Context, Queue, StoreError, Watch, count_from_db};
 /// `jobs_state` and sorts every queued row, which costs milliseconds at a million rows.
 /// The limit is written `(SELECT ?4)`: SQLite re-prepares a statement on every run whose LIMIT
 /// is a bare parameter, and that parse cost more than the claim itself.
+///
+/// A job whose host is paused (`hosts.paused_until` after ?1), or has as many jobs running as
+/// its limit (`hosts.max_in_flight`, else the ceiling ?5, else none), is passed over and left
+/// as it is. The running counts are those before this claim: one batch may take several jobs of
+/// a host, and so overshoot its room by at most the batch (the daemon's own limit in memory
+/// still holds its requests back).
+///
+/// Passing over a job costs reading its row (`host` is computed from `url`), and this runs
+/// under the write lock: so a claim looks at the first ?6 due jobs in claim order only
+/// ([`CLAIM_WINDOW`]). Jobs behind more than that many of blocked hosts wait until those hosts
+/// have room again. (Without the bound, a paused host with a million jobs first in line held
+/// the lock for seconds at every claim; an index of queued jobs by host would lift both, and
+/// costs every import too much: see migration 0006.)
 pub(super) const CLAIM: &str = "
     UPDATE jobs
     SET state = 'running', attempts = attempts + 1, started_at = ?1, finished_at = NULL,
         lease_until = ?2, worker = ?3
-    WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_claim
-                 WHERE state = 'queued' AND run_at <= ?1
-                   AND NOT EXISTS (SELECT 1 FROM settings WHERE name = 'paused' AND value = '1')
-                 ORDER BY priority DESC, run_at, id
+    WHERE id IN (SELECT id FROM (SELECT id, host FROM jobs AS j INDEXED BY jobs_claim
+                                 WHERE state = 'queued' AND run_at <= ?1
+                                   AND NOT EXISTS (SELECT 1 FROM settings
+                                                   WHERE name = 'paused' AND value = '1')
+                                 ORDER BY priority DESC, run_at, id
+                                 LIMIT (SELECT ?6)) AS c
+                 WHERE c.host IS NULL
+                    OR (NOT EXISTS (SELECT 1 FROM hosts h
+                                    WHERE h.host = c.host AND h.paused_until > ?1)
+                        AND (SELECT COUNT(*) FROM jobs AS r INDEXED BY jobs_running_host
+                             WHERE r.state = 'running' AND r.host = c.host)
+                            < COALESCE((SELECT h.max_in_flight FROM hosts h
+                                        WHERE h.host = c.host),
+                                       ?5, 9223372036854775807))
                  LIMIT (SELECT ?4))
-    RETURNING id, url, attempts, max_attempts, priority, run_at";
+    RETURNING id, url, attempts, max_attempts, priority, run_at, host";
+
+/// How many due jobs, in claim order, a claim looks at for ones whose host has room: a bound
+/// on the time it holds the write lock when a blocked host's jobs come first.
+const CLAIM_WINDOW: i64 = 4_096;
 
 const START_ATTEMPT: &str = "
     INSERT INTO attempts (job_id, attempt, worker, started_at)
@@ -201,7 +230,12 @@ fn raw_url(value: ValueRef<'_>) -> RawUrl {
 }
 
 impl Queue for SqliteStore {
-    fn claim(&self, worker: &str, limit: usize, lease_ms: i64) -> Result<Vec<Claimed>, StoreError> {
+    fn claim(
+        &self,
+        worker: &str,
+        limit: usize,
+        options: ClaimOptions,
+    ) -> Result<Vec<Claimed>, StoreError> {
         let _turn = lock(&self.write_turn);
         let mut conn = self.conn()?;
         let tx = conn
@@ -213,7 +247,14 @@ impl Queue for SqliteStore {
         {
             let mut pick = tx.prepare_cached(CLAIM).ctx("preparing the claim")?;
             let mut rows = pick
-                .query(params![now, now + lease_ms, worker, limit as i64])
+                .query(params![
+                    now,
+                    now + options.lease_ms,
+                    worker,
+                    limit as i64,
+                    options.per_host,
+                    CLAIM_WINDOW.max(limit as i64)
+                ])
                 .ctx("claiming jobs")?;
             while let Some(row) = rows.next().ctx("claiming jobs")? {
                 // Columns people may have set to anything: read what can be read.
@@ -226,6 +267,7 @@ impl Queue for SqliteStore {
                     attempt_id: 0,
                     attempt: 0,
                     started_at: now,
+                    host: row.get(6).ctx("reading a claimed job")?,
                 };
                 let order = (
                     loose_int(value(4)?).unwrap_or(0),
@@ -385,5 +427,14 @@ impl Queue for SqliteStore {
         conn.busy_timeout(WATCH_BUSY_TIMEOUT)
             .ctx(format_args!("opening {}", self.path.display()))?;
         Ok(Box::new(SqliteWatch::new(conn)))
+    }
+
+    fn record_host(&self, host: &str, change: HostChange) -> Result<(), StoreError> {
+        let _turn = lock(&self.write_turn);
+        super::hosts::record(&*self.conn()?, host, change, now_ms())
+    }
+
+    fn hosts_in_trouble(&self) -> Result<Vec<HostState>, StoreError> {
+        super::hosts::in_trouble(&*self.conn()?, now_ms())
     }
 }

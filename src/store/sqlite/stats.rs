@@ -7,7 +7,7 @@ use crate::job::State;
 use crate::job::now_ms;
 use crate::job::{RECENT_MINUTES, window_start};
 use crate::store::admin::{Sample, in_state_order, timings};
-use crate::store::{Context, Figures, Stats, StoreError};
+use crate::store::{Context, Figures, HostRow, Stats, StoreError};
 
 impl Figures for SqliteStore {
     fn stats(&self) -> Result<Stats, StoreError> {
@@ -91,6 +91,10 @@ impl Figures for SqliteStore {
             .and_then(|rows| rows.collect())
             .ctx("counting jobs")?;
         Ok((in_state_order(&found), super::ops::paused(&conn)?))
+    }
+
+    fn hosts(&self) -> Result<Vec<HostRow>, StoreError> {
+        super::hosts::rows(&*self.conn()?, now_ms())
     }
 }
 

@@ -5,12 +5,30 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension};
 
-use crate::job::State;
+use crate::job::{State, now_ms};
 use crate::store::{Context, StoreError, Watch};
 
 /// The first index entry of `jobs_due` answers this, however many jobs are queued.
 pub(super) const NEXT_DUE: &str =
     "SELECT MIN(run_at) FROM jobs INDEXED BY jobs_due WHERE state = 'queued'";
+
+/// The earliest end of a pause after ?1, if some host is paused.
+const FIRST_PAUSE_END: &str = "SELECT MIN(paused_until) FROM hosts WHERE paused_until > ?1";
+
+/// How many queued jobs [`NEXT_DUE_PAST_PAUSES`] looks at, at most.
+const LOOK: i64 = 1_000;
+
+/// While some host is paused (at ?1): the first ?2 queued jobs in run_at order, from `jobs_due`,
+/// as (the earliest run_at of a job whose host is not paused, the last run_at looked at, how
+/// many were looked at). Bounded: a paused host may have a million jobs due, and this runs
+/// whenever the database changes. (An index of queued jobs by host would answer exactly, one
+/// probe per host, but costs every import far too much; see migration 0006.)
+pub(super) const NEXT_DUE_PAST_PAUSES: &str = "
+    SELECT MIN(CASE WHEN NOT paused THEN run_at END), MAX(run_at), COUNT(*) FROM (
+        SELECT run_at, EXISTS (SELECT 1 FROM hosts h
+                               WHERE h.host = j.host AND h.paused_until > ?1) AS paused
+        FROM jobs AS j INDEXED BY jobs_due WHERE state = 'queued'
+        ORDER BY run_at LIMIT ?2)";
 
 /// Sees commits by other connections through `PRAGMA data_version`, which costs next to nothing.
 /// (An update hook would see only this connection's own writes, not the sqlite3 shell's.)
@@ -49,6 +67,29 @@ impl SqliteWatch {
     }
 }
 
+/// The next due time while some host is paused until `pause_end` at the earliest, from what
+/// [`NEXT_DUE_PAST_PAUSES`] found: the first job of a host that is not paused, or the first end
+/// of a pause, whichever is earlier. When every job looked at belongs to a paused host and there
+/// are more, the first job past them is due no earlier than the last one looked at: that time
+/// if it is still to come, else the pause's end. A job due now behind more than [`LOOK`] jobs of
+/// paused hosts is then found by the workers' own idle recheck, not by a wake-up.
+fn past_pauses(
+    now: i64,
+    pause_end: i64,
+    unpaused: Option<i64>,
+    last: Option<i64>,
+    looked: i64,
+) -> Option<i64> {
+    if looked == 0 {
+        return None;
+    }
+    match unpaused {
+        Some(due) => Some(due.min(pause_end)),
+        None if looked < LOOK => Some(pause_end),
+        None => Some(last.filter(|&t| t > now).map_or(pause_end, |t| t.min(pause_end))),
+    }
+}
+
 impl Watch for SqliteWatch {
     fn changed(&mut self, wait: Duration) -> Result<bool, StoreError> {
         // SQLite tells no one: sleep, then look.
@@ -66,11 +107,28 @@ impl Watch for SqliteWatch {
     }
 
     fn next_due(&mut self) -> Result<Option<i64>, StoreError> {
-        self.conn
-            .prepare_cached(NEXT_DUE)
-            .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)).optional())
-            .map(Option::flatten)
-            .ctx("looking for queued jobs")
+        let now = now_ms();
+        let pause_end: Option<i64> = self
+            .conn
+            .prepare_cached(FIRST_PAUSE_END)
+            .and_then(|mut stmt| stmt.query_row([now], |r| r.get(0)))
+            .ctx("looking for paused hosts")?;
+        let Some(pause_end) = pause_end else {
+            return self
+                .conn
+                .prepare_cached(NEXT_DUE)
+                .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)).optional())
+                .map(Option::flatten)
+                .ctx("looking for queued jobs");
+        };
+        let (unpaused, last, looked): (Option<i64>, Option<i64>, i64) = self
+            .conn
+            .prepare_cached(NEXT_DUE_PAST_PAUSES)
+            .and_then(|mut stmt| {
+                stmt.query_row([now, LOOK], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            })
+            .ctx("looking for queued jobs")?;
+        Ok(past_pauses(now, pause_end, unpaused, last, looked))
     }
 
     fn counts(&mut self) -> Result<Vec<(State, i64)>, StoreError> {
@@ -100,5 +158,22 @@ impl Watch for SqliteWatch {
             )
             .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
             .ctx("looking for unfinished jobs")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LOOK, past_pauses};
+
+    #[test]
+    fn past_pauses_answers_the_first_unpaused_job_or_a_pauses_end_and_never_a_time_gone() {
+        let (now, end) = (1_000, 5_000);
+        assert_eq!(past_pauses(now, end, None, None, 0), None, "nothing queued");
+        assert_eq!(past_pauses(now, end, Some(2_000), Some(900), 3), Some(2_000));
+        assert_eq!(past_pauses(now, end, Some(9_000), Some(9_000), 3), Some(end));
+        assert_eq!(past_pauses(now, end, None, Some(900), 3), Some(end), "all paused");
+        // More paused jobs than it looks at: the next is due no earlier than the last seen.
+        assert_eq!(past_pauses(now, end, None, Some(3_000), LOOK), Some(3_000));
+        assert_eq!(past_pauses(now, end, None, Some(900), LOOK), Some(end));
     }
 }

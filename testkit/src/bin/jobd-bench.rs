@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use jobd::job::{Outcome, Report};
 use jobd::sniff;
-use jobd::store::{self, Database, NewJob};
+use jobd::store::{self, ClaimOptions, Database, NewJob};
 use jobd::validate::decode::{self, Decoded};
 use jobd::validate::{Limits, Validator};
 use sha2::{Digest, Sha256};
@@ -91,7 +91,7 @@ fn claims(mut args: impl Iterator<Item = String>) -> Result<(), String> {
     let start = Instant::now();
     for _ in 0..claims {
         let claimed = store
-            .claim("bench", batch, 60_000)
+            .claim("bench", batch, ClaimOptions::lease(60_000))
             .map_err(|e| e.to_string())?;
         let items: Vec<_> = claimed.iter().map(|job| (job, &failed)).collect();
         store.record(&items).map_err(|e| e.to_string())?;

@@ -1,0 +1,363 @@
+//! The contract of shared politeness (issue 14), on both backends: `jobs.host` as the database
+//! computes it, claims that pass over paused hosts and hosts at their limit, the watch's next
+//! due time past a pause, the `hosts` table written by two daemons, and `jobctl hosts`' figures.
+
+use jobd::job::{Outcome, Report, now_ms};
+use jobd::store::{self, ClaimOptions, HostChange, NewJob};
+
+use super::{Fixture, done, failed};
+use crate::support::wait_until;
+
+/// A claim as a daemon whose `max_per_host` is `ceiling` makes it.
+fn claim_hosts(f: &Fixture, n: usize, ceiling: Option<u32>) -> Vec<String> {
+    let options = ClaimOptions {
+        lease_ms: 60_000,
+        per_host: ceiling,
+    };
+    f.store
+        .claim("test/w0", n, options)
+        .unwrap()
+        .into_iter()
+        .map(|c| {
+            let path = match &c.url {
+                jobd::job::RawUrl::Text(url) => url.rsplit('/').next().unwrap().to_string(),
+                jobd::job::RawUrl::NotText(what) => what.to_string(),
+            };
+            format!("{}/{path}", c.host.as_deref().unwrap_or("-"))
+        })
+        .collect()
+}
+
+contract!(
+    the_host_column_is_the_urls_authority_for_every_way_in,
+    a_paused_hosts_jobs_wait_untouched_while_others_are_claimed,
+    a_host_at_its_limit_is_passed_over,
+    the_next_due_time_waits_out_a_pause,
+    host_state_from_two_daemons_combines,
+    hosts_lists_each_hosts_figures,
+);
+
+fn the_host_column_is_the_urls_authority_for_every_way_in(f: &Fixture) {
+    let cases: [(&str, Option<&str>); 13] = [
+        (
+            "https://User:pw@Img.Example.org:8443/a.png?x",
+            Some("img.example.org:8443"),
+        ),
+        ("http://127.0.0.1:45000/x.png", Some("127.0.0.1:45000")),
+        ("HTTP://IMG.EXAMPLE.ORG/A.PNG", Some("img.example.org")),
+        ("https://example.org?q=1/2", Some("example.org")),
+        ("https://example.org#frag/x", Some("example.org")),
+        ("https://example.org", Some("example.org")),
+        ("https://user@example.org/p@q/r", Some("example.org")),
+        ("https://[::1]:8080/a.png", Some("[::1]:8080")),
+        ("https://Bücher.example/a.png", Some("bücher.example")),
+        ("not a url", None),
+        ("file:///etc/passwd", None),
+        ("", None),
+        ("mailto:someone@example.org", None),
+    ];
+    let quoted = |url: &str| format!("'{}'", url.replace('\'', "''"));
+    for (url, _) in &cases {
+        f.exec(&format!("INSERT INTO jobs (url) VALUES ({})", quoted(url)));
+    }
+    f.exec("INSERT INTO jobs (url) VALUES (NULL)");
+    let has = |url: Option<&str>, host: Option<&str>| -> bool {
+        let url = url.map_or_else(|| "url IS NULL".into(), |u| format!("url = {}", quoted(u)));
+        let host = host.map_or_else(|| "host IS NULL".into(), |h| format!("host = '{h}'"));
+        f.count(&format!("SELECT COUNT(*) FROM jobs WHERE {url} AND {host}")) == 1
+    };
+    for (url, host) in &cases {
+        assert!(has(Some(url), *host), "{url}: expected {host:?}");
+    }
+    assert!(has(None, None), "a NULL url");
+    // jobctl add and an import get it too, and a claim hands it over.
+    f.add(&["https://A.Example.org/added.png"]);
+    let mut batch = std::iter::once(vec![NewJob::new("https://b.example.org:81/imported.png")]);
+    f.store.import(&mut batch, false, &mut |_| {}).unwrap();
+    let mut claimed: Vec<Option<String>> = f.claim(20).into_iter().map(|c| c.host).collect();
+    claimed.sort();
+    let mut expected: Vec<Option<String>> = cases
+        .iter()
+        .map(|(_, h)| h.map(str::to_string))
+        .chain([None])
+        .chain([
+            Some("a.example.org".to_string()),
+            Some("b.example.org:81".to_string()),
+        ])
+        .collect();
+    expected.sort();
+    assert_eq!(claimed, expected);
+}
+
+fn a_paused_hosts_jobs_wait_untouched_while_others_are_claimed(f: &Fixture) {
+    f.add(&[
+        "http://slow.test/1",
+        "http://slow.test/2",
+        "http://slow.test/3",
+        "http://fast.test/1",
+        "not a url",
+        "http://fast.test/2",
+    ]);
+    let pause_ends = now_ms() + 1_500;
+    f.store
+        .record_host(
+            "slow.test",
+            HostChange::Paused {
+                until: pause_ends,
+                strikes: 1,
+            },
+        )
+        .unwrap();
+    let claimed = claim_hosts(f, 10, Some(16));
+    assert_eq!(claimed, ["fast.test/1", "-/not a url", "fast.test/2"]);
+    // Nothing of the paused host's was touched: no attempt, no try counted.
+    assert_eq!(
+        f.count(
+            "SELECT COUNT(*) FROM jobs WHERE host = 'slow.test' AND state = 'queued'
+             AND attempts = 0 AND started_at IS NULL"
+        ),
+        3
+    );
+    assert_eq!(f.count("SELECT COUNT(*) FROM attempts"), 3);
+    assert!(claim_hosts(f, 10, Some(16)).is_empty(), "still paused");
+    // Once the pause is over, they are claimed like any job.
+    let mut got = Vec::new();
+    wait_until("the paused host's jobs after the pause", || {
+        got.extend(claim_hosts(f, 10, Some(16)));
+        got.len() == 3
+    });
+    assert!(
+        now_ms() >= pause_ends - 1_000,
+        "claimed before the pause ended"
+    );
+    assert_eq!(got, ["slow.test/1", "slow.test/2", "slow.test/3"]);
+}
+
+fn a_host_at_its_limit_is_passed_over(f: &Fixture) {
+    f.add(&[
+        "http://a.test/1",
+        "http://a.test/2",
+        "http://a.test/3",
+        "http://b.test/1",
+        "http://b.test/2",
+    ]);
+    // One by one with a ceiling of 2: the third of a.test waits for one of the first two.
+    let one = |ceiling| claim_hosts(f, 1, ceiling);
+    assert_eq!(one(Some(2)), ["a.test/1"]);
+    assert_eq!(one(Some(2)), ["a.test/2"]);
+    assert_eq!(one(Some(2)), ["b.test/1"]);
+    // The fleet narrowed b.test to 1, which it has running: only a.test/3 under no ceiling.
+    f.store
+        .record_host("b.test", HostChange::Narrowed { max_in_flight: 1 })
+        .unwrap();
+    assert!(one(Some(2)).is_empty(), "both hosts are at their limit");
+    assert_eq!(claim_hosts(f, 5, None), ["a.test/3"]);
+    // Widened back to the ceiling: b.test has room again.
+    f.store
+        .record_host(
+            "b.test",
+            HostChange::Widened {
+                max_in_flight: None,
+            },
+        )
+        .unwrap();
+    assert_eq!(claim_hosts(f, 5, Some(2)), ["b.test/2"]);
+    // A finished job frees its room.
+    f.add(&["http://a.test/4"]);
+    assert!(one(Some(3)).is_empty(), "a.test has 3 running");
+    f.exec("UPDATE jobs SET state = 'done' WHERE url = 'http://a.test/1'");
+    assert_eq!(one(Some(3)), ["a.test/4"]);
+}
+
+fn the_next_due_time_waits_out_a_pause(f: &Fixture) {
+    let mut watch = f.store.watch().unwrap();
+    let hour = 3_600_000;
+    let now = now_ms();
+    f.add(&["http://paused.test/1", "http://paused.test/2"]);
+    f.store
+        .record_host(
+            "paused.test",
+            HostChange::Paused {
+                until: now + hour,
+                strikes: 3,
+            },
+        )
+        .unwrap();
+    let near = |due: Option<i64>, at: i64| {
+        let due = due.expect("a due time");
+        assert!((due - at).abs() < 5_000, "due {due}, expected {at}");
+    };
+    near(watch.next_due().unwrap(), now + hour);
+    // Another host's job scheduled later than the pause's end, and one earlier.
+    let at = |url: &str, run_at: i64| NewJob {
+        run_at: Some(run_at),
+        ..NewJob::new(url)
+    };
+    f.store
+        .add(&[at("http://other.test/1", now + 2 * hour)])
+        .unwrap();
+    near(watch.next_due().unwrap(), now + hour);
+    f.store.add(&[at("not a url", now + hour / 2)]).unwrap();
+    near(watch.next_due().unwrap(), now + hour / 2);
+    // Without the other hosts' jobs, the pause's end again.
+    f.exec("DELETE FROM jobs WHERE host IS NULL OR host = 'other.test'");
+    near(watch.next_due().unwrap(), now + hour);
+    // More of the paused host's jobs than a backend may look at in one go.
+    let many: Vec<NewJob> = (0..1_500)
+        .map(|i| NewJob::new(format!("http://paused.test/many/{i}")))
+        .collect();
+    f.store.add(&many).unwrap();
+    near(watch.next_due().unwrap(), now + hour);
+    f.exec("DELETE FROM jobs");
+    assert_eq!(watch.next_due().unwrap(), None);
+}
+
+fn host_state_from_two_daemons_combines(f: &Fixture) {
+    let other = store::open_for_jobctl(&f.database).unwrap();
+    let now = now_ms();
+    let hour = 3_600_000;
+    let pause = |until, strikes| HostChange::Paused { until, strikes };
+    // A pause only ever extends, and keeps the most strikes, whoever writes last.
+    f.store
+        .record_host("h.test", pause(now + 2 * hour, 2))
+        .unwrap();
+    other.record_host("h.test", pause(now + hour, 1)).unwrap();
+    // Limits: the newest write wins.
+    other
+        .record_host("h.test", HostChange::Narrowed { max_in_flight: 4 })
+        .unwrap();
+    f.store
+        .record_host("h.test", HostChange::Narrowed { max_in_flight: 2 })
+        .unwrap();
+    other
+        .record_host("g.test", HostChange::Narrowed { max_in_flight: 3 })
+        .unwrap();
+    f.store
+        .record_host(
+            "g.test",
+            HostChange::Widened {
+                max_in_flight: None,
+            },
+        )
+        .unwrap();
+    other
+        .record_host("k.test", HostChange::Narrowed { max_in_flight: 5 })
+        .unwrap();
+    f.store
+        .record_host(
+            "k.test",
+            HostChange::Widened {
+                max_in_flight: Some(6),
+            },
+        )
+        .unwrap();
+    for daemon in [&f.store, &other] {
+        let trouble = daemon.hosts_in_trouble().unwrap();
+        let hosts: Vec<&str> = trouble.iter().map(|h| h.host.as_str()).collect();
+        assert_eq!(hosts, ["h.test", "k.test"], "g.test is back at the ceiling");
+        let h = &trouble[0];
+        assert_eq!((h.max_in_flight, h.strikes), (Some(2), 2));
+        let until = h.paused_until.expect("paused");
+        assert!((until - (now + 2 * hour)).abs() < 5_000, "until {until}");
+        assert_eq!(
+            (
+                trouble[1].max_in_flight,
+                trouble[1].paused_until,
+                trouble[1].strikes
+            ),
+            (Some(6), None, 0)
+        );
+    }
+    // Every slow-down counted once, whichever daemon saw it; widening is no slow-down.
+    assert_eq!(
+        f.count("SELECT slow_downs FROM hosts WHERE host = 'h.test'"),
+        4
+    );
+    assert_eq!(
+        f.count("SELECT slow_downs FROM hosts WHERE host = 'g.test'"),
+        1
+    );
+    assert_eq!(
+        f.count("SELECT COUNT(*) FROM hosts WHERE host = 'g.test' AND max_in_flight IS NULL"),
+        1
+    );
+    // Widening resets the strikes but leaves the pause to run out.
+    other
+        .record_host(
+            "h.test",
+            HostChange::Widened {
+                max_in_flight: Some(3),
+            },
+        )
+        .unwrap();
+    let h = &f.store.hosts_in_trouble().unwrap()[0];
+    assert_eq!((h.max_in_flight, h.strikes), (Some(3), 0));
+    assert!(h.paused_until.is_some());
+}
+
+fn hosts_lists_each_hosts_figures(f: &Fixture) {
+    f.add(&[
+        "http://busy.test/1",
+        "http://busy.test/2",
+        "http://busy.test/3",
+        "http://busy.test/4",
+        "http://quiet.test/1",
+        "http://quiet.test/2",
+        "not a url",
+    ]);
+    // busy.test: 2 running, 1 done, 1 failed after a 429; quiet.test: all queued.
+    let claimed = f.claim(4);
+    assert_eq!(claimed.len(), 4);
+    let slow = Report {
+        http_status: Some(429),
+        ..failed("HTTP 429 Too Many Requests")
+    };
+    let done = done("a");
+    f.store
+        .record(&[(&claimed[0], &done), (&claimed[1], &slow)])
+        .unwrap();
+    let until = now_ms() + 600_000;
+    f.store
+        .record_host("busy.test", HostChange::Narrowed { max_in_flight: 2 })
+        .unwrap();
+    f.store
+        .record_host("gone.test", HostChange::Paused { until, strikes: 1 })
+        .unwrap();
+    let rows = f.store.hosts().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r.host.as_str()).collect();
+    assert_eq!(names, ["quiet.test", "busy.test", "gone.test"]);
+    let quiet = &rows[0];
+    assert_eq!(
+        (
+            quiet.queued,
+            quiet.running,
+            quiet.max_in_flight,
+            quiet.paused_until
+        ),
+        (2, 0, None, None)
+    );
+    let busy = &rows[1];
+    assert_eq!(
+        (
+            busy.queued,
+            busy.running,
+            busy.done_recently,
+            busy.failed_recently,
+            busy.slow_downs_recently,
+            busy.max_in_flight
+        ),
+        (0, 2, 1, 1, 1, Some(2))
+    );
+    let gone = &rows[2];
+    assert_eq!((gone.queued, gone.running), (0, 0));
+    let paused = gone.paused_until.expect("paused");
+    assert!((paused - until).abs() < 5_000, "paused until {paused}");
+    // A job given back untried is queued again, and counts there.
+    let untried = Report::new(Outcome::Untried { run_at: now_ms() });
+    f.store.record(&[(&claimed[2], &untried)]).unwrap();
+    let rows = f.store.hosts().unwrap();
+    assert_eq!(
+        (rows[1].host.as_str(), rows[1].queued, rows[1].running),
+        ("busy.test", 1, 1)
+    );
+}
