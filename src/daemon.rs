@@ -29,7 +29,7 @@ pub fn run(config: &Config, drain: bool) -> Result<(), Error> {
     })?;
     let blobs = Arc::new(blobs);
     restore_abandoned_blobs(blobs.clone())?;
-    let downloader = Downloader::new(config, blobs.clone())?;
+    let downloader = Downloader::new(config, blobs.clone(), store.clone())?;
     log::info!(
         "jobd {} on {} (blobs in {}), {} workers{}",
         env!("CARGO_PKG_VERSION"),
@@ -46,6 +46,7 @@ pub fn run(config: &Config, drain: bool) -> Result<(), Error> {
         lease: config.lease(),
         retention: config.retention(),
         retry: config.retry.clone(),
+        per_host: Some(u32::try_from(config.fetch.max_per_host).unwrap_or(u32::MAX)),
     };
     let queue: Arc<dyn store::Queue> = store;
     let metrics = Arc::new(Metrics::new(config.workers));

@@ -6,6 +6,7 @@
 
 use std::io::{Read, Write};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
 use url::Url;
@@ -18,6 +19,7 @@ use crate::job::{Claimed, Failure, Outcome, RawUrl, Reason, Report, Stored, now_
 use crate::joburl;
 use crate::retry::{self, status_means_slow_down};
 use crate::sniff::{self, SNIFF_LEN};
+use crate::store::{HostChange, Queue};
 use crate::validate::decode::{self, Decoded};
 use crate::validate::{Invalid, Level, Limits, Problem, ReadAt, Validator};
 use crate::worker::{Handled, Handler};
@@ -41,12 +43,20 @@ pub struct Downloader {
     /// sooner, and each may hold a decoder's buffers of up to `max_pixels` pixels.
     decoders: Slots,
     retry: RetryConfig,
+    /// Where a host's new limit or pause goes, for the claims of every daemon on the queue.
+    queue: Arc<dyn Queue>,
+    /// When this daemon last took in what the others learnt about hosts (Unix ms).
+    adopted_at: AtomicI64,
 }
+
+/// How often a daemon takes in the other daemons' host limits and pauses.
+const ADOPT_EVERY_MS: i64 = 5_000;
 
 impl Downloader {
     pub fn new(
         config: &Config,
         blobs: Arc<BlobStore>,
+        queue: Arc<dyn Queue>,
     ) -> Result<Downloader, crate::fetch::ClientError> {
         Ok(Downloader {
             http: Http::new(&config.fetch, config.workers)?,
@@ -64,7 +74,64 @@ impl Downloader {
             level: config.fetch.validate,
             decoders: Slots::new(std::thread::available_parallelism().map_or(1, usize::from)),
             retry: config.retry.clone(),
+            queue,
+            adopted_at: AtomicI64::new(0),
         })
+    }
+}
+
+impl Downloader {
+    /// Every [`ADOPT_EVERY_MS`], one worker reads the `hosts` table and takes in the limits and
+    /// pauses that other daemons wrote, so that ten daemons do not each learn the same 429.
+    fn adopt_the_fleets_hosts(&self, now: i64) {
+        let last = self.adopted_at.load(Ordering::Relaxed);
+        if now - last < ADOPT_EVERY_MS
+            || self
+                .adopted_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        match self.queue.hosts_in_trouble() {
+            Ok(states) => {
+                for state in states {
+                    self.hosts
+                        .adopt(&state.host, state.max_in_flight, state.paused_until);
+                }
+            }
+            Err(e) => log::warn!("cannot read the other daemons' host limits: {e}"),
+        }
+    }
+
+    /// Logs what a host's answer changed, and tells the other daemons through the queue: their
+    /// claims pass over a host that is paused or at its limit.
+    fn learned(&self, host: &str, status: u16, reaction: Reaction, now: i64) {
+        let change = match reaction {
+            Reaction::None => return,
+            Reaction::Narrowed(limit) => {
+                log::info!("{host} answered {status}: at most {limit} requests to it at once");
+                HostChange::Narrowed {
+                    max_in_flight: limit as u32,
+                }
+            }
+            Reaction::Widened(limit) => {
+                log::debug!("{host}: up to {limit} requests to it at once again");
+                HostChange::Widened {
+                    max_in_flight: (limit < self.hosts.ceiling()).then_some(limit as u32),
+                }
+            }
+            Reaction::Paused { until, strikes } => {
+                log::info!(
+                    "{host} answered {status}: no requests to it for {} ms",
+                    until - now
+                );
+                HostChange::Paused { until, strikes }
+            }
+        };
+        if let Err(e) = self.queue.record_host(host, change) {
+            log::warn!("cannot record what {host} asked for in the database: {e}");
+        }
     }
 }
 
@@ -82,7 +149,10 @@ impl Handler for Downloader {
                 return Handled::Report(report);
             }
         };
-        let host = hosts::key(&url);
+        self.adopt_the_fleets_hosts(now_ms());
+        // The database's key for the job's host, which the claim goes by; the URL's own for a
+        // job whose url the database could not read one from.
+        let host = job.host.clone().unwrap_or_else(|| hosts::key(&url));
         let permit = match self.hosts.enter(&host) {
             Ok(permit) => permit,
             Err(until) => return Handled::Report(Report::new(retry::while_host_cools(until))),
@@ -112,18 +182,8 @@ impl Handler for Downloader {
             }
         };
         if report.http_status.is_some() {
-            match self.hosts.heard(&host, signal) {
-                Reaction::None => {}
-                Reaction::Narrowed(limit) => log::info!(
-                    "{host} answered {}: at most {limit} requests to it at once",
-                    report.http_status.unwrap_or_default()
-                ),
-                Reaction::Paused(until) => log::info!(
-                    "{host} answered {}: no requests to it for {} ms",
-                    report.http_status.unwrap_or_default(),
-                    until - now
-                ),
-            }
+            let status = report.http_status.unwrap_or_default();
+            self.learned(&host, status, self.hosts.heard(&host, signal), now);
         }
         match sealed {
             Some(blob) => Handled::Stored(report, blob),

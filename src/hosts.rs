@@ -35,14 +35,16 @@ pub enum Signal {
     PauseUntil(i64),
 }
 
-/// How a host reacted to a [`Signal`], for the log.
+/// How a host reacted to a [`Signal`]: for the log, and for the other daemons on the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reaction {
     None,
     /// The limit fell to this many requests at once.
     Narrowed(usize),
-    /// No request before this time (Unix ms).
-    Paused(i64),
+    /// Successes raised the limit to this many requests at once.
+    Widened(usize),
+    /// No request before `until` (Unix ms); `strikes` pauses in a row at a limit of 1.
+    Paused { until: i64, strikes: u32 },
 }
 
 #[derive(Debug)]
@@ -143,7 +145,10 @@ impl Hosts {
         let reaction = match signal {
             Signal::PauseUntil(until) => {
                 host.paused_until = host.paused_until.max(until);
-                Reaction::Paused(host.paused_until)
+                Reaction::Paused {
+                    until: host.paused_until,
+                    strikes: host.strikes,
+                }
             }
             Signal::Fine => {
                 host.strikes = 0;
@@ -151,8 +156,10 @@ impl Hosts {
                 if host.successes >= host.limit && host.limit < self.ceiling {
                     host.limit += 1;
                     host.successes = 0;
+                    Reaction::Widened(host.limit)
+                } else {
+                    Reaction::None
                 }
-                Reaction::None
             }
             Signal::SlowDown if stale => Reaction::None,
             Signal::SlowDown if host.limit > 1 => {
@@ -169,7 +176,10 @@ impl Hosts {
                 host.strikes += 1;
                 host.paused_until = host.paused_until.max(now_ms() + pause);
                 host.sent_before_fall = host.active;
-                Reaction::Paused(host.paused_until)
+                Reaction::Paused {
+                    until: host.paused_until,
+                    strikes: host.strikes,
+                }
             }
         };
         if self.settled(host) {
@@ -188,6 +198,30 @@ impl Hosts {
             && host.paused_until <= now_ms()
             && host.limit == self.ceiling
             && host.strikes == 0
+    }
+
+    /// Takes in what the other daemons on the queue learnt (the `hosts` table): a host's limit
+    /// is the lower of theirs and ours, and its pause the later.
+    pub fn adopt(&self, host: &str, max_in_flight: Option<u32>, paused_until: Option<i64>) {
+        let mut state = lock(&self.state);
+        let entry = state.entry(host.to_string()).or_insert_with(|| self.fresh());
+        if let Some(limit) = max_in_flight {
+            let limit = (limit as usize).clamp(1, self.ceiling);
+            if limit < entry.limit {
+                entry.limit = limit;
+                entry.successes = 0;
+            }
+        }
+        if let Some(until) = paused_until {
+            entry.paused_until = entry.paused_until.max(until);
+        }
+        if self.settled(entry) {
+            state.remove(host);
+        }
+    }
+
+    pub fn ceiling(&self) -> usize {
+        self.ceiling
     }
 
     /// The host's current limit of requests in flight.
@@ -259,9 +293,10 @@ mod tests {
         assert_eq!(hosts.limit("h:80"), 4);
         assert!(hosts.enter("h:80").is_ok(), "a narrower host is not paused");
         // Four successes at a limit of 4 make it 5; five more make it 6.
-        for _ in 0..4 {
-            hosts.heard("h:80", Signal::Fine);
+        for _ in 0..3 {
+            assert_eq!(hosts.heard("h:80", Signal::Fine), Reaction::None);
         }
+        assert_eq!(hosts.heard("h:80", Signal::Fine), Reaction::Widened(5));
         assert_eq!(hosts.limit("h:80"), 5);
         for _ in 0..5 {
             hosts.heard("h:80", Signal::Fine);
@@ -301,7 +336,7 @@ mod tests {
         let mut pauses = Vec::new();
         for _ in 0..4 {
             let before = now_ms();
-            let Reaction::Paused(until) = hosts.heard("h:80", Signal::SlowDown) else {
+            let Reaction::Paused { until, .. } = hosts.heard("h:80", Signal::SlowDown) else {
                 panic!("a host at a limit of 1 pauses");
             };
             pauses.push(((until - before) as f64 / 1_000.0).round() as i64);
@@ -313,10 +348,25 @@ mod tests {
         // A success resets the count.
         hosts.heard("h:80", Signal::Fine);
         let before = now_ms();
-        let Reaction::Paused(until) = hosts.heard("h:80", Signal::SlowDown) else {
+        let Reaction::Paused { until, strikes } = hosts.heard("h:80", Signal::SlowDown) else {
             panic!("paused");
         };
+        assert_eq!(strikes, 1);
         assert!(until - before <= 1_100, "back to the first pause");
+    }
+
+    #[test]
+    fn what_other_daemons_learnt_is_taken_in() {
+        let hosts = Hosts::new(16, 1_000, 60_000);
+        hosts.adopt("h:80", Some(4), None);
+        assert_eq!(hosts.limit("h:80"), 4);
+        hosts.adopt("h:80", Some(8), None);
+        assert_eq!(hosts.limit("h:80"), 4, "the lower of the two");
+        let until = now_ms() + 60_000;
+        hosts.adopt("h:80", None, Some(until));
+        assert_eq!(hosts.enter("h:80").unwrap_err(), until);
+        hosts.adopt("quiet:80", None, None);
+        assert_eq!(lock(&hosts.state).len(), 1, "nothing to learn, nothing kept");
     }
 
     #[test]
@@ -325,7 +375,7 @@ mod tests {
         let until = now_ms() + 60_000;
         assert_eq!(
             hosts.heard("h:80", Signal::PauseUntil(until)),
-            Reaction::Paused(until)
+            Reaction::Paused { until, strikes: 0 }
         );
         assert_eq!(hosts.enter("h:80").unwrap_err(), until);
         // An earlier end never shortens it.

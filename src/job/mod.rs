@@ -185,10 +185,6 @@ pub struct Claimed {
     pub started_at: i64,
     /// The job's politeness key as the database computed it (`jobs.host`: the URL's authority,
     /// lowercased, without userinfo); None when the url is not a URL.
-    #[cfg_attr(
-        product_only,
-        expect(dead_code, reason = "the daemon keys its politeness by it next (issue 14)")
-    )]
     pub host: Option<String>,
 }
 

@@ -89,17 +89,9 @@ pub trait Queue: Send + Sync {
     fn watch(&self) -> Result<Box<dyn Watch>, StoreError>;
     /// Tells every daemon on the queue what this one learnt about `host` (the `hosts` table),
     /// as [`HostChange`] says; safe with any number of daemons writing at once.
-    #[cfg_attr(
-        product_only,
-        expect(dead_code, reason = "the daemon's politeness records its slow-downs here next (issue 14)")
-    )]
     fn record_host(&self, host: &str, change: HostChange) -> Result<(), StoreError>;
     /// The hosts with a limit or a pause now (by this machine's clock), so that a daemon adopts
     /// what the others learnt.
-    #[cfg_attr(
-        product_only,
-        expect(dead_code, reason = "the daemon's politeness adopts the fleet's state from here next (issue 14)")
-    )]
     fn hosts_in_trouble(&self) -> Result<Vec<HostState>, StoreError>;
 }
 

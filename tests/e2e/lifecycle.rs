@@ -107,6 +107,7 @@ fn quick_options(workers: usize, drain: bool) -> Options {
             base_delay_ms: 10,
             max_delay_ms: 20,
         },
+        per_host: None,
     }
 }
 
@@ -513,7 +514,7 @@ impl Queue for ClaimSkipsEverything {
         &self,
         _worker: &str,
         _limit: usize,
-        _lease_ms: i64,
+        _options: ClaimOptions,
     ) -> Result<Vec<Claimed>, StoreError> {
         self.claims.fetch_add(1, Ordering::SeqCst);
         Ok(Vec::new())
@@ -529,6 +530,12 @@ impl Queue for ClaimSkipsEverything {
     }
     fn prune(&self, before: i64, states: &[State], batch: usize) -> Result<usize, StoreError> {
         self.inner.prune(before, states, batch)
+    }
+    fn record_host(&self, host: &str, change: HostChange) -> Result<(), StoreError> {
+        self.inner.record_host(host, change)
+    }
+    fn hosts_in_trouble(&self) -> Result<Vec<HostState>, StoreError> {
+        self.inner.hosts_in_trouble()
     }
     fn watch(&self) -> Result<Box<dyn Watch>, StoreError> {
         Ok(Box::new(CountingWatch {
