@@ -16,6 +16,12 @@ ALTER TABLE jobs ADD COLUMN host TEXT GENERATED ALWAYS AS (
     CASE WHEN instr(url, '://') > 0 THEN NULLIF(lower(substr(substr(replace(replace(substr(url, instr(url, '://') + 3), '?', '/'), '#', '/') || '/', 1, instr(replace(replace(substr(url, instr(url, '://') + 3), '?', '/'), '#', '/') || '/', '/') - 1), instr(substr(replace(replace(substr(url, instr(url, '://') + 3), '?', '/'), '#', '/') || '/', 1, instr(replace(replace(substr(url, instr(url, '://') + 3), '?', '/'), '#', '/') || '/', '/') - 1), '@') + 1)), '') END
 ) VIRTUAL;
 
+-- The claim passes over the jobs of blocked hosts. With the host in its index it does so without
+-- reading their rows (and computing their hosts again): a paused host's jobs first in line cost
+-- a claim a third as much. An import's rows come in claim order, so they append to it.
+DROP INDEX jobs_claim;
+CREATE INDEX jobs_claim ON jobs (priority DESC, run_at, id, host) WHERE state = 'queued';
+
 -- The claim counts a host's running jobs (its room under its limit). Only running rows enter it,
 -- so an import pays nothing for it.
 CREATE INDEX jobs_running_host ON jobs (host) WHERE state = 'running';

@@ -30,9 +30,10 @@ use crate::store::{
 /// a host, and so overshoot its room by at most the batch (the daemon's own limit in memory
 /// still holds its requests back).
 ///
-/// Passing over a job costs reading its row (`host` is computed from `url`), and this runs
-/// under the write lock: so a claim looks at the first ?6 due jobs in claim order only
-/// ([`CLAIM_WINDOW`]). Jobs behind more than that many of blocked hosts wait until those hosts
+/// The hosts to pass over are found once per claim: those paused, and those with as many jobs
+/// running as their limit. Passing over a job then costs one entry of `jobs_claim`, which holds
+/// the host (migration 0006), and one lookup in that set. This runs under the write lock, so a
+/// claim still looks at the first ?6 due jobs in claim order only ([`CLAIM_WINDOW`]). Jobs behind more than that many of blocked hosts wait until those hosts
 /// have room again. (Without the bound, a paused host with a million jobs first in line held
 /// the lock for seconds at every claim; an index of queued jobs by host would lift both, and
 /// costs every import too much: see migration 0006.)
@@ -47,13 +48,15 @@ pub(super) const CLAIM: &str = "
                                  ORDER BY priority DESC, run_at, id
                                  LIMIT (SELECT ?6)) AS c
                  WHERE c.host IS NULL
-                    OR (NOT EXISTS (SELECT 1 FROM hosts h
-                                    WHERE h.host = c.host AND h.paused_until > ?1)
-                        AND (SELECT COUNT(*) FROM jobs AS r INDEXED BY jobs_running_host
-                             WHERE r.state = 'running' AND r.host = c.host)
-                            < COALESCE((SELECT h.max_in_flight FROM hosts h
-                                        WHERE h.host = c.host),
-                                       ?5, 9223372036854775807))
+                    OR c.host NOT IN (SELECT host FROM hosts WHERE paused_until > ?1
+                                      UNION ALL
+                                      SELECT r.host FROM jobs AS r INDEXED BY jobs_running_host
+                                      WHERE r.state = 'running' AND r.host IS NOT NULL
+                                      GROUP BY r.host
+                                      HAVING COUNT(*) >= COALESCE(
+                                          (SELECT h.max_in_flight FROM hosts h
+                                           WHERE h.host = r.host),
+                                          ?5, 9223372036854775807))
                  LIMIT (SELECT ?4))
     RETURNING id, url, attempts, max_attempts, priority, run_at, host";
 
