@@ -46,7 +46,6 @@ pub fn run(config: &Config, drain: bool) -> Result<(), Error> {
         lease: config.lease(),
         retention: config.retention(),
         retry: config.retry.clone(),
-        per_host: Some(u32::try_from(config.fetch.max_per_host).unwrap_or(u32::MAX)),
     };
     let queue: Arc<dyn store::Queue> = store;
     let metrics = Arc::new(Metrics::new(config.workers));

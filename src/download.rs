@@ -104,33 +104,35 @@ impl Downloader {
         }
     }
 
-    /// Logs what a host's answer changed, and tells the other daemons through the queue: their
-    /// claims pass over a host that is paused or at its limit.
+    /// Logs what a host's answer changed. A pause also goes to the queue, for every daemon's
+    /// claims: they pass over the host's jobs until it ends, so ten daemons do not each learn the
+    /// same 429, and a paused host's queue costs nothing.
+    ///
+    /// A narrowed limit stays with this daemon. The claim can count only the jobs `running` in
+    /// the database, which include those whose answer is in and which wait for the committer; a
+    /// limit shared through it held a host below that limit (the one-off-503 benchmark fell from
+    /// 0.85 to 0.39 of the clean rate).
     fn learned(&self, host: &str, status: u16, reaction: Reaction, now: i64) {
-        let change = match reaction {
-            Reaction::None => return,
+        match reaction {
+            Reaction::None => {}
             Reaction::Narrowed(limit) => {
                 log::info!("{host} answered {status}: at most {limit} requests to it at once");
-                HostChange::Narrowed {
-                    max_in_flight: limit as u32,
-                }
             }
             Reaction::Widened(limit) => {
                 log::debug!("{host}: up to {limit} requests to it at once again");
-                HostChange::Widened {
-                    max_in_flight: (limit < self.hosts.ceiling()).then_some(limit as u32),
-                }
             }
             Reaction::Paused { until, strikes } => {
                 log::info!(
                     "{host} answered {status}: no requests to it for {} ms",
                     until - now
                 );
-                HostChange::Paused { until, strikes }
+                if let Err(e) = self
+                    .queue
+                    .record_host(host, HostChange::Paused { until, strikes })
+                {
+                    log::warn!("cannot record {host}'s pause in the database: {e}");
+                }
             }
-        };
-        if let Err(e) = self.queue.record_host(host, change) {
-            log::warn!("cannot record what {host} asked for in the database: {e}");
         }
     }
 }

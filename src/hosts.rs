@@ -220,10 +220,6 @@ impl Hosts {
         }
     }
 
-    pub fn ceiling(&self) -> usize {
-        self.ceiling
-    }
-
     /// The host's current limit of requests in flight.
     #[cfg(test)]
     fn limit(&self, key: &str) -> usize {

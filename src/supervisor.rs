@@ -30,8 +30,6 @@ pub struct Options {
     pub retry: crate::config::RetryConfig,
     /// Finished jobs older than this are pruned; None keeps them.
     pub retention: Option<Duration>,
-    /// `max_per_host`, for the claim; None: no ceiling in the claim.
-    pub per_host: Option<u32>,
 }
 
 struct Worker {
@@ -72,7 +70,6 @@ pub fn run(
         wake: Wake::default(),
         stopping: AtomicBool::new(false),
         lease_ms: options.lease.as_millis() as i64,
-        per_host: options.per_host,
     });
     let mut watch = queue.watch()?;
     reap(&*queue, options);

@@ -70,9 +70,6 @@ pub struct Shared {
     /// Set on shutdown: finish the job in hand, claim nothing more.
     pub stopping: AtomicBool,
     pub lease_ms: i64,
-    /// `max_per_host`: the claim passes over a host with this many jobs running (or the fleet's
-    /// lower limit for it, from the `hosts` table).
-    pub per_host: Option<u32>,
     pub metrics: Arc<Metrics>,
     pub committer: Arc<Committer>,
     /// Jobs claimed for idle workers that no worker has taken yet.
@@ -162,14 +159,7 @@ fn claim_for_idle_workers(
     let want = 1 + shared.idle.load(Ordering::SeqCst) + shared.prefetch;
     let mut jobs = shared
         .queue
-        .claim(
-            name,
-            want,
-            ClaimOptions {
-                lease_ms: shared.lease_ms,
-                per_host: shared.per_host,
-            },
-        )?
+        .claim(name, want, ClaimOptions::lease(shared.lease_ms))?
         .into_iter();
     let mine = jobs.next();
     if mine.is_none() {

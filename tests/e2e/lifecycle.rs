@@ -107,7 +107,6 @@ fn quick_options(workers: usize, drain: bool) -> Options {
             base_delay_ms: 10,
             max_delay_ms: 20,
         },
-        per_host: None,
     }
 }
 
