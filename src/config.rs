@@ -78,6 +78,9 @@ pub struct FetchConfig {
     pub validate: crate::validate::Level,
     /// Requests to one host (name and port) at the same time, from this daemon.
     pub max_per_host: usize,
+    /// Requests per second that one host may be sent, from this daemon (a Crawl-delay); 0: no
+    /// ceiling.
+    pub max_rate_per_host: f64,
     /// CIDRs exempt from the address guard, e.g. `["127.0.0.1/32"]` for local tests.
     pub allow_ips: Vec<String>,
     /// Turns the address guard off entirely. Anyone who can insert a row can then make jobd
@@ -139,6 +142,7 @@ impl Default for FetchConfig {
             max_frames: 1_000,
             validate: crate::validate::Level::Structure,
             max_per_host: 16,
+            max_rate_per_host: 0.0,
             allow_ips: Vec::new(),
             allow_private: false,
             ca_file: None,
@@ -238,6 +242,12 @@ impl Config {
         if self.fetch.max_per_host == 0 {
             return bad("fetch.max_per_host", "must be at least 1");
         }
+        if !(self.fetch.max_rate_per_host.is_finite() && self.fetch.max_rate_per_host >= 0.0) {
+            return bad(
+                "fetch.max_rate_per_host",
+                "must be a number of requests per second, 0 for no ceiling",
+            );
+        }
         if self.fetch.max_bytes == 0 {
             return bad("fetch.max_bytes", "must be at least 1");
         }
@@ -318,6 +328,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "max_frames",
             "validate",
             "max_per_host",
+            "max_rate_per_host",
             "allow_ips",
             "allow_private",
             "ca_file",

@@ -64,7 +64,8 @@ impl Downloader {
                 config.fetch.max_per_host,
                 config.retry.base_delay_ms,
                 config.retry.max_delay_ms,
-            ),
+            )
+            .with_rate(config.fetch.max_rate_per_host),
             blobs,
             max_bytes: config.fetch.max_bytes,
             limits: Limits {

@@ -9,6 +9,10 @@
 //!   not halve it again. At a limit of 1, each such answer pauses the host instead, for a time
 //!   that doubles with every one in a row and resets with a success.
 //! - Retry-After is the server's explicit word: the host pauses until then.
+//! - With `max_rate_per_host`, requests to a host start no closer together than its interval (a
+//!   Crawl-delay). A worker waits for its host's turn only if it comes within [`SHORT_WAIT_MS`];
+//!   otherwise its job goes back to the queue untried until then, so a slow host holds no worker
+//!   while other hosts have work.
 //!
 //! A single 503 from a CDN therefore costs one job a retry and the host a little concurrency for a
 //! while, not every other job's turn.
@@ -47,9 +51,14 @@ pub enum Reaction {
     Paused { until: i64, strikes: u32 },
 }
 
+/// The longest a worker waits for its host's next turn under a rate ceiling.
+pub const SHORT_WAIT_MS: i64 = 250;
+
 #[derive(Debug)]
 pub struct Hosts {
     ceiling: usize,
+    /// The least time between two requests' starts to one host (ms); None: no rate ceiling.
+    interval_ms: Option<i64>,
     /// The first pause of a host that keeps asking to slow down at a limit of 1, and the most.
     pause_ms: (i64, i64),
     state: Mutex<HashMap<String, Host>>,
@@ -69,6 +78,8 @@ struct Host {
     strikes: u32,
     /// Unix ms before which no new request goes to this host.
     paused_until: i64,
+    /// Under a rate ceiling: the earliest start of the next request (Unix ms).
+    next_start: i64,
 }
 
 /// A slot for one request to a host; dropping it frees the slot.
@@ -95,10 +106,18 @@ impl Hosts {
         let most = i64::try_from(max_pause_ms).unwrap_or(i64::MAX).max(first);
         Hosts {
             ceiling: ceiling.max(1),
+            interval_ms: None,
             pause_ms: (first, most),
             state: Mutex::new(HashMap::new()),
             freed: Condvar::new(),
         }
+    }
+
+    /// At most `per_second` requests a second to any one host (0: no ceiling).
+    pub fn with_rate(mut self, per_second: f64) -> Hosts {
+        self.interval_ms =
+            (per_second > 0.0).then(|| ((1_000.0 / per_second).ceil() as i64).max(1));
+        self
     }
 
     fn fresh(&self) -> Host {
@@ -109,20 +128,37 @@ impl Hosts {
             sent_before_fall: 0,
             strikes: 0,
             paused_until: 0,
+            next_start: 0,
         }
     }
 
-    /// Waits for a free slot on the host, within its current limit. Returns `Err(until)` at once
-    /// if the host is paused, so that the caller can give its job back until then.
+    /// Waits for a free slot on the host, within its current limit, and under a rate ceiling for
+    /// its turn if that comes within [`SHORT_WAIT_MS`]. Returns `Err(until)` at once if the host
+    /// is paused, or its turn is further away, so that the caller can give its job back until
+    /// then.
     pub fn enter(&self, key: &str) -> Result<Permit<'_>, i64> {
         let mut state = lock(&self.state);
         loop {
             let host = state.entry(key.to_string()).or_insert_with(|| self.fresh());
-            if host.paused_until > now_ms() {
+            let now = now_ms();
+            if host.paused_until > now {
                 return Err(host.paused_until);
+            }
+            if host.next_start > now {
+                let turn = host.next_start;
+                if turn - now > SHORT_WAIT_MS {
+                    return Err(turn);
+                }
+                drop(state);
+                std::thread::sleep(std::time::Duration::from_millis((turn - now) as u64));
+                state = lock(&self.state);
+                continue;
             }
             if host.active < host.limit {
                 host.active += 1;
+                if let Some(interval) = self.interval_ms {
+                    host.next_start = now + interval;
+                }
                 return Ok(Permit {
                     hosts: self,
                     key: key.to_string(),
@@ -194,8 +230,10 @@ impl Hosts {
     /// Whether a host is idle and back to normal: then it is forgotten, so that the map holds
     /// only hosts in use, paused, or still finding their limit.
     fn settled(&self, host: &Host) -> bool {
+        let now = now_ms();
         host.active == 0
-            && host.paused_until <= now_ms()
+            && host.paused_until <= now
+            && host.next_start <= now
             && host.limit == self.ceiling
             && host.strikes == 0
     }
@@ -349,6 +387,32 @@ mod tests {
         };
         assert_eq!(strikes, 1);
         assert!(until - before <= 1_100, "back to the first pause");
+    }
+
+    #[test]
+    fn a_rate_ceiling_spaces_requests_and_turns_away_those_far_from_their_turn() {
+        // Ten a second: a request every 100 ms; a worker waits for a turn that close.
+        let hosts = Hosts::new(4, 1_000, 60_000).with_rate(10.0);
+        let start = std::time::Instant::now();
+        for _ in 0..3 {
+            drop(hosts.enter("h:80").unwrap());
+        }
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(195), "3 starts in {took:?}");
+        // One every two seconds: the second request's turn is too far to wait for.
+        let slow = Hosts::new(4, 1_000, 60_000).with_rate(0.5);
+        let before = now_ms();
+        drop(slow.enter("h:80").unwrap());
+        let turn = slow.enter("h:80").unwrap_err();
+        assert!((1_900..=2_100).contains(&(turn - before)), "turn in {} ms", turn - before);
+        assert!(slow.enter("other:80").is_ok(), "other hosts keep their own turns");
+        // Without a ceiling, nothing waits.
+        let free = Hosts::new(4, 1_000, 60_000).with_rate(0.0);
+        let start = std::time::Instant::now();
+        for _ in 0..3 {
+            drop(free.enter("h:80").unwrap());
+        }
+        assert!(start.elapsed() < Duration::from_millis(50));
     }
 
     #[test]

@@ -116,6 +116,55 @@ fn a_one_off_503_without_retry_after_does_not_stop_the_host() {
     }
 }
 
+/// Issue 14: `max_rate_per_host` spaces the requests to each host (a Crawl-delay), without
+/// spending attempts; one host's turns do not hold up another's.
+#[test]
+fn a_rate_ceiling_spaces_a_hosts_requests_and_spends_no_attempts() {
+    let slow = TestServer::start();
+    let fast = TestServer::start();
+    let mut urls = Vec::new();
+    for i in 0..5 {
+        slow.route(&format!("/{i}"), Reply::image(png(i), "image/png"));
+        urls.push(slow.url(&format!("/{i}")));
+        fast.route(&format!("/{i}"), Reply::image(png(50 + i), "image/png"));
+        urls.push(fast.url(&format!("/{i}")));
+    }
+    // Four a second: a request every 250 ms, a turn close enough for a worker to wait for.
+    let env =
+        Env::with_config("[fetch]\nallow_ips = [\"127.0.0.1/32\"]\nmax_rate_per_host = 4.0\n");
+    let ids = env.add(&urls);
+    env.drain(&["--workers", "4"]);
+    for id in &ids {
+        assert_eq!(
+            env.outcomes(*id),
+            ["done"],
+            "job {id}: waiting is not an attempt"
+        );
+    }
+    let gaps = |server: &TestServer| -> Vec<f64> {
+        let arrivals = server.stats().arrivals_ms;
+        arrivals.windows(2).map(|w| w[1] - w[0]).collect()
+    };
+    for server in [&slow, &fast] {
+        let spaced = gaps(server);
+        assert_eq!(spaced.len(), 4);
+        for gap in &spaced {
+            assert!(*gap >= 240.0, "requests {gap} ms apart: {spaced:?}");
+        }
+    }
+    // Each host's five requests take four turns; had the hosts waited for each other, the ten
+    // would have taken nine.
+    let span: i64 = env
+        .db()
+        .query_row(
+            "SELECT MAX(finished_at) - MIN(started_at) FROM jobs",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(span < 1_900, "ten requests took {span} ms");
+}
+
 #[test]
 fn a_slow_down_answer_cools_the_whole_host_without_spending_attempts() {
     let busy = TestServer::start();
