@@ -49,6 +49,7 @@ pub fn run(config: &Config, drain: bool) -> Result<(), Error> {
     };
     let queue: Arc<dyn store::Queue> = store;
     let metrics = Arc::new(Metrics::new(config.workers));
+    metrics.watch_hosts(downloader.hosts());
     if let Some(addr) = config.metrics.listen {
         let bound = metrics::serve(addr, metrics.clone(), &*queue)?;
         log::info!("metrics on http://{bound}/metrics");

@@ -35,7 +35,7 @@ pub struct Downloader {
     /// Shared with the committer, which makes the sealed blobs durable.
     blobs: Arc<BlobStore>,
     http: Http,
-    hosts: Hosts,
+    hosts: Arc<Hosts>,
     max_bytes: u64,
     limits: Limits,
     level: Level,
@@ -60,12 +60,14 @@ impl Downloader {
     ) -> Result<Downloader, crate::fetch::ClientError> {
         Ok(Downloader {
             http: Http::new(&config.fetch, config.workers)?,
-            hosts: Hosts::new(
-                config.fetch.max_per_host,
-                config.retry.base_delay_ms,
-                config.retry.max_delay_ms,
-            )
-            .with_rate(config.fetch.max_rate_per_host),
+            hosts: Arc::new(
+                Hosts::new(
+                    config.fetch.max_per_host,
+                    config.retry.base_delay_ms,
+                    config.retry.max_delay_ms,
+                )
+                .with_rate(config.fetch.max_rate_per_host),
+            ),
             blobs,
             max_bytes: config.fetch.max_bytes,
             limits: Limits {
@@ -82,6 +84,11 @@ impl Downloader {
 }
 
 impl Downloader {
+    /// The daemon's politeness, for the metrics.
+    pub fn hosts(&self) -> Arc<Hosts> {
+        self.hosts.clone()
+    }
+
     /// Every [`ADOPT_EVERY_MS`], one worker reads the `hosts` table and takes in the limits and
     /// pauses that other daemons wrote, so that ten daemons do not each learn the same 429.
     fn adopt_the_fleets_hosts(&self, now: i64) {

@@ -258,6 +258,16 @@ impl Hosts {
         }
     }
 
+    /// How many hosts are paused now, and how many have a limit below the ceiling: the politeness
+    /// gauges of the metrics.
+    pub fn gauges(&self) -> (usize, usize) {
+        let now = now_ms();
+        let state = lock(&self.state);
+        let paused = state.values().filter(|h| h.paused_until > now).count();
+        let narrowed = state.values().filter(|h| h.limit < self.ceiling).count();
+        (paused, narrowed)
+    }
+
     /// The host's current limit of requests in flight.
     #[cfg(test)]
     fn limit(&self, key: &str) -> usize {

@@ -10,10 +10,11 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::job::{Outcome, Report, State};
+use crate::hosts::Hosts;
 use crate::lock;
 use crate::store::{Queue, Watch};
 
@@ -69,6 +70,8 @@ pub struct Metrics {
     workers: AtomicUsize,
     busy: AtomicUsize,
     busy_ms: AtomicU64,
+    /// The daemon's politeness, for its gauges (hosts paused, hosts narrowed).
+    hosts: OnceLock<Arc<Hosts>>,
 }
 
 impl Metrics {
@@ -76,6 +79,11 @@ impl Metrics {
         let metrics = Metrics::default();
         metrics.workers.store(workers, Relaxed);
         metrics
+    }
+
+    /// Reports the politeness of `hosts` at every scrape.
+    pub fn watch_hosts(&self, hosts: Arc<Hosts>) {
+        let _ = self.hosts.set(hosts);
     }
 
     /// A worker took a job in hand.
@@ -146,7 +154,22 @@ impl Metrics {
                 self.busy_ms.load(Relaxed) as f64 / 1000.0,
             ),
         ];
-        for (name, kind, help, value) in gauges {
+        let (paused, narrowed) = self.hosts.get().map_or((0, 0), |h| h.gauges());
+        let hosts = [
+            (
+                "jobd_hosts_paused",
+                "gauge",
+                "Hosts this daemon sends nothing now: a Retry-After, or slow-downs at one request at a time.",
+                paused as f64,
+            ),
+            (
+                "jobd_hosts_narrowed",
+                "gauge",
+                "Hosts whose limit of requests in flight a 429 or 503 has lowered below max_per_host.",
+                narrowed as f64,
+            ),
+        ];
+        for (name, kind, help, value) in gauges.into_iter().chain(hosts) {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
@@ -297,8 +320,15 @@ mod tests {
         failed.reason = Some(Reason::Http(404));
         m.record(&failed, 3_000);
         m.started();
+        let hosts = Arc::new(crate::hosts::Hosts::new(16, 1_000, 60_000));
+        hosts.heard("paused:80", crate::hosts::Signal::PauseUntil(i64::MAX));
+        drop(hosts.enter("busy:80").unwrap());
+        hosts.heard("busy:80", crate::hosts::Signal::SlowDown);
+        m.watch_hosts(hosts);
         let text = m.render(&[(State::Queued, 7)]);
         for line in [
+            "jobd_hosts_paused 1",
+            "jobd_hosts_narrowed 1",
             "jobd_attempts_total{outcome=\"done\",reason=\"none\"} 1",
             "jobd_attempts_total{outcome=\"failed\",reason=\"http_4xx\"} 1",
             "jobd_stored_bytes_total 1234",
