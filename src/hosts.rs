@@ -8,6 +8,8 @@
 //!   The requests already in flight when it fell are sent under the old limit: their answers do
 //!   not halve it again. At a limit of 1, each such answer pauses the host instead, for a time
 //!   that doubles with every one in a row and resets with a success.
+//! - [`SUSTAINED`] slow-downs in a row with no success between them (a host that answers 503 to
+//!   everything) take the limit straight to 1 and pause the host.
 //! - Retry-After is the server's explicit word: the host pauses until then.
 //! - With `max_rate_per_host`, requests to a host start no closer together than its interval (a
 //!   Crawl-delay). A worker waits for its host's turn only if it comes within [`SHORT_WAIT_MS`];
@@ -51,6 +53,10 @@ pub enum Reaction {
     Paused { until: i64, strikes: u32 },
 }
 
+/// Slow-downs in a row, with no success between them, after which a host goes straight to a
+/// limit of 1 and a pause: a host that answers 503 to everything is not a one-off.
+const SUSTAINED: u32 = 3;
+
 /// The longest a worker waits for its host's next turn under a rate ceiling.
 pub const SHORT_WAIT_MS: i64 = 250;
 
@@ -76,6 +82,8 @@ struct Host {
     sent_before_fall: usize,
     /// Pauses in a row at a limit of 1.
     strikes: u32,
+    /// Slow-downs since the last success, stale ones included.
+    slow_streak: u32,
     /// Unix ms before which no new request goes to this host.
     paused_until: i64,
     /// Under a rate ceiling: the earliest start of the next request (Unix ms).
@@ -127,6 +135,7 @@ impl Hosts {
             successes: 0,
             sent_before_fall: 0,
             strikes: 0,
+            slow_streak: 0,
             paused_until: 0,
             next_start: 0,
         }
@@ -188,6 +197,7 @@ impl Hosts {
             }
             Signal::Fine => {
                 host.strikes = 0;
+                host.slow_streak = 0;
                 host.successes += 1;
                 if host.successes >= host.limit && host.limit < self.ceiling {
                     host.limit += 1;
@@ -197,25 +207,27 @@ impl Hosts {
                     Reaction::None
                 }
             }
-            Signal::SlowDown if stale => Reaction::None,
+            Signal::SlowDown if host.slow_streak + 1 >= SUSTAINED && host.limit > 1 => {
+                // Nothing but slow-downs, however many were in flight: not a hiccup.
+                host.slow_streak += 1;
+                host.limit = 1;
+                host.successes = 0;
+                self.pause(host)
+            }
+            Signal::SlowDown if stale => {
+                host.slow_streak += 1;
+                Reaction::None
+            }
             Signal::SlowDown if host.limit > 1 => {
+                host.slow_streak += 1;
                 host.limit = (host.limit / 2).max(1);
                 host.successes = 0;
                 host.sent_before_fall = host.active;
                 Reaction::Narrowed(host.limit)
             }
             Signal::SlowDown => {
-                let (first, most) = self.pause_ms;
-                let pause = first
-                    .saturating_mul(1i64 << host.strikes.min(32))
-                    .min(most);
-                host.strikes += 1;
-                host.paused_until = host.paused_until.max(now_ms() + pause);
-                host.sent_before_fall = host.active;
-                Reaction::Paused {
-                    until: host.paused_until,
-                    strikes: host.strikes,
-                }
+                host.slow_streak += 1;
+                self.pause(host)
             }
         };
         if self.settled(host) {
@@ -225,6 +237,22 @@ impl Hosts {
         // A larger limit may let a waiting request in.
         self.freed.notify_all();
         reaction
+    }
+
+    /// Pauses a host that keeps asking to slow down at a limit of 1: from the first pause,
+    /// doubling with each one in a row, up to the most.
+    fn pause(&self, host: &mut Host) -> Reaction {
+        let (first, most) = self.pause_ms;
+        let pause = first
+            .saturating_mul(1i64 << host.strikes.min(32))
+            .min(most);
+        host.strikes += 1;
+        host.paused_until = host.paused_until.max(now_ms() + pause);
+        host.sent_before_fall = host.active;
+        Reaction::Paused {
+            until: host.paused_until,
+            strikes: host.strikes,
+        }
     }
 
     /// Whether a host is idle and back to normal: then it is forgotten, so that the map holds
@@ -366,12 +394,41 @@ mod tests {
         assert_eq!(hosts.heard("h:80", Signal::SlowDown), Reaction::Narrowed(8));
         for permit in permits {
             drop(permit);
-            assert_eq!(hosts.heard("h:80", Signal::SlowDown), Reaction::None);
+            // Answered with the image: these were fine.
+            assert_eq!(hosts.heard("h:80", Signal::Fine), Reaction::None);
         }
         assert_eq!(hosts.limit("h:80"), 8);
         // A request sent under the new limit that meets a 503 halves it again.
         drop(hosts.enter("h:80").unwrap());
         assert_eq!(hosts.heard("h:80", Signal::SlowDown), Reaction::Narrowed(4));
+        // A stale 503 between successes says nothing new.
+        let permits: Vec<_> = (0..3).map(|_| hosts.enter("h:80").unwrap()).collect();
+        let mut permits = permits.into_iter();
+        drop(permits.next());
+        assert_eq!(hosts.heard("h:80", Signal::SlowDown), Reaction::Narrowed(2));
+        drop(permits.next());
+        assert_eq!(hosts.heard("h:80", Signal::Fine), Reaction::None);
+        drop(permits.next());
+        assert_eq!(hosts.heard("h:80", Signal::SlowDown), Reaction::None);
+        assert_eq!(hosts.limit("h:80"), 2);
+    }
+
+    #[test]
+    fn nothing_but_slow_downs_takes_a_host_to_one_request_and_a_pause_at_once() {
+        let hosts = Hosts::new(16, 1_000, 60_000);
+        let permits: Vec<_> = (0..8).map(|_| hosts.enter("h:80").unwrap()).collect();
+        let mut reactions = Vec::new();
+        for permit in permits {
+            drop(permit);
+            reactions.push(hosts.heard("h:80", Signal::SlowDown));
+        }
+        assert_eq!(reactions[..2], [Reaction::Narrowed(8), Reaction::None]);
+        assert!(
+            matches!(reactions[2], Reaction::Paused { strikes: 1, .. }),
+            "{reactions:?}"
+        );
+        assert_eq!(hosts.limit("h:80"), 1);
+        assert!(hosts.enter("h:80").is_err(), "paused");
     }
 
     #[test]

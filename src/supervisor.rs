@@ -171,8 +171,10 @@ impl Default for Due {
     }
 }
 
-/// How often the supervisor looks at the queue even when nothing seems to have changed.
-const LOOK_EVERY: Duration = Duration::from_secs(5);
+/// How often the supervisor looks at the queue even when nothing seems to have changed. A look
+/// that finds a job due may cost a claim that walks past a paused host's whole queue (a tenth
+/// of a second per million jobs on SQLite), so not too often.
+const LOOK_EVERY: Duration = Duration::from_secs(30);
 
 /// One look at the queue, after waiting up to `wait` for a change (the loop's only pause): wakes
 /// idle workers when a job is due. With `drain` (`--drain`), says what it waits for, and returns

@@ -31,6 +31,7 @@ fn claim_hosts(f: &Fixture, n: usize, ceiling: Option<u32>) -> Vec<String> {
 contract!(
     the_host_column_is_the_urls_authority_for_every_way_in,
     a_paused_hosts_jobs_wait_untouched_while_others_are_claimed,
+    a_job_behind_a_paused_hosts_long_queue_is_claimed,
     a_host_at_its_limit_is_passed_over,
     the_next_due_time_waits_out_a_pause,
     host_state_from_two_daemons_combines,
@@ -87,6 +88,27 @@ fn the_host_column_is_the_urls_authority_for_every_way_in(f: &Fixture) {
         .collect();
     expected.sort();
     assert_eq!(claimed, expected);
+}
+
+/// Regression: SQLite's claim looked at the first `4,096` due jobs only, so a job queued behind
+/// more of a paused host's waited for the pause to end (the mixed benchmark stranded 15,000).
+fn a_job_behind_a_paused_hosts_long_queue_is_claimed(f: &Fixture) {
+    let many: Vec<NewJob> = (0..5_000)
+        .map(|i| NewJob::new(format!("http://slow.test/{i}")))
+        .collect();
+    f.store.add(&many).unwrap();
+    f.add(&["http://fast.test/behind"]);
+    f.store
+        .record_host(
+            "slow.test",
+            HostChange::Paused {
+                until: now_ms() + 3_600_000,
+                strikes: 1,
+            },
+        )
+        .unwrap();
+    assert_eq!(claim_hosts(f, 4, Some(16)), ["fast.test/behind"]);
+    assert!(claim_hosts(f, 4, Some(16)).is_empty());
 }
 
 fn a_paused_hosts_jobs_wait_untouched_while_others_are_claimed(f: &Fixture) {
