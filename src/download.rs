@@ -168,7 +168,6 @@ impl Handler for Downloader {
             Err(until) => return Handled::Report(Report::new(retry::while_host_cools(until))),
         };
         let (mut report, result) = self.attempt(&url);
-        drop(permit);
         let now = now_ms();
         let mut signal = Signal::Fine;
         let sealed = match result {
@@ -191,9 +190,11 @@ impl Handler for Downloader {
                 None
             }
         };
-        if report.http_status.is_some() {
-            let status = report.http_status.unwrap_or_default();
-            self.learned(&host, status, self.hosts.heard(&host, signal), now);
+        // Only an answer says something about the host; a failure to reach it frees the slot.
+        if let Some(status) = report.http_status {
+            self.learned(&host, status, permit.answered(signal), now);
+        } else {
+            drop(permit);
         }
         match sealed {
             Some(blob) => Handled::Stored(report, blob),

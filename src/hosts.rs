@@ -2,12 +2,16 @@
 //! in flight that adapts to what it answers (AIMD, as polite crawlers do), between 1 and
 //! `max_per_host`, and a pause when it asks for one.
 //!
-//! - An answer that does not ask to slow down counts as a success. After as many successes as
-//!   the limit, the limit grows by one, up to the ceiling (additive increase).
+//! - A host starts at one request in flight, and each success lets one more in, up to the
+//!   ceiling (slow start, as TCP's): a host that answers 503 to everything never gets more than
+//!   one request at once, and a good one reaches the ceiling within a few round trips.
+//! - After the first slow-down, an answer that does not ask to slow down counts as a success.
+//!   After as many successes as the limit, the limit grows by one, up to the ceiling (additive
+//!   increase).
 //! - A 429 or 503 without Retry-After halves the limit, not below 1 (multiplicative decrease).
 //!   The requests already in flight when it fell are sent under the old limit: their answers do
-//!   not halve it again. At a limit of 1, each such answer pauses the host instead, for a time
-//!   that doubles with every one in a row and resets with a success.
+//!   not halve it again. At a limit of 1, a second such answer in a row pauses the host instead,
+//!   for a time that doubles with every one in a row and resets with a success.
 //! - [`SUSTAINED`] slow-downs in a row with no success between them (a host that answers 503 to
 //!   everything) take the limit straight to 1 and pause the host.
 //! - Retry-After is the server's explicit word: the host pauses until then.
@@ -63,6 +67,8 @@ pub const SHORT_WAIT_MS: i64 = 250;
 #[derive(Debug)]
 pub struct Hosts {
     ceiling: usize,
+    /// Whether a host starts at one request in flight (always, but in tests of what follows).
+    slow_start: bool,
     /// The least time between two requests' starts to one host (ms); None: no rate ceiling.
     interval_ms: Option<i64>,
     /// The first pause of a host that keeps asking to slow down at a limit of 1, and the most.
@@ -76,6 +82,9 @@ struct Host {
     active: usize,
     /// Requests allowed in flight, 1 to the ceiling.
     limit: usize,
+    /// Still in slow start: no slow-down seen since the host was last idle, and each success
+    /// raises the limit by one.
+    slow_start: bool,
     /// Successes since the limit last changed.
     successes: usize,
     /// Answers still due from requests sent before the limit last fell: they say nothing new.
@@ -90,11 +99,13 @@ struct Host {
     next_start: i64,
 }
 
-/// A slot for one request to a host; dropping it frees the slot.
+/// A slot for one request to a host; [`Permit::answered`] or dropping it frees the slot.
 #[derive(Debug)]
 pub struct Permit<'a> {
     hosts: &'a Hosts,
     key: String,
+    /// Freed already, by `answered`.
+    freed: bool,
 }
 
 /// The politeness key of a URL: host and port (`example.org:443`).
@@ -114,6 +125,7 @@ impl Hosts {
         let most = i64::try_from(max_pause_ms).unwrap_or(i64::MAX).max(first);
         Hosts {
             ceiling: ceiling.max(1),
+            slow_start: true,
             interval_ms: None,
             pause_ms: (first, most),
             state: Mutex::new(HashMap::new()),
@@ -129,9 +141,11 @@ impl Hosts {
     }
 
     fn fresh(&self) -> Host {
+        let slow_start = self.slow_start && self.ceiling > 1;
         Host {
             active: 0,
-            limit: self.ceiling,
+            limit: if slow_start { 1 } else { self.ceiling },
+            slow_start,
             successes: 0,
             sent_before_fall: 0,
             strikes: 0,
@@ -171,6 +185,7 @@ impl Hosts {
                 return Ok(Permit {
                     hosts: self,
                     key: key.to_string(),
+                    freed: false,
                 });
             }
             // Every request holding a slot ends by its deadline, so this wait is bounded.
@@ -181,12 +196,25 @@ impl Hosts {
         }
     }
 
-    /// Learns from an answer of the host (after its permit is dropped).
+    /// Learns from an answer of the host whose permit is gone.
+    #[cfg(test)]
     pub fn heard(&self, key: &str, signal: Signal) -> Reaction {
+        self.learn(key, signal, false)
+    }
+
+    /// Learns from an answer of the host, freeing its request's slot first if `free`, under one
+    /// lock: a request waiting for that slot sees the pause this answer calls for, not the slot.
+    fn learn(&self, key: &str, signal: Signal, free: bool) -> Reaction {
         let mut state = lock(&self.state);
         let host = state.entry(key.to_string()).or_insert_with(|| self.fresh());
+        if free {
+            host.active = host.active.saturating_sub(1);
+        }
         let stale = host.sent_before_fall > 0;
         host.sent_before_fall = host.sent_before_fall.saturating_sub(1);
+        if signal == Signal::SlowDown {
+            host.slow_start = false;
+        }
         let reaction = match signal {
             Signal::PauseUntil(until) => {
                 host.paused_until = host.paused_until.max(until);
@@ -194,6 +222,13 @@ impl Hosts {
                     until: host.paused_until,
                     strikes: host.strikes,
                 }
+            }
+            Signal::Fine if host.slow_start => {
+                host.strikes = 0;
+                host.slow_streak = 0;
+                host.limit = (host.limit + 1).min(self.ceiling);
+                host.slow_start = host.limit < self.ceiling;
+                Reaction::None
             }
             Signal::Fine => {
                 host.strikes = 0;
@@ -225,9 +260,14 @@ impl Hosts {
                 host.sent_before_fall = host.active;
                 Reaction::Narrowed(host.limit)
             }
+            // At a limit of 1, a lone slow-down is a hiccup; one more in a row is not.
             Signal::SlowDown => {
                 host.slow_streak += 1;
-                self.pause(host)
+                if host.slow_streak >= 2 {
+                    self.pause(host)
+                } else {
+                    Reaction::None
+                }
             }
         };
         if self.settled(host) {
@@ -255,15 +295,18 @@ impl Hosts {
         }
     }
 
-    /// Whether a host is idle and back to normal: then it is forgotten, so that the map holds
-    /// only hosts in use, paused, or still finding their limit.
+    /// Whether a host is idle and back to normal (at the ceiling, or in slow start, where a
+    /// fresh entry would be too): then it is forgotten, so that the map holds only hosts in use,
+    /// paused, or still finding their limit after a slow-down. A host forgotten starts slow
+    /// again, as TCP does after an idle spell.
     fn settled(&self, host: &Host) -> bool {
         let now = now_ms();
         host.active == 0
             && host.paused_until <= now
             && host.next_start <= now
-            && host.limit == self.ceiling
+            && (host.limit == self.ceiling || host.slow_start)
             && host.strikes == 0
+            && host.slow_streak == 0
     }
 
     /// Takes in what the other daemons on the queue learnt (the `hosts` table): a host's limit
@@ -273,6 +316,10 @@ impl Hosts {
         let entry = state.entry(host.to_string()).or_insert_with(|| self.fresh());
         if let Some(limit) = max_in_flight {
             let limit = (limit as usize).clamp(1, self.ceiling);
+            if limit < self.ceiling {
+                // Another daemon saw a slow-down: no slow start past its limit.
+                entry.slow_start = false;
+            }
             if limit < entry.limit {
                 entry.limit = limit;
                 entry.successes = 0;
@@ -292,8 +339,18 @@ impl Hosts {
         let now = now_ms();
         let state = lock(&self.state);
         let paused = state.values().filter(|h| h.paused_until > now).count();
-        let narrowed = state.values().filter(|h| h.limit < self.ceiling).count();
+        let narrowed = state
+            .values()
+            .filter(|h| h.limit < self.ceiling && !h.slow_start)
+            .count();
         (paused, narrowed)
+    }
+
+    /// Hosts that start at the ceiling: for the tests of what comes after slow start.
+    #[cfg(test)]
+    fn without_slow_start(mut self) -> Hosts {
+        self.slow_start = false;
+        self
     }
 
     /// The host's current limit of requests in flight.
@@ -303,8 +360,19 @@ impl Hosts {
     }
 }
 
+impl Permit<'_> {
+    /// The request's answer is in: frees the slot and learns from the answer at once.
+    pub fn answered(mut self, signal: Signal) -> Reaction {
+        self.freed = true;
+        self.hosts.learn(&self.key, signal, true)
+    }
+}
+
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
+        if self.freed {
+            return;
+        }
         let mut state = lock(&self.hosts.state);
         if let Some(host) = state.get_mut(&self.key) {
             host.active -= 1;
@@ -333,7 +401,7 @@ mod tests {
 
     #[test]
     fn no_more_than_the_limit_run_at_once() {
-        let hosts = Arc::new(Hosts::new(2, 1_000, 60_000));
+        let hosts = Arc::new(Hosts::new(2, 1_000, 60_000).without_slow_start());
         let (active, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let threads: Vec<_> = (0..6)
             .map(|_| {
@@ -358,8 +426,59 @@ mod tests {
     }
 
     #[test]
+    fn a_new_host_gets_one_request_and_one_more_with_each_success() {
+        let hosts = Hosts::new(4, 1_000, 60_000);
+        let first = hosts.enter("h:80").unwrap();
+        assert_eq!(hosts.limit("h:80"), 1);
+        // Before any answer, nobody else gets in: a second request would wait for a slot.
+        lock(&hosts.state).get_mut("h:80").unwrap().paused_until = now_ms() + 60_000;
+        assert!(hosts.enter("h:80").is_err());
+        lock(&hosts.state).get_mut("h:80").unwrap().paused_until = 0;
+        let second_pending = hosts.heard("h:80", Signal::Fine);
+        assert_eq!(second_pending, Reaction::None, "slow start is not logged");
+        assert_eq!(hosts.limit("h:80"), 2);
+        let second = hosts.enter("h:80").unwrap();
+        hosts.heard("h:80", Signal::Fine);
+        hosts.heard("h:80", Signal::Fine);
+        assert_eq!(hosts.limit("h:80"), 4, "the ceiling, after three answers");
+        hosts.heard("h:80", Signal::Fine);
+        assert_eq!(hosts.limit("h:80"), 4, "never above it");
+        drop((first, second));
+        assert!(lock(&hosts.state).is_empty(), "idle at the ceiling: forgotten");
+        // A host that answers 503 to everything never has two requests in flight: the first
+        // answer ends its slow start at one, the second pauses it.
+        drop(hosts.enter("bad:80").unwrap());
+        assert_eq!(hosts.heard("bad:80", Signal::SlowDown), Reaction::None);
+        drop(hosts.enter("bad:80").unwrap());
+        assert!(matches!(
+            hosts.heard("bad:80", Signal::SlowDown),
+            Reaction::Paused { strikes: 1, .. }
+        ));
+        assert_eq!(hosts.limit("bad:80"), 1);
+        assert_eq!(hosts.gauges(), (1, 1));
+        // Slow start ends at the first slow-down: from then on the limit grows additively.
+        let hosts = Hosts::new(16, 1_000, 60_000);
+        let held: Vec<_> = (0..8)
+            .map(|i| {
+                let permit = hosts.enter("h:80").unwrap();
+                if i < 7 {
+                    hosts.heard("h:80", Signal::Fine);
+                }
+                permit
+            })
+            .collect();
+        assert_eq!(hosts.limit("h:80"), 8);
+        assert_eq!(hosts.heard("h:80", Signal::SlowDown), Reaction::Narrowed(4));
+        drop(held);
+        for _ in 0..3 {
+            hosts.heard("h:80", Signal::Fine);
+        }
+        assert_eq!(hosts.limit("h:80"), 4, "additive: four successes at 4 make 5, three do not");
+    }
+
+    #[test]
     fn a_slow_down_halves_the_limit_and_successes_win_it_back_one_at_a_time() {
-        let hosts = Hosts::new(8, 1_000, 60_000);
+        let hosts = Hosts::new(8, 1_000, 60_000).without_slow_start();
         drop(hosts.enter("h:80").unwrap());
         assert_eq!(hosts.heard("h:80", Signal::SlowDown), Reaction::Narrowed(4));
         assert_eq!(hosts.limit("h:80"), 4);
@@ -386,7 +505,7 @@ mod tests {
 
     #[test]
     fn answers_to_requests_sent_before_the_fall_do_not_halve_it_again() {
-        let hosts = Hosts::new(16, 1_000, 60_000);
+        let hosts = Hosts::new(16, 1_000, 60_000).without_slow_start();
         // Eight requests in flight when the first 503 comes back.
         let permits: Vec<_> = (0..8).map(|_| hosts.enter("h:80").unwrap()).collect();
         let mut permits = permits.into_iter();
@@ -415,7 +534,7 @@ mod tests {
 
     #[test]
     fn nothing_but_slow_downs_takes_a_host_to_one_request_and_a_pause_at_once() {
-        let hosts = Hosts::new(16, 1_000, 60_000);
+        let hosts = Hosts::new(16, 1_000, 60_000).without_slow_start();
         let permits: Vec<_> = (0..8).map(|_| hosts.enter("h:80").unwrap()).collect();
         let mut reactions = Vec::new();
         for permit in permits {
@@ -432,8 +551,13 @@ mod tests {
     }
 
     #[test]
-    fn at_a_limit_of_one_each_slow_down_pauses_the_host_for_longer() {
-        let hosts = Hosts::new(1, 1_000, 3_000);
+    fn at_a_limit_of_one_slow_downs_in_a_row_pause_the_host_for_longer() {
+        let hosts = Hosts::new(1, 1_000, 3_000).without_slow_start();
+        assert_eq!(
+            hosts.heard("h:80", Signal::SlowDown),
+            Reaction::None,
+            "a lone 503 is a hiccup"
+        );
         let mut pauses = Vec::new();
         for _ in 0..4 {
             let before = now_ms();
@@ -448,6 +572,7 @@ mod tests {
         assert_eq!(pauses, [1, 2, 3, 3], "doubling, up to the most");
         // A success resets the count.
         hosts.heard("h:80", Signal::Fine);
+        assert_eq!(hosts.heard("h:80", Signal::SlowDown), Reaction::None);
         let before = now_ms();
         let Reaction::Paused { until, strikes } = hosts.heard("h:80", Signal::SlowDown) else {
             panic!("paused");
@@ -459,7 +584,7 @@ mod tests {
     #[test]
     fn a_rate_ceiling_spaces_requests_and_turns_away_those_far_from_their_turn() {
         // Ten a second: a request every 100 ms; a worker waits for a turn that close.
-        let hosts = Hosts::new(4, 1_000, 60_000).with_rate(10.0);
+        let hosts = Hosts::new(4, 1_000, 60_000).with_rate(10.0).without_slow_start();
         let start = std::time::Instant::now();
         for _ in 0..3 {
             drop(hosts.enter("h:80").unwrap());
@@ -467,14 +592,14 @@ mod tests {
         let took = start.elapsed();
         assert!(took >= Duration::from_millis(195), "3 starts in {took:?}");
         // One every two seconds: the second request's turn is too far to wait for.
-        let slow = Hosts::new(4, 1_000, 60_000).with_rate(0.5);
+        let slow = Hosts::new(4, 1_000, 60_000).with_rate(0.5).without_slow_start();
         let before = now_ms();
         drop(slow.enter("h:80").unwrap());
         let turn = slow.enter("h:80").unwrap_err();
         assert!((1_900..=2_100).contains(&(turn - before)), "turn in {} ms", turn - before);
         assert!(slow.enter("other:80").is_ok(), "other hosts keep their own turns");
         // Without a ceiling, nothing waits.
-        let free = Hosts::new(4, 1_000, 60_000).with_rate(0.0);
+        let free = Hosts::new(4, 1_000, 60_000).with_rate(0.0).without_slow_start();
         let start = std::time::Instant::now();
         for _ in 0..3 {
             drop(free.enter("h:80").unwrap());
@@ -484,7 +609,7 @@ mod tests {
 
     #[test]
     fn what_other_daemons_learnt_is_taken_in() {
-        let hosts = Hosts::new(16, 1_000, 60_000);
+        let hosts = Hosts::new(16, 1_000, 60_000).without_slow_start();
         hosts.adopt("h:80", Some(4), None);
         assert_eq!(hosts.limit("h:80"), 4);
         hosts.adopt("h:80", Some(8), None);
@@ -498,7 +623,7 @@ mod tests {
 
     #[test]
     fn retry_after_pauses_the_host_until_then() {
-        let hosts = Hosts::new(4, 1_000, 60_000);
+        let hosts = Hosts::new(4, 1_000, 60_000).without_slow_start();
         let until = now_ms() + 60_000;
         assert_eq!(
             hosts.heard("h:80", Signal::PauseUntil(until)),
@@ -509,7 +634,7 @@ mod tests {
         hosts.heard("h:80", Signal::PauseUntil(now_ms() - 1));
         assert_eq!(hosts.enter("h:80").unwrap_err(), until);
         assert_eq!(hosts.limit("h:80"), 4, "the server said when; the limit stays");
-        let past = Hosts::new(4, 1_000, 60_000);
+        let past = Hosts::new(4, 1_000, 60_000).without_slow_start();
         past.heard("h:80", Signal::PauseUntil(now_ms() - 1));
         assert!(past.enter("h:80").is_ok());
     }

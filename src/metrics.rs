@@ -322,8 +322,12 @@ mod tests {
         m.started();
         let hosts = Arc::new(crate::hosts::Hosts::new(16, 1_000, 60_000));
         hosts.heard("paused:80", crate::hosts::Signal::PauseUntil(i64::MAX));
-        drop(hosts.enter("busy:80").unwrap());
+        // Out of slow start with two requests in flight, then narrowed by a 503.
+        let first = hosts.enter("busy:80").unwrap();
+        hosts.heard("busy:80", crate::hosts::Signal::Fine);
+        let second = hosts.enter("busy:80").unwrap();
         hosts.heard("busy:80", crate::hosts::Signal::SlowDown);
+        drop((first, second));
         m.watch_hosts(hosts);
         let text = m.render(&[(State::Queued, 7)]);
         for line in [

@@ -673,3 +673,52 @@ proptest! {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The politeness key: jobctl's `host_of` against the schema's own SQL (migration 0007's trigger,
+// the expression of 0006), on one SQLite database made by the store.
+
+/// Text that looks like a URL's start, in every case that the authority's rules tell apart.
+fn hostish() -> impl Strategy<Value = String> {
+    let scheme = prop_oneof![
+        Just(String::new()),
+        Just("https://".to_string()),
+        Just("HTTP://".to_string()),
+        Just("file://".to_string()),
+        Just("x:/".to_string()),
+        "[a-z]{1,5}:/{0,3}",
+    ];
+    (scheme, "[a-zA-Z0-9:/?#@.\\[\\]ü%-]{0,24}").prop_map(|(s, rest)| s + &rest)
+}
+
+fn schema_db() -> &'static std::sync::Mutex<rusqlite::Connection> {
+    static DB: std::sync::OnceLock<(tempfile::TempDir, std::sync::Mutex<rusqlite::Connection>)> =
+        std::sync::OnceLock::new();
+    let (_, conn) = DB.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hosts.db");
+        drop(jobd::store::SqliteStore::open(&path, 1).unwrap());
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        (dir, std::sync::Mutex::new(conn))
+    });
+    conn
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    #[test]
+    fn host_of_is_what_the_schema_computes(url in hostish()) {
+        let conn = schema_db().lock().unwrap();
+        conn.execute("DELETE FROM jobs", []).unwrap();
+        conn.execute("INSERT INTO jobs (url) VALUES (?1)", [&url]).unwrap();
+        let by_sql: Option<String> =
+            conn.query_row("SELECT host FROM jobs", [], |r| r.get(0)).unwrap();
+        prop_assert_eq!(jobd::job::host_of(&url), by_sql, "{}", url);
+        // A url changed by hand gets its host again.
+        conn.execute("UPDATE jobs SET url = 'https://Changed.example/x'", []).unwrap();
+        let changed: Option<String> =
+            conn.query_row("SELECT host FROM jobs", [], |r| r.get(0)).unwrap();
+        prop_assert_eq!(changed.as_deref(), Some("changed.example"));
+    }
+}

@@ -50,6 +50,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0004_validation.sql"),
     include_str!("../../migrations/0005_ids_never_reused.sql"),
     include_str!("../../migrations/0006_hosts.sql"),
+    include_str!("../../migrations/0007_hosts_by_index.sql"),
 ];
 
 /// How long a connection waits for another writer before giving up. Writers hold the lock for
@@ -182,7 +183,7 @@ impl SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use super::queue::CLAIM;
+    use super::queue::{CLAIM, HOST_HEAD, NEXT_HOST};
     use super::watch::{NEXT_DUE, NEXT_DUE_PAST_PAUSES};
     use super::*;
 
@@ -294,6 +295,48 @@ mod tests {
         assert_eq!(count("SELECT MAX(id) FROM jobs"), 8);
     }
 
+    /// Migration 0007 turns the generated host into a plain column: rows already in the queue
+    /// get their host, and every way in afterwards gets it too.
+    #[test]
+    fn hosts_survive_the_move_to_a_plain_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            configure(&mut conn).unwrap();
+            for sql in &MIGRATIONS[..6] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch(
+                "PRAGMA user_version = 6;
+                 INSERT INTO jobs (url, state) VALUES ('https://U@A.example:81/x', 'queued'),
+                                                      ('http://b.example/y', 'done'),
+                                                      ('no url', 'queued');",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path, 1).unwrap();
+        let conn = store.conn().unwrap();
+        let hosts = |sql: &str| -> Vec<Option<String>> {
+            let mut stmt = conn.prepare(sql).unwrap();
+            stmt.query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert_eq!(
+            hosts("SELECT host FROM jobs ORDER BY id"),
+            [Some("a.example:81".into()), Some("b.example".into()), None]
+        );
+        assert_eq!(
+            hosts(
+                "SELECT host FROM jobs INDEXED BY jobs_queued_host
+                 WHERE state = 'queued' AND host IS NOT NULL"
+            ),
+            [Some("a.example:81".into())]
+        );
+    }
+
     #[test]
     fn the_hot_queries_walk_their_indexes_without_sorting() {
         let dir = tempfile::tempdir().unwrap();
@@ -302,6 +345,8 @@ mod tests {
         for (sql, index) in [
             (CLAIM, "jobs_claim"),
             (CLAIM, "jobs_running_host"),
+            (NEXT_HOST, "jobs_queued_host"),
+            (HOST_HEAD, "jobs_queued_host"),
             (NEXT_DUE, "jobs_due"),
             (NEXT_DUE_PAST_PAUSES, "jobs_due"),
         ] {

@@ -2,9 +2,10 @@
 //! IMMEDIATE transaction.
 
 use std::cmp::Reverse;
+use std::collections::HashSet;
 
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::watch::SqliteWatch;
 use super::{SqliteStore, WATCH_BUSY_TIMEOUT, configure};
@@ -16,6 +17,43 @@ use crate::store::{
     ClaimOptions, Context, HostChange, HostState, Queue, StoreError, Watch, count_from_db,
 };
 
+/// The hosts a claim passes over, with `$now` and `$ceiling` the parameters for now and the
+/// daemon's `max_per_host` (or NULL): those paused (`hosts.paused_until` after now), and those
+/// with as many jobs running as their limit (`hosts.max_in_flight`, else the ceiling, else none).
+macro_rules! blocked_hosts {
+    ($now:literal, $ceiling:literal) => {
+        concat!(
+            "SELECT host FROM hosts WHERE paused_until > ",
+            $now,
+            " UNION ALL
+             SELECT r.host FROM jobs AS r INDEXED BY jobs_running_host
+             WHERE r.state = 'running' AND r.host IS NOT NULL
+             GROUP BY r.host
+             HAVING COUNT(*) >= COALESCE(
+                 (SELECT h.max_in_flight FROM hosts h WHERE h.host = r.host),
+                 ",
+            $ceiling,
+            ", 9223372036854775807)"
+        )
+    };
+}
+
+/// The SET of a claim: the job is running, its try counted, under this worker's lease (?2).
+macro_rules! claim_set {
+    () => {
+        "UPDATE jobs
+         SET state = 'running', attempts = attempts + 1, started_at = ?1, finished_at = NULL,
+             lease_until = ?2, worker = ?3"
+    };
+}
+
+/// The columns a claim returns: what the worker needs, and the claim order for sorting.
+macro_rules! claimed_columns {
+    () => {
+        "RETURNING id, url, attempts, max_attempts, priority, run_at, host"
+    };
+}
+
 /// Picks due jobs in claim order and marks them running, in one statement; nothing while the
 /// queue is paused (`jobctl pause`). RETURNING yields rows in table order, so the claim order
 /// columns come back too, for sorting. `INDEXED BY` pins the
@@ -24,45 +62,64 @@ use crate::store::{
 /// The limit is written `(SELECT ?4)`: SQLite re-prepares a statement on every run whose LIMIT
 /// is a bare parameter, and that parse cost more than the claim itself.
 ///
-/// A job whose host is paused (`hosts.paused_until` after ?1), or has as many jobs running as
-/// its limit (`hosts.max_in_flight`, else the ceiling ?5, else none), is passed over and left
-/// as it is. The running counts are those before this claim: one batch may take several jobs of
-/// a host, and so overshoot its room by at most the batch (the daemon's own limit in memory
-/// still holds its requests back).
-///
-/// The hosts to pass over are found once per claim: those paused, and those with as many jobs
-/// running as their limit. Passing over a job then costs one entry of `jobs_claim`, which holds
-/// the host (migration 0006), and one lookup in that set. This runs under the write lock, so a
-/// claim looks at the first ?6 due jobs in claim order ([`CLAIM_WINDOW`]) first, and past them
-/// only when all of those are blocked. (An index of queued jobs by host would make both looks
-/// exact probes, and costs every import too much: see migration 0006.)
-pub(super) const CLAIM: &str = "
-    UPDATE jobs
-    SET state = 'running', attempts = attempts + 1, started_at = ?1, finished_at = NULL,
-        lease_until = ?2, worker = ?3
+/// The jobs of blocked hosts ([`blocked_hosts`]) are passed over and left as they are. The
+/// running counts are those before this claim: one batch may take several jobs of a host, and so
+/// overshoot its room by at most the batch (the daemon's own limit in memory still holds its
+/// requests back). The blocked hosts are found once per claim; passing over a job then costs one
+/// entry of `jobs_claim`, which holds the host, and one lookup in that set. This runs under the
+/// write lock, so it looks at the first ?6 due jobs only ([`CLAIM_WINDOW`]); the jobs behind a
+/// blocked host's long queue are found per host instead ([`claim_past_blocked`]).
+pub(super) const CLAIM: &str = concat!(
+    claim_set!(),
+    "
     WHERE id IN (SELECT id FROM (SELECT id, host FROM jobs AS j INDEXED BY jobs_claim
                                  WHERE state = 'queued' AND run_at <= ?1
                                    AND NOT EXISTS (SELECT 1 FROM settings
                                                    WHERE name = 'paused' AND value = '1')
                                  ORDER BY priority DESC, run_at, id
                                  LIMIT (SELECT ?6)) AS c
-                 WHERE c.host IS NULL
-                    OR c.host NOT IN (SELECT host FROM hosts WHERE paused_until > ?1
-                                      UNION ALL
-                                      SELECT r.host FROM jobs AS r INDEXED BY jobs_running_host
-                                      WHERE r.state = 'running' AND r.host IS NOT NULL
-                                      GROUP BY r.host
-                                      HAVING COUNT(*) >= COALESCE(
-                                          (SELECT h.max_in_flight FROM hosts h
-                                           WHERE h.host = r.host),
-                                          ?5, 9223372036854775807))
+                 WHERE c.host IS NULL OR c.host NOT IN (",
+    blocked_hosts!("?1", "?5"),
+    ")
                  LIMIT (SELECT ?4))
-    RETURNING id, url, attempts, max_attempts, priority, run_at, host";
+    ",
+    claimed_columns!()
+);
 
-/// How many due jobs, in claim order, a claim looks at first for ones whose host has room: a
-/// bound on the time it holds the write lock when a blocked host's jobs come first, unless all
-/// of them are blocked.
-const CLAIM_WINDOW: i64 = 4_096;
+/// How many due jobs, in claim order, a claim looks at for ones whose host has room, before it
+/// looks per host: a bound on the jobs of blocked hosts that one claim walks past.
+const CLAIM_WINDOW: i64 = 256;
+
+/// The hosts to pass over, on their own: ?1 now, ?2 the ceiling.
+const BLOCKED: &str = blocked_hosts!("?1", "?2");
+
+/// Whether `jobctl pause` holds the queue.
+const PAUSED: &str = "SELECT EXISTS (SELECT 1 FROM settings WHERE name = 'paused' AND value = '1')";
+
+/// The first host after ?1 (in text order) with queued jobs: one probe of `jobs_queued_host`. A
+/// walk from '' visits every such host once, and a blocked host's jobs, however many, cost one
+/// probe.
+pub(super) const NEXT_HOST: &str = "
+    SELECT host FROM jobs INDEXED BY jobs_queued_host
+    WHERE state = 'queued' AND host > ?1 ORDER BY host LIMIT 1";
+
+/// A host's (?1) first ?3 due jobs in claim order; ?1 NULL: the jobs without a host.
+pub(super) const HOST_HEAD: &str = "
+    SELECT id, priority, run_at FROM jobs INDEXED BY jobs_queued_host
+    WHERE state = 'queued' AND host IS ?1 AND run_at <= ?2
+    ORDER BY priority DESC, run_at, id LIMIT (SELECT ?3)";
+
+/// Claims one job by id, if it is still queued.
+const CLAIM_ONE: &str = concat!(
+    claim_set!(),
+    " WHERE id = ?4 AND state = 'queued' ",
+    claimed_columns!()
+);
+
+/// The most hosts with queued jobs that a claim visits one by one. Past it (a queue spread over
+/// more hosts, with a window's worth of blocked jobs in front), the claim walks the queue in
+/// order instead, as far as it takes.
+const HOST_PROBES: usize = 1_024;
 
 const START_ATTEMPT: &str = "
     INSERT INTO attempts (job_id, attempt, worker, started_at)
@@ -232,6 +289,123 @@ fn raw_url(value: ValueRef<'_>) -> RawUrl {
     }
 }
 
+/// A claimed job, and its claim order: (priority, run_at).
+type ClaimedInOrder = (Claimed, (i64, i64));
+
+/// Reads the rows of [`claimed_columns`] into `into`.
+fn read_claimed(
+    mut rows: rusqlite::Rows<'_>,
+    now: i64,
+    into: &mut Vec<ClaimedInOrder>,
+) -> Result<(), StoreError> {
+    while let Some(row) = rows.next().ctx("claiming jobs")? {
+        // Columns people may have set to anything: read what can be read.
+        let value = |i| row.get_ref(i).ctx("reading a claimed job");
+        let job = Claimed {
+            job_id: row.get(0).ctx("reading a claimed job")?,
+            url: raw_url(value(1)?),
+            attempts: loose_int(value(2)?).map_or(0, count_from_db),
+            max_attempts: loose_int(value(3)?).map(count_from_db),
+            attempt_id: 0,
+            attempt: 0,
+            started_at: now,
+            host: row.get(6).ctx("reading a claimed job")?,
+        };
+        let order = (
+            loose_int(value(4)?).unwrap_or(0),
+            loose_int(value(5)?).unwrap_or(0),
+        );
+        into.push((job, order));
+    }
+    Ok(())
+}
+
+/// What the look past blocked hosts found.
+enum Past {
+    Claimed(Vec<ClaimedInOrder>),
+    /// More than [`HOST_PROBES`] hosts have queued jobs: nothing was claimed.
+    TooManyHosts,
+}
+
+/// Claims up to `limit` due jobs of hosts that are not blocked, in claim order, visiting each
+/// host's own queue in `jobs_queued_host`: the first `limit` due jobs of every host with room, and
+/// of the jobs without a host, merged. A blocked host costs one probe however long its queue.
+fn claim_past_blocked(
+    tx: &Transaction<'_>,
+    now: i64,
+    lease_until: i64,
+    worker: &str,
+    limit: usize,
+    ceiling: Option<u32>,
+) -> Result<Past, StoreError> {
+    let paused: bool = tx
+        .prepare_cached(PAUSED)
+        .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
+        .ctx("claiming jobs")?;
+    let blocked: HashSet<String> = tx
+        .prepare_cached(BLOCKED)
+        .and_then(|mut stmt| {
+            stmt.query_map(params![now, ceiling], |r| r.get(0))?
+                .collect()
+        })
+        .ctx("finding the hosts to pass over")?;
+    // Nothing blocked: the window held every due job there is.
+    if paused || blocked.is_empty() {
+        return Ok(Past::Claimed(Vec::new()));
+    }
+    let mut hosts: Vec<Option<String>> = vec![None];
+    {
+        let mut next = tx.prepare_cached(NEXT_HOST).ctx("claiming jobs")?;
+        let mut after = String::new();
+        let mut probes = 0;
+        while let Some(host) = next
+            .query_row([&after], |r| r.get::<_, String>(0))
+            .optional()
+            .ctx("claiming jobs")?
+        {
+            probes += 1;
+            if probes > HOST_PROBES {
+                return Ok(Past::TooManyHosts);
+            }
+            if !blocked.contains(&host) {
+                hosts.push(Some(host.clone()));
+            }
+            after = host;
+        }
+    }
+    // (id, claim order) of each host's first due jobs, then the first `limit` of them all.
+    let mut heads: Vec<(i64, (i64, i64))> = Vec::new();
+    {
+        let mut head = tx.prepare_cached(HOST_HEAD).ctx("claiming jobs")?;
+        for host in &hosts {
+            let rows = head
+                .query_map(params![host, now, limit as i64], |r| {
+                    Ok((
+                        r.get(0)?,
+                        (
+                            loose_int(r.get_ref(1)?).unwrap_or(0),
+                            loose_int(r.get_ref(2)?).unwrap_or(0),
+                        ),
+                    ))
+                })
+                .and_then(Iterator::collect::<rusqlite::Result<Vec<_>>>)
+                .ctx("claiming jobs")?;
+            heads.extend(rows);
+        }
+    }
+    heads.sort_by_key(|&(id, (priority, run_at))| (Reverse(priority), run_at, id));
+    heads.truncate(limit);
+    let mut claimed = Vec::with_capacity(heads.len());
+    let mut one = tx.prepare_cached(CLAIM_ONE).ctx("claiming jobs")?;
+    for (id, _) in heads {
+        let rows = one
+            .query(params![now, lease_until, worker, id])
+            .ctx("claiming jobs")?;
+        read_claimed(rows, now, &mut claimed)?;
+    }
+    Ok(Past::Claimed(claimed))
+}
+
 impl Queue for SqliteStore {
     fn claim(
         &self,
@@ -246,44 +420,46 @@ impl Queue for SqliteStore {
             .ctx("starting a claim")?;
         let now = now_ms();
         // Each with its claim order: (priority, run_at). The first look is at a window of due
-        // jobs; if every one of them belongs to a blocked host, a second look goes past them all,
-        // so that jobs behind a paused host's long queue are claimed, not stranded. That walk
-        // costs about a tenth of a second per million blocked jobs, under the write lock, and
-        // happens only when the window finds nothing.
-        let mut claimed: Vec<(Claimed, (i64, i64))> = Vec::new();
-        for window in [CLAIM_WINDOW.max(limit as i64), i64::MAX] {
+        // jobs in claim order, which holds enough unless blocked hosts' jobs fill it. Then the
+        // rest come from the other hosts' own queues, one probe per host.
+        let lease_until = now + options.lease_ms;
+        let mut claimed = Vec::new();
+        {
             let mut pick = tx.prepare_cached(CLAIM).ctx("preparing the claim")?;
-            let mut rows = pick
+            let rows = pick
                 .query(params![
                     now,
-                    now + options.lease_ms,
+                    lease_until,
                     worker,
                     limit as i64,
                     options.per_host,
-                    window
+                    CLAIM_WINDOW.max(limit as i64)
                 ])
                 .ctx("claiming jobs")?;
-            while let Some(row) = rows.next().ctx("claiming jobs")? {
-                // Columns people may have set to anything: read what can be read.
-                let value = |i| row.get_ref(i).ctx("reading a claimed job");
-                let job = Claimed {
-                    job_id: row.get(0).ctx("reading a claimed job")?,
-                    url: raw_url(value(1)?),
-                    attempts: loose_int(value(2)?).map_or(0, count_from_db),
-                    max_attempts: loose_int(value(3)?).map(count_from_db),
-                    attempt_id: 0,
-                    attempt: 0,
-                    started_at: now,
-                    host: row.get(6).ctx("reading a claimed job")?,
-                };
-                let order = (
-                    loose_int(value(4)?).unwrap_or(0),
-                    loose_int(value(5)?).unwrap_or(0),
-                );
-                claimed.push((job, order));
-            }
-            if !claimed.is_empty() {
-                break;
+            read_claimed(rows, now, &mut claimed)?;
+        }
+        if claimed.len() < limit {
+            let wanted = limit - claimed.len();
+            match claim_past_blocked(&tx, now, lease_until, worker, wanted, options.per_host)? {
+                Past::Claimed(more) => claimed.extend(more),
+                // A queue spread over too many hosts to visit: walk it in claim order, as far as
+                // it takes. Under the write lock this costs about a tenth of a second per
+                // million blocked jobs, so only when nothing else was found.
+                Past::TooManyHosts if claimed.is_empty() => {
+                    let mut pick = tx.prepare_cached(CLAIM).ctx("preparing the claim")?;
+                    let rows = pick
+                        .query(params![
+                            now,
+                            lease_until,
+                            worker,
+                            limit as i64,
+                            options.per_host,
+                            i64::MAX
+                        ])
+                        .ctx("claiming jobs")?;
+                    read_claimed(rows, now, &mut claimed)?;
+                }
+                Past::TooManyHosts => {}
             }
         }
         claimed.sort_by_key(|(job, (priority, run_at))| (Reverse(*priority), *run_at, job.job_id));

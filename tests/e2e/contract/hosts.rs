@@ -32,6 +32,7 @@ contract!(
     the_host_column_is_the_urls_authority_for_every_way_in,
     a_paused_hosts_jobs_wait_untouched_while_others_are_claimed,
     a_job_behind_a_paused_hosts_long_queue_is_claimed,
+    jobs_behind_a_blocked_queue_come_in_claim_order,
     a_host_at_its_limit_is_passed_over,
     the_next_due_time_waits_out_a_pause,
     host_state_from_two_daemons_combines,
@@ -109,6 +110,53 @@ fn a_job_behind_a_paused_hosts_long_queue_is_claimed(f: &Fixture) {
         .unwrap();
     assert_eq!(claim_hosts(f, 4, Some(16)), ["fast.test/behind"]);
     assert!(claim_hosts(f, 4, Some(16)).is_empty());
+}
+
+/// Past more than a window of blocked jobs, the claim still takes the other hosts' jobs in claim
+/// order (priority, then due time, then id), jobs without a host among them, and still passes
+/// over a host at its limit and the paused host's own later jobs.
+fn jobs_behind_a_blocked_queue_come_in_claim_order(f: &Fixture) {
+    let job = |url: &str, priority: i64| NewJob {
+        priority,
+        ..NewJob::new(url)
+    };
+    f.store.add(&[job("http://busy.test/running", 0)]).unwrap();
+    assert_eq!(claim_hosts(f, 1, None), ["busy.test/running"]);
+    f.store
+        .record_host("busy.test", HostChange::Narrowed { max_in_flight: 1 })
+        .unwrap();
+    let mut jobs: Vec<NewJob> = (0..1_000)
+        .map(|i| job(&format!("http://slow.test/{i}"), 0))
+        .collect();
+    jobs.extend([
+        job("http://a.test/low", 0),
+        job("http://busy.test/waits", 5),
+        job("no host here", 0),
+        job("http://b.test/high", 3),
+        job("http://slow.test/high", 9),
+        job("http://a.test/high", 3),
+        job("http://c.test/low", 0),
+    ]);
+    f.store.add(&jobs).unwrap();
+    f.store
+        .record_host(
+            "slow.test",
+            HostChange::Paused {
+                until: now_ms() + 3_600_000,
+                strikes: 1,
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        claim_hosts(f, 3, None),
+        ["b.test/high", "a.test/high", "a.test/low"]
+    );
+    assert_eq!(claim_hosts(f, 10, None), ["-/no host here", "c.test/low"]);
+    assert!(claim_hosts(f, 10, None).is_empty());
+    assert_eq!(
+        f.count("SELECT COUNT(*) FROM jobs WHERE state = 'queued'"),
+        1_002
+    );
 }
 
 fn a_paused_hosts_jobs_wait_untouched_while_others_are_claimed(f: &Fixture) {
