@@ -159,6 +159,8 @@ struct Due {
     /// The workers were woken for `at`, and nothing has changed since.
     woken: bool,
     looked: Instant,
+    /// The queue changed while every worker was busy: look once one waits.
+    unseen: bool,
 }
 
 impl Default for Due {
@@ -167,6 +169,7 @@ impl Default for Due {
             at: None,
             woken: false,
             looked: Instant::now(),
+            unseen: false,
         }
     }
 }
@@ -183,7 +186,9 @@ const LOOK_EVERY: Duration = Duration::from_secs(30);
 /// It looks when the queue changed, when the next job's time has come and the workers were not
 /// woken for it yet, and every [`LOOK_EVERY`]. A due job that the claim skips (its host is at its
 /// limit) therefore wakes the workers once, not on every tick: the next change (that host's
-/// running job recorded) wakes them again.
+/// running job recorded) wakes them again. While every worker is busy there is no one to wake (a
+/// worker that finishes claims on its own), so a change waits to be looked at until one is idle:
+/// the daemon's own commits do not cost a look each.
 fn tick(
     watch: &mut dyn Watch,
     shared: &Shared,
@@ -191,9 +196,10 @@ fn tick(
     drain: Option<&mut DrainWait>,
     wait: Duration,
 ) -> Result<bool, StoreError> {
-    let changed = watch.changed(wait)?;
+    let changed = watch.changed(wait)? || due.unseen;
     let now = now_ms();
-    let looked = changed
+    due.unseen = changed && shared.idle.load(Ordering::SeqCst) == 0;
+    let looked = (changed && !due.unseen)
         || (due.at.is_some_and(|t| t <= now) && !due.woken)
         || due.looked.elapsed() >= LOOK_EVERY;
     if looked {

@@ -12,14 +12,12 @@
 
 mod clock;
 mod failure;
-mod host;
 mod layout;
 
 use std::fmt;
 
 pub use clock::now_ms;
 pub use failure::{Failure, Kind, Reason};
-pub use host::host_of;
 pub use layout::{blob_path, parse_blob_path};
 
 pub type JobId = i64;

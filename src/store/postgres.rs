@@ -32,7 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0004_validation.sql"),
     include_str!("../../migrations/postgres/0005_ids_never_reused.sql"),
     include_str!("../../migrations/postgres/0006_hosts.sql"),
-    include_str!("../../migrations/postgres/0007_hosts_by_index.sql"),
+    include_str!("../../migrations/postgres/0007_queue_changes.sql"),
 ];
 
 /// Serialises migrations between daemons starting at once (`pg_advisory_xact_lock`): "jobd" in

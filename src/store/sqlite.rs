@@ -50,7 +50,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0004_validation.sql"),
     include_str!("../../migrations/0005_ids_never_reused.sql"),
     include_str!("../../migrations/0006_hosts.sql"),
-    include_str!("../../migrations/0007_hosts_by_index.sql"),
+    include_str!("../../migrations/0007_queue_changes.sql"),
 ];
 
 /// How long a connection waits for another writer before giving up. Writers hold the lock for
@@ -70,6 +70,8 @@ pub struct SqliteStore {
     /// handler instead means sleeping 1 to 100 ms per try; with 16 workers and a committer that
     /// sleep, not the work, would set the pace. Other processes still meet the busy handler.
     pub(super) write_turn: Arc<Mutex<()>>,
+    /// What the last claim learnt about the head of the queue, for the next one.
+    pub(super) head: Arc<Mutex<Option<queue::Head>>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -123,6 +125,7 @@ impl SqliteStore {
             .ctx(format_args!("opening the database {}", path.display()))?;
         let store = SqliteStore {
             write_turn: Arc::new(Mutex::new(())),
+            head: Arc::new(Mutex::new(None)),
             pool,
             path: path.to_path_buf(),
         };
@@ -183,7 +186,9 @@ impl SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use super::queue::{CLAIM, HOST_HEAD, NEXT_HOST};
+    use super::queue::{
+        BLOCKED, CLAIM_ONE, WALK_ABOVE, WALK_ALL, WALK_BELOW, WALK_LATER, WALK_SAME_TIME,
+    };
     use super::watch::{NEXT_DUE, NEXT_DUE_PAST_PAUSES};
     use super::*;
 
@@ -198,7 +203,9 @@ mod tests {
         .collect()
     }
 
-    /// Regression: a bare `LIMIT ?` made SQLite re-prepare the claim on every run.
+    /// Regression: a bare `LIMIT ?` made SQLite re-prepare the claim on every run. (A pooled
+    /// connection's statement cache outlives the claim, so a walk and a claim by id are prepared
+    /// once and run each time.)
     #[test]
     fn the_claim_is_prepared_once() {
         use crate::job::{Outcome, Report};
@@ -216,9 +223,15 @@ mod tests {
             store.record(&items).unwrap();
         }
         let conn = store.conn().unwrap();
-        let claim = conn.prepare_cached(CLAIM).unwrap();
-        assert_eq!(claim.get_status(rusqlite::StatementStatus::Run), 5);
-        assert_eq!(claim.get_status(rusqlite::StatementStatus::RePrepare), 0);
+        let mut walks = 0;
+        for sql in [WALK_ALL, WALK_ABOVE, WALK_SAME_TIME, WALK_LATER, WALK_BELOW, CLAIM_ONE] {
+            let stmt = conn.prepare_cached(sql).unwrap();
+            assert_eq!(stmt.get_status(rusqlite::StatementStatus::RePrepare), 0);
+            if sql != CLAIM_ONE {
+                walks += stmt.get_status(rusqlite::StatementStatus::Run);
+            }
+        }
+        assert!(walks >= 5, "{walks} walks for 5 claims");
         let sync: i64 = conn
             .query_row("PRAGMA synchronous", [], |r| r.get(0))
             .unwrap();
@@ -295,58 +308,19 @@ mod tests {
         assert_eq!(count("SELECT MAX(id) FROM jobs"), 8);
     }
 
-    /// Migration 0007 turns the generated host into a plain column: rows already in the queue
-    /// get their host, and every way in afterwards gets it too.
-    #[test]
-    fn hosts_survive_the_move_to_a_plain_column() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("q.db");
-        {
-            let mut conn = Connection::open(&path).unwrap();
-            configure(&mut conn).unwrap();
-            for sql in &MIGRATIONS[..6] {
-                conn.execute_batch(sql).unwrap();
-            }
-            conn.execute_batch(
-                "PRAGMA user_version = 6;
-                 INSERT INTO jobs (url, state) VALUES ('https://U@A.example:81/x', 'queued'),
-                                                      ('http://b.example/y', 'done'),
-                                                      ('no url', 'queued');",
-            )
-            .unwrap();
-        }
-        let store = SqliteStore::open(&path, 1).unwrap();
-        let conn = store.conn().unwrap();
-        let hosts = |sql: &str| -> Vec<Option<String>> {
-            let mut stmt = conn.prepare(sql).unwrap();
-            stmt.query_map([], |r| r.get(0))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect()
-        };
-        assert_eq!(
-            hosts("SELECT host FROM jobs ORDER BY id"),
-            [Some("a.example:81".into()), Some("b.example".into()), None]
-        );
-        assert_eq!(
-            hosts(
-                "SELECT host FROM jobs INDEXED BY jobs_queued_host
-                 WHERE state = 'queued' AND host IS NOT NULL"
-            ),
-            [Some("a.example:81".into())]
-        );
-    }
-
     #[test]
     fn the_hot_queries_walk_their_indexes_without_sorting() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("q.db"), 1).unwrap();
         let conn = store.conn().unwrap();
         for (sql, index) in [
-            (CLAIM, "jobs_claim"),
-            (CLAIM, "jobs_running_host"),
-            (NEXT_HOST, "jobs_queued_host"),
-            (HOST_HEAD, "jobs_queued_host"),
+            (WALK_ALL, "jobs_claim"),
+            (WALK_ABOVE, "jobs_claim"),
+            // A seek to the point itself, not to the first job due at its time.
+            (WALK_SAME_TIME, "jobs_claim (priority=? AND run_at=? AND id>?)"),
+            (WALK_LATER, "jobs_claim"),
+            (WALK_BELOW, "jobs_claim"),
+            (BLOCKED, "jobs_running_host"),
             (NEXT_DUE, "jobs_due"),
             (NEXT_DUE_PAST_PAUSES, "jobs_due"),
         ] {

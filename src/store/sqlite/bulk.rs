@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 use rusqlite::{CachedStatement, Connection, TransactionBehavior, params};
 
 use super::SqliteStore;
-use crate::job::{host_of, now_ms};
+use crate::job::now_ms;
 use crate::store::admin::in_transactions;
 use crate::store::{Context, Import, Imported, NewJob, StoreError};
 
@@ -21,15 +21,13 @@ use crate::store::{Context, Import, Imported, NewJob, StoreError};
 const TX_ROWS: usize = 50_000;
 /// Rows per INSERT statement: the per-statement overhead shrinks a hundredfold.
 const ROWS_PER_STMT: usize = 100;
-/// Parameters bound per row.
-const COLUMNS: usize = 5;
 /// Page cache for the importing connection and its stage (KiB, as SQLite's negative
 /// `cache_size`): a transaction's pages stay in memory instead of spilling into the log before
 /// the commit. More buys no speed (measured), only memory.
 const CACHE_KIB: i64 = 16_384;
 
 /// `INSERT ... VALUES (...), (...), ...` for ROWS_PER_STMT rows into `table`: ?1 is the creation
-/// time; each row binds url, priority, run_at, max_attempts and host.
+/// time; each row binds url, priority, run_at and max_attempts.
 ///
 /// `OR FAIL`: a multi-row INSERT that could ABORT half-way keeps a statement journal, a temporary
 /// file that gets a copy of every page it touches; under FAIL it needs none. The rows are valid
@@ -37,13 +35,12 @@ const CACHE_KIB: i64 = 16_384;
 fn multi_insert(table: &str) -> String {
     let rows: Vec<String> = (0..ROWS_PER_STMT)
         .map(|i| {
-            let p = 2 + COLUMNS * i;
-            format!("(?{p}, ?{}, ?{}, ?{}, ?{}, ?1)", p + 1, p + 2, p + 3, p + 4)
+            let p = 2 + 4 * i;
+            format!("(?{p}, ?{}, ?{}, ?{}, ?1)", p + 1, p + 2, p + 3)
         })
         .collect();
     format!(
-        "INSERT OR FAIL INTO {table} (url, priority, run_at, max_attempts, host, created_at) \
-         VALUES {}",
+        "INSERT OR FAIL INTO {table} (url, priority, run_at, max_attempts, created_at) VALUES {}",
         rows.join(", ")
     )
 }
@@ -109,8 +106,7 @@ fn import_skipping(
         "PRAGMA temp.cache_size = -{CACHE_KIB};
          CREATE TEMP TABLE IF NOT EXISTS import_stage (
              url TEXT NOT NULL, priority INTEGER NOT NULL, run_at INTEGER,
-             max_attempts INTEGER, host TEXT, created_at INTEGER,
-             skip INTEGER NOT NULL DEFAULT 0);
+             max_attempts INTEGER, created_at INTEGER, skip INTEGER NOT NULL DEFAULT 0);
          DELETE FROM temp.import_stage;"
     ))
     .ctx("preparing the import")?;
@@ -149,9 +145,8 @@ fn import_skipping(
             .ctx("importing jobs")?;
         added += tx
             .prepare_cached(
-                "INSERT INTO main.jobs (url, priority, run_at, max_attempts, host, created_at)
-                 SELECT url, priority, run_at, max_attempts, host, created_at
-                 FROM temp.import_stage
+                "INSERT INTO main.jobs (url, priority, run_at, max_attempts, created_at)
+                 SELECT url, priority, run_at, max_attempts, created_at FROM temp.import_stage
                  WHERE rowid > ?1 AND rowid <= ?2 AND skip = 0 ORDER BY rowid",
             )
             .and_then(|mut stmt| stmt.execute(params![from, to]))
@@ -187,8 +182,8 @@ fn insert_rows(
     }
     let mut one = conn
         .prepare_cached(&format!(
-            "INSERT INTO {table} (url, priority, run_at, max_attempts, host, created_at)
-             VALUES (?2, ?3, ?4, ?5, ?6, ?1)"
+            "INSERT INTO {table} (url, priority, run_at, max_attempts, created_at)
+             VALUES (?2, ?3, ?4, ?5, ?1)"
         ))
         .ctx("preparing the import")?;
     for row in chunks.remainder() {
@@ -201,13 +196,11 @@ fn insert_rows(
 fn bind_rows(stmt: &mut CachedStatement<'_>, now: i64, rows: &[NewJob]) -> rusqlite::Result<()> {
     stmt.raw_bind_parameter(1, now)?;
     for (i, job) in rows.iter().enumerate() {
-        let p = 2 + COLUMNS * i;
+        let p = 2 + 4 * i;
         stmt.raw_bind_parameter(p, job.url.as_str())?;
         stmt.raw_bind_parameter(p + 1, job.priority)?;
         stmt.raw_bind_parameter(p + 2, job.run_at.unwrap_or(now))?;
         stmt.raw_bind_parameter(p + 3, job.max_attempts)?;
-        // What the schema's trigger would compute, without SQL evaluating it (migration 0007).
-        stmt.raw_bind_parameter(p + 4, host_of(&job.url))?;
     }
     Ok(())
 }

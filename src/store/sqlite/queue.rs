@@ -3,9 +3,10 @@
 
 use std::cmp::Reverse;
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
 use super::watch::SqliteWatch;
 use super::{SqliteStore, WATCH_BUSY_TIMEOUT, configure};
@@ -17,109 +18,82 @@ use crate::store::{
     ClaimOptions, Context, HostChange, HostState, Queue, StoreError, Watch, count_from_db,
 };
 
-/// The hosts a claim passes over, with `$now` and `$ceiling` the parameters for now and the
-/// daemon's `max_per_host` (or NULL): those paused (`hosts.paused_until` after now), and those
-/// with as many jobs running as their limit (`hosts.max_in_flight`, else the ceiling, else none).
-macro_rules! blocked_hosts {
-    ($now:literal, $ceiling:literal) => {
+/// The due jobs in claim order (?1 now), for a claim to walk: all of them, or those around a
+/// point it has learnt to start from (?2 priority, ?3 run_at, ?4 id): before it in a higher
+/// priority, after it in its own (first those due at the same time, then those due later), and
+/// in the lower ones. Each is one seek of the index: a row value `(run_at, id) > (?3, ?4)` would
+/// seek on run_at alone, and walk every job due at the same time again (an import's are). `INDEXED BY` pins the partial index that
+/// is already in claim order: without statistics the planner prefers `jobs_state` and sorts
+/// every queued row, which costs milliseconds at a million rows. A claim steps through a walk
+/// only as far as it needs.
+macro_rules! walk {
+    ($range:literal, $order:literal) => {
         concat!(
-            "SELECT host FROM hosts WHERE paused_until > ",
-            $now,
-            " UNION ALL
-             SELECT r.host FROM jobs AS r INDEXED BY jobs_running_host
-             WHERE r.state = 'running' AND r.host IS NOT NULL
-             GROUP BY r.host
-             HAVING COUNT(*) >= COALESCE(
-                 (SELECT h.max_in_flight FROM hosts h WHERE h.host = r.host),
-                 ",
-            $ceiling,
-            ", 9223372036854775807)"
+            "SELECT id, priority, run_at, host FROM jobs AS j INDEXED BY jobs_claim
+             WHERE state = 'queued' AND run_at <= ?1 ",
+            $range,
+            " ORDER BY ",
+            $order
         )
     };
 }
+pub(super) const WALK_ALL: &str = walk!("", "priority DESC, run_at, id");
+pub(super) const WALK_ABOVE: &str = walk!("AND priority > ?2", "priority DESC, run_at, id");
+/// The point's own due time is past, so this needs no `run_at <= ?1`, which would make the
+/// planner seek on it instead of the point.
+pub(super) const WALK_SAME_TIME: &str = "
+    SELECT id, priority, run_at, host FROM jobs AS j INDEXED BY jobs_claim
+    WHERE state = 'queued' AND priority = ?2 AND run_at = ?3 AND id > ?4 AND ?1 IS NOT NULL
+    ORDER BY id";
+pub(super) const WALK_LATER: &str = walk!("AND priority = ?2 AND run_at > ?3", "run_at, id");
+pub(super) const WALK_BELOW: &str = walk!("AND priority < ?2", "priority DESC, run_at, id");
 
-/// The SET of a claim: the job is running, its try counted, under this worker's lease (?2).
-macro_rules! claim_set {
-    () => {
-        "UPDATE jobs
-         SET state = 'running', attempts = attempts + 1, started_at = ?1, finished_at = NULL,
-             lease_until = ?2, worker = ?3"
-    };
+/// The hosts a claim passes over (?1 now, ?2 the daemon's `max_per_host` or NULL): those paused
+/// (`hosts.paused_until` after now), and those with as many jobs running as their limit
+/// (`hosts.max_in_flight`, else the ceiling, else none). The running counts are those before the
+/// claim: one batch may take several jobs of a host, and so overshoot its room by at most the
+/// batch (the daemon's own limit in memory still holds its requests back).
+pub(super) const BLOCKED: &str = "
+    SELECT host FROM hosts WHERE paused_until > ?1
+    UNION ALL
+    SELECT r.host FROM jobs AS r INDEXED BY jobs_running_host
+    WHERE r.state = 'running' AND r.host IS NOT NULL
+    GROUP BY r.host
+    HAVING COUNT(*) >= COALESCE((SELECT h.max_in_flight FROM hosts h WHERE h.host = r.host),
+                                ?2, 9223372036854775807)";
+
+/// Whether `jobctl pause` holds the queue, and the count of jobs that went back into it
+/// (migration 0007), in one read.
+const QUEUE_STATE: &str = "
+    SELECT EXISTS (SELECT 1 FROM settings WHERE name = 'paused' AND value = '1'),
+           (SELECT changes FROM queue_changes WHERE id = 1)";
+
+/// Claims one job by id (?4), if it is still queued: running, its try counted, under the
+/// worker's (?3) lease (?2). RETURNING gives what the worker needs, and the claim order.
+pub(super) const CLAIM_ONE: &str = "
+    UPDATE jobs
+    SET state = 'running', attempts = attempts + 1, started_at = ?1, finished_at = NULL,
+        lease_until = ?2, worker = ?3
+    WHERE id = ?4 AND state = 'queued'
+    RETURNING id, url, attempts, max_attempts, priority, run_at, host";
+
+/// How long a claim trusts what an earlier one learnt about the head of the queue, at most: a
+/// bound on how long a job typed in by hand ahead of a blocked host's queue, in a way that
+/// `queue_changes` does not count (a `created_at` after its `run_at`), can wait.
+const HEAD_TRUSTED_FOR: Duration = Duration::from_secs(10);
+
+/// What a claim learnt about the head of the queue: every due job before `key` (priority,
+/// run_at, id, in claim order) belonged to one of `hosts`, when `queue_changes` stood at
+/// `changes`. While those hosts are all still blocked and the count has not moved, no job has
+/// entered the queue before `key` but in a higher priority (which a claim walks anyway), so the
+/// next claim starts at `key` instead of walking past those hosts' jobs again.
+#[derive(Debug)]
+pub(in crate::store) struct Head {
+    key: (i64, i64, i64),
+    hosts: HashSet<String>,
+    changes: i64,
+    learnt: Instant,
 }
-
-/// The columns a claim returns: what the worker needs, and the claim order for sorting.
-macro_rules! claimed_columns {
-    () => {
-        "RETURNING id, url, attempts, max_attempts, priority, run_at, host"
-    };
-}
-
-/// Picks due jobs in claim order and marks them running, in one statement; nothing while the
-/// queue is paused (`jobctl pause`). RETURNING yields rows in table order, so the claim order
-/// columns come back too, for sorting. `INDEXED BY` pins the
-/// partial index that is already in claim order: without statistics the planner prefers
-/// `jobs_state` and sorts every queued row, which costs milliseconds at a million rows.
-/// The limit is written `(SELECT ?4)`: SQLite re-prepares a statement on every run whose LIMIT
-/// is a bare parameter, and that parse cost more than the claim itself.
-///
-/// The jobs of blocked hosts ([`blocked_hosts`]) are passed over and left as they are. The
-/// running counts are those before this claim: one batch may take several jobs of a host, and so
-/// overshoot its room by at most the batch (the daemon's own limit in memory still holds its
-/// requests back). The blocked hosts are found once per claim; passing over a job then costs one
-/// entry of `jobs_claim`, which holds the host, and one lookup in that set. This runs under the
-/// write lock, so it looks at the first ?6 due jobs only ([`CLAIM_WINDOW`]); the jobs behind a
-/// blocked host's long queue are found per host instead ([`claim_past_blocked`]).
-pub(super) const CLAIM: &str = concat!(
-    claim_set!(),
-    "
-    WHERE id IN (SELECT id FROM (SELECT id, host FROM jobs AS j INDEXED BY jobs_claim
-                                 WHERE state = 'queued' AND run_at <= ?1
-                                   AND NOT EXISTS (SELECT 1 FROM settings
-                                                   WHERE name = 'paused' AND value = '1')
-                                 ORDER BY priority DESC, run_at, id
-                                 LIMIT (SELECT ?6)) AS c
-                 WHERE c.host IS NULL OR c.host NOT IN (",
-    blocked_hosts!("?1", "?5"),
-    ")
-                 LIMIT (SELECT ?4))
-    ",
-    claimed_columns!()
-);
-
-/// How many due jobs, in claim order, a claim looks at for ones whose host has room, before it
-/// looks per host: a bound on the jobs of blocked hosts that one claim walks past.
-const CLAIM_WINDOW: i64 = 256;
-
-/// The hosts to pass over, on their own: ?1 now, ?2 the ceiling.
-const BLOCKED: &str = blocked_hosts!("?1", "?2");
-
-/// Whether `jobctl pause` holds the queue.
-const PAUSED: &str = "SELECT EXISTS (SELECT 1 FROM settings WHERE name = 'paused' AND value = '1')";
-
-/// The first host after ?1 (in text order) with queued jobs: one probe of `jobs_queued_host`. A
-/// walk from '' visits every such host once, and a blocked host's jobs, however many, cost one
-/// probe.
-pub(super) const NEXT_HOST: &str = "
-    SELECT host FROM jobs INDEXED BY jobs_queued_host
-    WHERE state = 'queued' AND host > ?1 ORDER BY host LIMIT 1";
-
-/// A host's (?1) first ?3 due jobs in claim order; ?1 NULL: the jobs without a host.
-pub(super) const HOST_HEAD: &str = "
-    SELECT id, priority, run_at FROM jobs INDEXED BY jobs_queued_host
-    WHERE state = 'queued' AND host IS ?1 AND run_at <= ?2
-    ORDER BY priority DESC, run_at, id LIMIT (SELECT ?3)";
-
-/// Claims one job by id, if it is still queued.
-const CLAIM_ONE: &str = concat!(
-    claim_set!(),
-    " WHERE id = ?4 AND state = 'queued' ",
-    claimed_columns!()
-);
-
-/// The most hosts with queued jobs that a claim visits one by one. Past it (a queue spread over
-/// more hosts, with a window's worth of blocked jobs in front), the claim walks the queue in
-/// order instead, as far as it takes.
-const HOST_PROBES: usize = 1_024;
 
 const START_ATTEMPT: &str = "
     INSERT INTO attempts (job_id, attempt, worker, started_at)
@@ -289,10 +263,16 @@ fn raw_url(value: ValueRef<'_>) -> RawUrl {
     }
 }
 
-/// A claimed job, and its claim order: (priority, run_at).
-type ClaimedInOrder = (Claimed, (i64, i64));
+/// A job's claim order: (priority, run_at), then its id.
+type Order = (i64, i64);
 
-/// Reads the rows of [`claimed_columns`] into `into`.
+/// A job a claim picked: its id and claim order.
+type Picked = (i64, Order);
+
+/// A claimed job, and its claim order.
+type ClaimedInOrder = (Claimed, Order);
+
+/// Reads the rows that [`CLAIM_ONE`] returns into `into`.
 fn read_claimed(
     mut rows: rusqlite::Rows<'_>,
     now: i64,
@@ -320,90 +300,66 @@ fn read_claimed(
     Ok(())
 }
 
-/// What the look past blocked hosts found.
-enum Past {
-    Claimed(Vec<ClaimedInOrder>),
-    /// More than [`HOST_PROBES`] hosts have queued jobs: nothing was claimed.
-    TooManyHosts,
-}
-
-/// Claims up to `limit` due jobs of hosts that are not blocked, in claim order, visiting each
-/// host's own queue in `jobs_queued_host`: the first `limit` due jobs of every host with room, and
-/// of the jobs without a host, merged. A blocked host costs one probe however long its queue.
-fn claim_past_blocked(
+/// Walks the due jobs in claim order, from where `head` says the blocked hosts' jobs end (or from
+/// the first), passing over the jobs of `blocked` hosts, until it has picked `limit` jobs. Returns
+/// their ids and claim order, and what it learnt for the next claim.
+fn pick(
     tx: &Transaction<'_>,
     now: i64,
-    lease_until: i64,
-    worker: &str,
     limit: usize,
-    ceiling: Option<u32>,
-) -> Result<Past, StoreError> {
-    let paused: bool = tx
-        .prepare_cached(PAUSED)
-        .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
-        .ctx("claiming jobs")?;
-    let blocked: HashSet<String> = tx
-        .prepare_cached(BLOCKED)
-        .and_then(|mut stmt| {
-            stmt.query_map(params![now, ceiling], |r| r.get(0))?
-                .collect()
-        })
-        .ctx("finding the hosts to pass over")?;
-    // Nothing blocked: the window held every due job there is.
-    if paused || blocked.is_empty() {
-        return Ok(Past::Claimed(Vec::new()));
-    }
-    let mut hosts: Vec<Option<String>> = vec![None];
-    {
-        let mut next = tx.prepare_cached(NEXT_HOST).ctx("claiming jobs")?;
-        let mut after = String::new();
-        let mut probes = 0;
-        while let Some(host) = next
-            .query_row([&after], |r| r.get::<_, String>(0))
-            .optional()
-            .ctx("claiming jobs")?
-        {
-            probes += 1;
-            if probes > HOST_PROBES {
-                return Ok(Past::TooManyHosts);
-            }
-            if !blocked.contains(&host) {
-                hosts.push(Some(host.clone()));
-            }
-            after = host;
-        }
-    }
-    // (id, claim order) of each host's first due jobs, then the first `limit` of them all.
-    let mut heads: Vec<(i64, (i64, i64))> = Vec::new();
-    {
-        let mut head = tx.prepare_cached(HOST_HEAD).ctx("claiming jobs")?;
-        for host in &hosts {
-            let rows = head
-                .query_map(params![host, now, limit as i64], |r| {
-                    Ok((
-                        r.get(0)?,
-                        (
-                            loose_int(r.get_ref(1)?).unwrap_or(0),
-                            loose_int(r.get_ref(2)?).unwrap_or(0),
-                        ),
-                    ))
-                })
-                .and_then(Iterator::collect::<rusqlite::Result<Vec<_>>>)
-                .ctx("claiming jobs")?;
-            heads.extend(rows);
-        }
-    }
-    heads.sort_by_key(|&(id, (priority, run_at))| (Reverse(priority), run_at, id));
-    heads.truncate(limit);
-    let mut claimed = Vec::with_capacity(heads.len());
-    let mut one = tx.prepare_cached(CLAIM_ONE).ctx("claiming jobs")?;
-    for (id, _) in heads {
-        let rows = one
-            .query(params![now, lease_until, worker, id])
+    blocked: &HashSet<String>,
+    head: Option<Head>,
+    changes: i64,
+) -> Result<(Vec<Picked>, Option<Head>), StoreError> {
+    let (mut hosts, mut last, walks) = match head {
+        Some(Head {
+            key: (priority, run_at, id),
+            hosts,
+            ..
+        }) => (
+            hosts,
+            Some((priority, run_at, id)),
+            vec![
+                (WALK_ABOVE, vec![now, priority]),
+                (WALK_SAME_TIME, vec![now, priority, run_at, id]),
+                (WALK_LATER, vec![now, priority, run_at]),
+                (WALK_BELOW, vec![now, priority]),
+            ],
+        ),
+        None => (HashSet::new(), None, vec![(WALK_ALL, vec![now])]),
+    };
+    let mut picked = Vec::new();
+    'walks: for (sql, args) in walks {
+        let mut walk = tx.prepare_cached(sql).ctx("preparing the claim")?;
+        let mut rows = walk
+            .query(rusqlite::params_from_iter(args))
             .ctx("claiming jobs")?;
-        read_claimed(rows, now, &mut claimed)?;
+        while let Some(row) = rows.next().ctx("claiming jobs")? {
+            if picked.len() == limit {
+                break 'walks;
+            }
+            let id: i64 = row.get(0).ctx("claiming jobs")?;
+            // Columns people may have set to anything: read what can be read.
+            let priority = loose_int(row.get_ref(1).ctx("claiming jobs")?).unwrap_or(0);
+            let run_at = loose_int(row.get_ref(2).ctx("claiming jobs")?).unwrap_or(0);
+            let host: Option<String> = row.get(3).ctx("claiming jobs")?;
+            last = Some((priority, run_at, id));
+            match host {
+                Some(host) if blocked.contains(&host) => {
+                    hosts.insert(host);
+                }
+                _ => picked.push((id, (priority, run_at))),
+            }
+        }
     }
-    Ok(Past::Claimed(claimed))
+    // Every due job before the last one looked at is now claimed or a blocked host's.
+    let learnt = last.map(|key| Head {
+        key,
+        hosts,
+        changes,
+        learnt: Instant::now(),
+    });
+    Ok((picked, learnt))
 }
 
 impl Queue for SqliteStore {
@@ -419,47 +375,35 @@ impl Queue for SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .ctx("starting a claim")?;
         let now = now_ms();
-        // Each with its claim order: (priority, run_at). The first look is at a window of due
-        // jobs in claim order, which holds enough unless blocked hosts' jobs fill it. Then the
-        // rest come from the other hosts' own queues, one probe per host.
-        let lease_until = now + options.lease_ms;
-        let mut claimed = Vec::new();
-        {
-            let mut pick = tx.prepare_cached(CLAIM).ctx("preparing the claim")?;
-            let rows = pick
-                .query(params![
-                    now,
-                    lease_until,
-                    worker,
-                    limit as i64,
-                    options.per_host,
-                    CLAIM_WINDOW.max(limit as i64)
-                ])
-                .ctx("claiming jobs")?;
-            read_claimed(rows, now, &mut claimed)?;
+        // Each with its claim order: (priority, run_at).
+        let (paused, changes): (bool, i64) = tx
+            .prepare_cached(QUEUE_STATE)
+            .and_then(|mut stmt| stmt.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
+            .ctx("claiming jobs")?;
+        if paused {
+            return Ok(Vec::new());
         }
-        if claimed.len() < limit {
-            let wanted = limit - claimed.len();
-            match claim_past_blocked(&tx, now, lease_until, worker, wanted, options.per_host)? {
-                Past::Claimed(more) => claimed.extend(more),
-                // A queue spread over too many hosts to visit: walk it in claim order, as far as
-                // it takes. Under the write lock this costs about a tenth of a second per
-                // million blocked jobs, so only when nothing else was found.
-                Past::TooManyHosts if claimed.is_empty() => {
-                    let mut pick = tx.prepare_cached(CLAIM).ctx("preparing the claim")?;
-                    let rows = pick
-                        .query(params![
-                            now,
-                            lease_until,
-                            worker,
-                            limit as i64,
-                            options.per_host,
-                            i64::MAX
-                        ])
-                        .ctx("claiming jobs")?;
-                    read_claimed(rows, now, &mut claimed)?;
-                }
-                Past::TooManyHosts => {}
+        let blocked: HashSet<String> = tx
+            .prepare_cached(BLOCKED)
+            .and_then(|mut stmt| {
+                stmt.query_map(params![now, options.per_host], |r| r.get(0))?
+                    .collect()
+            })
+            .ctx("finding the hosts to pass over")?;
+        let head = lock(&self.head).take().filter(|head| {
+            head.changes == changes
+                && head.learnt.elapsed() < HEAD_TRUSTED_FOR
+                && head.hosts.is_subset(&blocked)
+        });
+        let (picked, learnt) = pick(&tx, now, limit, &blocked, head, changes)?;
+        let mut claimed = Vec::with_capacity(picked.len());
+        {
+            let mut one = tx.prepare_cached(CLAIM_ONE).ctx("claiming jobs")?;
+            for (id, _) in picked {
+                let rows = one
+                    .query(params![now, now + options.lease_ms, worker, id])
+                    .ctx("claiming jobs")?;
+                read_claimed(rows, now, &mut claimed)?;
             }
         }
         claimed.sort_by_key(|(job, (priority, run_at))| (Reverse(*priority), *run_at, job.job_id));
@@ -482,6 +426,7 @@ impl Queue for SqliteStore {
             }
         }
         tx.commit().ctx("committing a claim")?;
+        *lock(&self.head) = learnt;
         Ok(claimed)
     }
 

@@ -21,9 +21,8 @@ const LOOK: i64 = 1_000;
 /// While some host is paused (at ?1): the first ?2 queued jobs in run_at order, from `jobs_due`,
 /// as (the earliest run_at of a job whose host is not paused, the last run_at looked at, how
 /// many were looked at). Bounded: a paused host may have a million jobs due, and this runs
-/// whenever the database changes. (`jobs_queued_host` orders each host's jobs by priority
-/// first, so a host's earliest job is not one probe of it; when this cannot tell, the answer is
-/// now, and the claim that follows looks per host.)
+/// whenever the database changes. (An index of queued jobs by host would answer exactly, one
+/// probe per host, but costs every import far too much; see migration 0006.)
 pub(super) const NEXT_DUE_PAST_PAUSES: &str = "
     SELECT MIN(CASE WHEN NOT paused THEN run_at END), MAX(run_at), COUNT(*) FROM (
         SELECT run_at, EXISTS (SELECT 1 FROM hosts h

@@ -33,6 +33,7 @@ contract!(
     a_paused_hosts_jobs_wait_untouched_while_others_are_claimed,
     a_job_behind_a_paused_hosts_long_queue_is_claimed,
     jobs_behind_a_blocked_queue_come_in_claim_order,
+    every_way_ahead_of_a_blocked_queue_is_seen,
     a_host_at_its_limit_is_passed_over,
     the_next_due_time_waits_out_a_pause,
     host_state_from_two_daemons_combines,
@@ -156,6 +157,46 @@ fn jobs_behind_a_blocked_queue_come_in_claim_order(f: &Fixture) {
     assert_eq!(
         f.count("SELECT COUNT(*) FROM jobs WHERE state = 'queued'"),
         1_002
+    );
+}
+
+/// SQLite's claim remembers where a blocked host's jobs at the head of the queue end, and starts
+/// there next time (migration 0007). Every way a job can get in ahead of that point is seen: a
+/// higher priority, a due time in the past, a job put back by hand, a plain INSERT after it,
+/// and the blocked host's own jobs once its pause is lifted.
+fn every_way_ahead_of_a_blocked_queue_is_seen(f: &Fixture) {
+    let many: Vec<NewJob> = (0..300)
+        .map(|i| NewJob::new(format!("http://slow.test/{i}")))
+        .collect();
+    f.store.add(&many).unwrap();
+    f.add(&["http://fast.test/1"]);
+    f.store
+        .record_host(
+            "slow.test",
+            HostChange::Paused {
+                until: now_ms() + 3_600_000,
+                strikes: 1,
+            },
+        )
+        .unwrap();
+    assert_eq!(claim_hosts(f, 4, None), ["fast.test/1"]);
+    f.exec("INSERT INTO jobs (url, run_at) VALUES ('http://fast.test/past', 0)");
+    assert_eq!(claim_hosts(f, 4, None), ["fast.test/past"]);
+    f.exec("INSERT INTO jobs (url, priority) VALUES ('http://fast.test/urgent', 5)");
+    assert_eq!(claim_hosts(f, 4, None), ["fast.test/urgent"]);
+    f.exec(
+        "UPDATE jobs SET state = 'queued', run_at = 1, worker = NULL, lease_until = NULL
+         WHERE url = 'http://fast.test/1'",
+    );
+    assert_eq!(claim_hosts(f, 4, None), ["fast.test/1"]);
+    f.exec("INSERT INTO jobs (url) VALUES ('http://fast.test/plain')");
+    assert_eq!(claim_hosts(f, 4, None), ["fast.test/plain"]);
+    assert!(claim_hosts(f, 4, None).is_empty());
+    f.exec("UPDATE hosts SET paused_until = 0");
+    assert_eq!(
+        claim_hosts(f, 2, None),
+        ["slow.test/0", "slow.test/1"],
+        "the pause lifted"
     );
 }
 

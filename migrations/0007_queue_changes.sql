@@ -1,0 +1,33 @@
+-- 0007: a count of the jobs that go back into the queue (issue 14), so that a claim can trust
+-- what an earlier one learnt about the head of the queue.
+--
+-- A claim that walks past a paused host's jobs at the head of the queue remembers how far it
+-- walked: every due job before that point belonged to a blocked host. The next claim starts
+-- there, while those hosts are still blocked and no job can have entered the queue before that
+-- point. A job enters the queue ahead of the jobs already in it only when it is requeued (a
+-- retry, a lease that ran out, `jobctl retry`, an UPDATE by hand) or inserted with a priority or
+-- with a due time in the past; each such change counts here, and a changed count sends the next
+-- claim back to the head. A plain INSERT (priority 0, due now) and a claim count nothing, so an
+-- import pays only the triggers' WHEN test.
+--
+-- A host index would let a claim skip a blocked host without this, but every import would pay
+-- for it: its rows come host after host, and a million URLs over a thousand hosts took twice as
+-- long with one (measured; see ARCHITECTURE.md).
+
+CREATE TABLE queue_changes (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    changes INTEGER NOT NULL
+);
+INSERT INTO queue_changes (id, changes) VALUES (1, 0);
+
+CREATE TRIGGER jobs_queued_ahead AFTER INSERT ON jobs
+WHEN NEW.state = 'queued' AND (NEW.priority <> 0 OR NEW.run_at < NEW.created_at)
+BEGIN
+    UPDATE queue_changes SET changes = changes + 1 WHERE id = 1;
+END;
+
+CREATE TRIGGER jobs_queued_again AFTER UPDATE OF state, priority, run_at ON jobs
+WHEN NEW.state = 'queued'
+BEGIN
+    UPDATE queue_changes SET changes = changes + 1 WHERE id = 1;
+END;
