@@ -161,6 +161,8 @@ struct Due {
     looked: Instant,
     /// The queue changed while every worker was busy: look once one waits.
     unseen: bool,
+    /// Look again then, even if nothing changes: `at` was a guess (see [`Watch::ask_again_at`]).
+    again: Option<i64>,
 }
 
 impl Default for Due {
@@ -170,6 +172,7 @@ impl Default for Due {
             woken: false,
             looked: Instant::now(),
             unseen: false,
+            again: None,
         }
     }
 }
@@ -200,10 +203,12 @@ fn tick(
     let now = now_ms();
     due.unseen = changed && shared.idle.load(Ordering::SeqCst) == 0;
     let looked = (changed && !due.unseen)
+        || due.again.is_some_and(|t| t <= now)
         || (due.at.is_some_and(|t| t <= now) && !due.woken)
         || due.looked.elapsed() >= LOOK_EVERY;
     if looked {
         due.at = watch.next_due()?;
+        due.again = watch.ask_again_at();
         due.looked = Instant::now();
         due.woken = due.at.is_some_and(|t| t <= now);
         if due.woken {

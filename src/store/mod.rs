@@ -51,6 +51,12 @@ pub trait Watch: Send {
     /// earlier than that (a pause that ends before its host's jobs are due), which costs one
     /// look more. None when nothing is queued.
     fn next_due(&mut self) -> Result<Option<i64>, StoreError>;
+    /// When to ask [`Watch::next_due`] again even if nothing changes, because its last answer
+    /// was "now" on a guess: a due job may hide behind paused hosts' jobs, but if the claim it
+    /// prompts finds none, nothing changes until a pause ends. None: the answer was exact.
+    fn ask_again_at(&self) -> Option<i64> {
+        None
+    }
     /// True while any job is queued or running (`--drain` exits when this turns false).
     fn pending(&mut self) -> Result<bool, StoreError>;
     /// The number of jobs in each state (states with no job are left out).

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use jobd_testkit::images;
 use jobd_testkit::server::{Reply, TestServer};
 
-use crate::support::{Env, finish, show, signal, wait_until};
+use crate::support::{Env, Logged, finish, show, signal, wait_until};
 
 fn png(seed: u64) -> Vec<u8> {
     images::png(8, 8, seed)
@@ -461,4 +461,31 @@ fn a_slow_down_on_a_jobs_last_attempt_still_cools_the_host() {
         )
         .unwrap();
     assert!(gap >= 1_900, "the host was asked again after {gap} ms");
+}
+
+/// A host that answers 503 to everything, with more jobs queued than SQLite's watcher looks at:
+/// once every due job is that host's, its pause ends with nothing else changing, and the host is
+/// asked again then, for longer each time (regression: it was asked twice, then not for 30 s).
+#[test]
+fn a_paused_hosts_long_queue_is_tried_again_when_each_pause_ends() {
+    let bad = TestServer::start();
+    bad.fallback(Reply::status(503));
+    let env = Env::with_config(
+        "[fetch]\nallow_ips = [\"127.0.0.1/32\"]\n[retry]\nbase_delay_ms = 200\nmax_delay_ms = 60000\n",
+    );
+    let urls: Vec<String> = (0..1_200).map(|i| bad.url(&format!("/{i}.png"))).collect();
+    env.jobctl_with_input(&["import", "-"], urls.join("\n").as_bytes());
+    let daemon = Logged::spawn(env.jobd(&["--workers", "4"]));
+    // 503, 503 and a pause of 200 ms, then 400 ms, then 800 ms: five requests in about 1.5 s.
+    // Without a look at each pause's end, the third waited for the supervisor's look every 30 s.
+    let start = Instant::now();
+    wait_until("the host asked five times", || bad.total_hits() >= 5);
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "five requests took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(bad.stats().max_in_flight, 1, "one request at a time");
+    signal(&daemon.child, "TERM");
+    daemon.finish();
 }

@@ -39,6 +39,8 @@ pub(super) struct SqliteWatch {
     conn: Connection,
     data_version: Option<i64>,
     last_checkpoint: Instant,
+    /// The first pause's end, when the last next due time was "now" on a guess.
+    ask_again_at: Option<i64>,
 }
 
 /// How often the write-ahead log is checkpointed and truncated.
@@ -50,6 +52,7 @@ impl SqliteWatch {
             conn,
             data_version: None,
             last_checkpoint: Instant::now(),
+            ask_again_at: None,
         }
     }
 
@@ -109,6 +112,7 @@ impl Watch for SqliteWatch {
     }
 
     fn next_due(&mut self) -> Result<Option<i64>, StoreError> {
+        self.ask_again_at = None;
         let now = now_ms();
         let pause_end: Option<i64> = self
             .conn
@@ -130,7 +134,13 @@ impl Watch for SqliteWatch {
                 stmt.query_row([now, LOOK], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             })
             .ctx("looking for queued jobs")?;
-        Ok(past_pauses(now, pause_end, unpaused, last, looked))
+        let due = past_pauses(now, pause_end, unpaused, last, looked);
+        self.ask_again_at = (due == Some(now)).then_some(pause_end);
+        Ok(due)
+    }
+
+    fn ask_again_at(&self) -> Option<i64> {
+        self.ask_again_at
     }
 
     fn counts(&mut self) -> Result<Vec<(State, i64)>, StoreError> {
