@@ -4,10 +4,10 @@
 -- A claim that walks past a paused host's jobs at the head of the queue remembers how far it
 -- walked: every due job before that point belonged to a blocked host. The next claim starts
 -- there, while those hosts are still blocked and no job can have entered the queue before that
--- point. A job enters the queue ahead of the jobs already in it only when it is requeued (a
--- retry, a lease that ran out, `jobctl retry`, an UPDATE by hand) or inserted with a priority or
--- with a due time in the past; each such change counts here, and a changed count sends the next
--- claim back to the head. A plain INSERT (priority 0, due now) and a claim count nothing, so an
+-- point. A job gets ahead of that point only when it is put back due now or earlier (a lease
+-- that ran out, `jobctl retry`, an UPDATE by hand) or inserted with a priority or with a due
+-- time in the past; each such change counts here, and a changed count sends the next claim back
+-- to the head. A plain INSERT (priority 0, due now) and a claim count nothing, so an
 -- import pays only the triggers' WHEN test.
 --
 -- A host index would let a claim skip a blocked host without this, but every import would pay
@@ -26,8 +26,13 @@ BEGIN
     UPDATE queue_changes SET changes = changes + 1 WHERE id = 1;
 END;
 
+-- A job put back to be tried later (a backoff, a pause's end) is due after now, and so after
+-- any point a claim has learnt, which was due when it learnt it: it counts nothing. Neither does
+-- one with another priority than the point's, which a claim walks anyway; but a trigger cannot
+-- know the point, so any due job put back counts.
 CREATE TRIGGER jobs_queued_again AFTER UPDATE OF state, priority, run_at ON jobs
 WHEN NEW.state = 'queued'
+     AND NEW.run_at <= CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
 BEGIN
     UPDATE queue_changes SET changes = changes + 1 WHERE id = 1;
 END;

@@ -192,6 +192,19 @@ fn every_way_ahead_of_a_blocked_queue_is_seen(f: &Fixture) {
     f.exec("INSERT INTO jobs (url) VALUES ('http://fast.test/plain')");
     assert_eq!(claim_hosts(f, 4, None), ["fast.test/plain"]);
     assert!(claim_hosts(f, 4, None).is_empty());
+    // Put back for later, as a backoff does: claimed once it is due.
+    f.exec(&format!(
+        "UPDATE jobs SET state = 'queued', run_at = {}, worker = NULL, lease_until = NULL
+         WHERE url = 'http://fast.test/plain'",
+        now_ms() + 300
+    ));
+    assert!(claim_hosts(f, 4, None).is_empty(), "not due yet");
+    let mut later = Vec::new();
+    wait_until("the job put back to be due", || {
+        later = claim_hosts(f, 4, None);
+        !later.is_empty()
+    });
+    assert_eq!(later, ["fast.test/plain"]);
     f.exec("UPDATE hosts SET paused_until = 0");
     assert_eq!(
         claim_hosts(f, 2, None),
