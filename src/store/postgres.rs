@@ -8,6 +8,8 @@
 
 mod admin;
 mod bulk;
+mod daemons;
+mod dashboard;
 mod hosts;
 mod ops;
 mod queue;
@@ -32,6 +34,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0004_validation.sql"),
     include_str!("../../migrations/postgres/0005_ids_never_reused.sql"),
     include_str!("../../migrations/postgres/0006_hosts.sql"),
+    // 0007 is taken by another branch; at the merge it comes before this one.
+    include_str!("../../migrations/postgres/0008_daemons.sql"),
 ];
 
 /// Serialises migrations between daemons starting at once (`pg_advisory_xact_lock`): "jobd" in

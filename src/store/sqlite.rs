@@ -4,6 +4,8 @@
 
 mod admin;
 mod bulk;
+mod daemons;
+mod dashboard;
 mod hosts;
 mod ops;
 mod queue;
@@ -50,6 +52,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0004_validation.sql"),
     include_str!("../../migrations/0005_ids_never_reused.sql"),
     include_str!("../../migrations/0006_hosts.sql"),
+    // 0007 is taken by another branch; at the merge it comes before this one.
+    include_str!("../../migrations/0008_daemons.sql"),
 ];
 
 /// How long a connection waits for another writer before giving up. Writers hold the lock for
