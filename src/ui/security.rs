@@ -80,18 +80,27 @@ impl Guard {
             .is_some_and(|h| self.hosts.iter().any(|ok| ok.eq_ignore_ascii_case(h)))
     }
 
-    /// A POST from a page of another origin: its `Origin` (or, without one, the browser's
-    /// `Sec-Fetch-Site`) says so. A request with neither is no browser's cross-site form; the
-    /// CSRF token still has to match.
+    /// A POST from a page of another origin: its `Origin` says so, or, where the browser sends
+    /// `Origin: null` (as Chromium does for a form under `Referrer-Policy: no-referrer`, and any
+    /// browser for a sandboxed frame), `Sec-Fetch-Site` does; a null origin without it is refused.
+    /// A request with neither header is no browser's cross-site form; the CSRF token still has to
+    /// match.
     pub fn cross_origin(&self, request: &Request) -> bool {
-        if let Some(origin) = request.header("origin") {
-            let host = request.header("host").unwrap_or_default();
-            return !origin.eq_ignore_ascii_case(&format!("http://{host}"))
-                && !origin.eq_ignore_ascii_case(&format!("https://{host}"));
+        let site = request.header("sec-fetch-site");
+        if let Some(site) = site {
+            if site != "same-origin" && site != "none" {
+                return true;
+            }
         }
-        request
-            .header("sec-fetch-site")
-            .is_some_and(|site| site != "same-origin" && site != "none")
+        match request.header("origin") {
+            None => false,
+            Some("null") => site.is_none(),
+            Some(origin) => {
+                let host = request.header("host").unwrap_or_default();
+                !origin.eq_ignore_ascii_case(&format!("http://{host}"))
+                    && !origin.eq_ignore_ascii_case(&format!("https://{host}"))
+            }
+        }
     }
 
     /// The request's session: its cookie's if the MAC holds, else a new one to set.
@@ -242,6 +251,9 @@ mod tests {
         assert!(!g.cross_origin(&post("\nOrigin: http://127.0.0.1:8787")));
         assert!(g.cross_origin(&post("\nOrigin: http://evil.example")));
         assert!(g.cross_origin(&post("\nOrigin: null")));
+        assert!(!g.cross_origin(&post("\nOrigin: null\nSec-Fetch-Site: same-origin")));
+        assert!(g.cross_origin(&post("\nOrigin: null\nSec-Fetch-Site: cross-site")));
+        assert!(g.cross_origin(&post("\nOrigin: http://127.0.0.1:8787\nSec-Fetch-Site: same-site")));
         assert!(g.cross_origin(&post("\nSec-Fetch-Site: cross-site")));
         assert!(!g.cross_origin(&post("\nSec-Fetch-Site: same-origin")));
         assert!(!g.cross_origin(&post("")));

@@ -21,7 +21,8 @@ const THROUGHPUT: &str = "
 const FAILURE_GROUPS: &str = r#"
     SELECT COALESCE(error, '') AS e, host, COUNT(*) AS n, MAX(finished_at)
     FROM jobs WHERE state = 'failed'
-    GROUP BY e, host ORDER BY n DESC, e COLLATE "C", host COLLATE "C" NULLS FIRST LIMIT $1"#;
+    GROUP BY e, host
+    ORDER BY n DESC, COALESCE(error, '') COLLATE "C", host COLLATE "C" NULLS FIRST LIMIT $1"#;
 
 const BLOB: &str = "
     SELECT sha256, blob_path, mime, bytes FROM jobs

@@ -1,0 +1,537 @@
+//! The dashboard (issue 15) as its users meet it: a real `jobctl serve` process over loopback,
+//! asked by the real curl (a reference client that sends exactly what it is told, Host and
+//! Origin included), and in `browser.rs` by a real headless Chromium over WebDriver.
+
+mod browser;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+
+use jobd_testkit::images;
+use jobd_testkit::server::{Reply, TestServer};
+
+use crate::support::{Env, Logged, sha256_hex, show, signal, wait_until};
+
+/// A running `jobctl serve` on a port of its own; killed when dropped.
+pub struct Serve {
+    child: Child,
+    pub base: String,
+    pub host: String,
+}
+
+impl Serve {
+    pub fn start(env: &Env) -> Serve {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_jobctl"))
+            .arg("--config")
+            .arg(env.config())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run jobctl serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("jobctl serve's first line");
+        let host = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string();
+        Serve {
+            child,
+            base: format!("http://{host}"),
+            host,
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// curl's answer: status, headers (lowercase names) and body.
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Runs curl with `args` (and `-s -i`), parsing its answer.
+pub fn curl(args: &[&str]) -> Answer {
+    let out: Output = Command::new("curl")
+        .args(["-s", "-i", "--max-time", "30", "--noproxy", "*"])
+        .args(args)
+        .output()
+        .expect("curl is installed");
+    assert!(out.status.success(), "curl {args:?}: {}", show(&out));
+    let raw = out.stdout;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Answer {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+/// A queue with stored images (a PNG with alpha, a JPEG, a GIF) and failures on two hosts,
+/// made by the real jobd.
+pub fn seeded() -> (Env, TestServer, Vec<Vec<u8>>) {
+    let server = TestServer::start();
+    let other = TestServer::start();
+    let bodies = vec![
+        images::png(640, 480, 1),
+        images::jpeg(800, 600, 60_000, 2),
+        images::gif(64, 48, 3),
+    ];
+    let urls = [
+        server.url("/a.png"),
+        server.url("/b.jpg"),
+        server.url("/c.gif"),
+        server.url("/gone-1.png"),
+        server.url("/gone-2.png"),
+        other.url("/teapot.png"),
+    ];
+    for (path, body, mime) in [
+        ("/a.png", &bodies[0], "image/png"),
+        ("/b.jpg", &bodies[1], "image/jpeg"),
+        ("/c.gif", &bodies[2], "image/gif"),
+    ] {
+        server.route(path, Reply::image(body.clone(), mime));
+    }
+    server.fallback(Reply::status(404));
+    other.fallback(Reply::status(418));
+    let env = Env::new("");
+    env.add(&urls);
+    let out = env.drain(&[]);
+    assert!(out.status.success(), "{}", show(&out));
+    (env, server, bodies)
+}
+
+fn set_cookie(answer: &Answer) -> String {
+    answer
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_string()
+}
+
+/// The CSRF token of the first form on a page.
+pub fn csrf_of(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a form with a CSRF token")
+        .to_string()
+}
+
+#[test]
+fn every_page_answers_with_its_content_and_the_security_headers() {
+    let (env, _server, bodies) = seeded();
+    let serve = Serve::start(&env);
+    let b = &serve.base;
+    let failed: Vec<i64> = (4..=6).collect();
+    for (path, words) in [
+        (
+            "/",
+            vec![
+                "id=\"count-done\">3<",
+                "id=\"count-failed\">3<",
+                "Throughput",
+                "p50 / p95",
+                "Daemons (0)",
+            ],
+        ),
+        (
+            "/jobs",
+            vec!["<table id=\"jobs\">", "/a.png", "HTTP 404", "Retry all"],
+        ),
+        (
+            "/jobs?state=failed&host=127.0.0.1&error=418",
+            vec!["teapot.png", "HTTP 418"],
+        ),
+        (
+            "/jobs/1",
+            vec![
+                "image/png",
+                "640 × 480",
+                &sha256_hex(&bodies[0]),
+                "<ol class=\"timeline\"",
+            ],
+        ),
+        (
+            "/failures",
+            vec![
+                "<table id=\"failures\">",
+                "HTTP 404",
+                "Retry these",
+                ">2</a>",
+            ],
+        ),
+        ("/hosts", vec!["<table id=\"hosts\">"]),
+        (
+            "/gallery",
+            vec![
+                "<div class=\"grid\" id=\"gallery\">",
+                "image/jpeg",
+                "image/gif",
+            ],
+        ),
+        ("/gallery?type=image/gif", vec!["image/gif"]),
+    ] {
+        let a = curl(&[&format!("{b}{path}")]);
+        assert_eq!(a.status, 200, "{path}: {}", a.text());
+        let page = a.text();
+        for w in words {
+            assert!(page.contains(w), "{path} lacks {w:?}:\n{page}");
+        }
+        assert!(
+            a.header("content-security-policy")
+                .unwrap()
+                .contains("default-src 'none'")
+        );
+        assert_eq!(a.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(a.header("referrer-policy"), Some("no-referrer"));
+    }
+    let jobs = curl(&[&format!("{b}/jobs?state=failed")]).text();
+    for id in &failed {
+        assert!(jobs.contains(&format!("href=\"/jobs/{id}\"")), "{jobs}");
+    }
+    assert!(
+        !curl(&[&format!("{b}/gallery?type=image/gif")])
+            .text()
+            .contains("image/jpeg ·")
+    );
+    assert_eq!(curl(&[&format!("{b}/jobs/999")]).status, 404);
+    assert_eq!(curl(&[&format!("{b}/nothing")]).status, 404);
+
+    // Images by their recorded sha256 only, as their detected type.
+    for (body, mime) in bodies.iter().zip(["image/png", "image/jpeg", "image/gif"]) {
+        let a = curl(&[&format!("{b}/blobs/{}", sha256_hex(body))]);
+        assert_eq!((a.status, a.header("content-type")), (200, Some(mime)));
+        assert_eq!(&a.body, body);
+        let t = curl(&[&format!("{b}/thumbs/{}", sha256_hex(body))]);
+        assert_eq!(t.status, 200);
+        assert_eq!(t.header("x-thumbnail"), Some("image"));
+        let thumb = image::load_from_memory(&t.body).expect("a thumbnail that decodes");
+        assert!(thumb.width() <= 320 && thumb.height() <= 320);
+    }
+    let png =
+        image::load_from_memory(&curl(&[&format!("{b}/thumbs/{}", sha256_hex(&bodies[0]))]).body)
+            .unwrap();
+    assert_eq!((png.width(), png.height()), (320, 240));
+    let cached = env.path("blobs/.thumbs");
+    assert_eq!(
+        crate::support::files_under(&cached).len(),
+        3,
+        "one cached thumbnail each"
+    );
+    for path in [
+        "/blobs/../daemon.toml".to_string(),
+        "/blobs/%2e%2e%2fdaemon.toml".into(),
+        format!("/blobs/{}", "0".repeat(64)),
+        format!("/blobs/{}", sha256_hex(&bodies[0]).to_uppercase()),
+        format!("/thumbs/{}", "0".repeat(64)),
+    ] {
+        let a = curl(&["--path-as-is", &format!("{b}{path}")]);
+        assert_eq!(a.status, 404, "{path}");
+    }
+}
+
+#[test]
+fn strangers_are_refused_and_forms_need_their_sessions_token() {
+    let (env, _server, _) = seeded();
+    let serve = Serve::start(&env);
+    let b = &serve.base;
+    // DNS rebinding: a page of evil.example whose name now points here.
+    let a = curl(&["-H", "Host: evil.example", &format!("{b}/")]);
+    assert_eq!(a.status, 421, "{}", a.text());
+    assert!(!a.text().contains("count-done"));
+    assert_eq!(
+        curl(&["-H", "Host: localhost", &format!("{b}/")]).status,
+        421,
+        "no port"
+    );
+    let port = serve.host.rsplit(':').next().unwrap();
+    assert_eq!(
+        curl(&["-H", &format!("Host: localhost:{port}"), &format!("{b}/")]).status,
+        200
+    );
+
+    let page = curl(&[&format!("{b}/jobs/4")]);
+    let cookie = set_cookie(&page);
+    let csrf = csrf_of(&page.text());
+    let retry = |extra: &[&str]| {
+        let mut args = vec!["-X", "POST", "--data", "id=4"];
+        args.extend_from_slice(extra);
+        let url = format!("{b}/actions/retry");
+        args.push(&url);
+        curl(&args)
+    };
+    let state = || env.job(4).state;
+    // No token, a wrong one, another session's, a cross-origin form: all refused, nothing changes.
+    let other = set_cookie(&curl(&[&format!("{b}/")]));
+    for (why, answer) in [
+        ("no token", retry(&["-H", &format!("Cookie: {cookie}")])),
+        ("no cookie", retry(&["--data", &format!("csrf={csrf}")])),
+        (
+            "wrong token",
+            retry(&[
+                "-H",
+                &format!("Cookie: {cookie}"),
+                "--data",
+                &format!("csrf={}", "0".repeat(64)),
+            ]),
+        ),
+        (
+            "another session",
+            retry(&[
+                "-H",
+                &format!("Cookie: {other}"),
+                "--data",
+                &format!("csrf={csrf}"),
+            ]),
+        ),
+        (
+            "cross origin",
+            retry(&[
+                "-H",
+                &format!("Cookie: {cookie}"),
+                "-H",
+                "Origin: http://evil.example",
+                "--data",
+                &format!("csrf={csrf}"),
+            ]),
+        ),
+    ] {
+        assert_eq!(answer.status, 403, "{why}: {}", answer.text());
+        assert_eq!(state(), "failed", "{why}");
+    }
+    // Too large a body is refused before it is read.
+    let big = format!("id=4&pad={}", "x".repeat(100 * 1024));
+    assert_eq!(
+        curl(&[
+            "-X",
+            "POST",
+            "-H",
+            &format!("Cookie: {cookie}"),
+            "--data",
+            &big,
+            &format!("{b}/actions/retry")
+        ])
+        .status,
+        413
+    );
+    // The real thing: same origin, its session's token.
+    let ok = retry(&[
+        "-H",
+        &format!("Cookie: {cookie}"),
+        "-H",
+        &format!("Origin: {b}"),
+        "--data",
+        &format!("csrf={csrf}"),
+    ]);
+    assert_eq!(
+        (ok.status, ok.header("location")),
+        (303, Some("/jobs/4")),
+        "{}",
+        ok.text()
+    );
+    assert_eq!(state(), "queued");
+
+    // Pause and resume, as jobctl's switch.
+    let post = |action: &str| {
+        curl(&[
+            "-X",
+            "POST",
+            "-H",
+            &format!("Cookie: {cookie}"),
+            "--data",
+            &format!("csrf={csrf}"),
+            &format!("{b}/actions/{action}"),
+        ])
+    };
+    assert_eq!(post("pause").status, 303);
+    assert!(
+        env.jobctl_ok(&["stats"]).contains("paused"),
+        "jobctl sees the switch"
+    );
+    assert!(
+        curl(&[&format!("{b}/")])
+            .text()
+            .contains("<strong>Paused:</strong>")
+    );
+    assert_eq!(post("resume").status, 303);
+    // A failure group's retry: the 418 of the other server, not the first server's 404s.
+    let (error, host): (String, String) = env
+        .db()
+        .query_row("SELECT error, host FROM jobs WHERE id = 6", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    let answer = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &format!("Cookie: {cookie}"),
+        "--data-urlencode",
+        &format!("csrf={csrf}"),
+        "--data-urlencode",
+        &format!("error={error}"),
+        "--data-urlencode",
+        &format!("host={host}"),
+        &format!("{b}/actions/retry-group"),
+    ]);
+    assert_eq!(answer.status, 303, "{}", answer.text());
+    assert_eq!(
+        (env.job(5).state, env.job(6).state),
+        ("failed".into(), "queued".into())
+    );
+    // A filter's bulk cancel.
+    let answer = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &format!("Cookie: {cookie}"),
+        "--data",
+        &format!("csrf={csrf}&state=queued"),
+        &format!("{b}/actions/cancel-filter"),
+    ]);
+    assert_eq!(answer.status, 303);
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM jobs WHERE state = 'cancelled'"),
+        2
+    );
+}
+
+#[test]
+fn a_token_guards_every_page_and_an_address_beyond_loopback_needs_one() {
+    let env = Env::new("");
+    env.jobctl_ok(&["init"]);
+    let out = env.jobctl(&["serve", "--listen", "0.0.0.0:0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("set [ui] token"),
+        "{}",
+        show(&out)
+    );
+
+    let token = "a-token-of-at-least-16-chars";
+    let config = std::fs::read_to_string(env.config()).unwrap();
+    std::fs::write(
+        env.config(),
+        format!("{config}\n[ui]\ntoken = \"{token}\"\n"),
+    )
+    .unwrap();
+    let serve = Serve::start(&env);
+    let b = &serve.base;
+    let a = curl(&[&format!("{b}/jobs")]);
+    assert_eq!((a.status, a.header("location")), (303, Some("/login")));
+    assert_eq!(
+        curl(&[&format!("{b}/blobs/{}", "0".repeat(64))]).status,
+        303
+    );
+    assert_eq!(
+        curl(&["-X", "POST", &format!("{b}/actions/pause")]).status,
+        401
+    );
+    let bearer = format!("Authorization: Bearer {token}");
+    assert_eq!(curl(&["-H", &bearer, &format!("{b}/jobs")]).status, 200);
+    assert_eq!(
+        curl(&[
+            "-H",
+            "Authorization: Bearer wrong-token-of-length",
+            &format!("{b}/jobs")
+        ])
+        .status,
+        303
+    );
+
+    // The login form: its own CSRF token, then a cookie that opens every page.
+    let form = curl(&[&format!("{b}/login")]);
+    let cookie = set_cookie(&form);
+    let csrf = csrf_of(&form.text());
+    let login = |token: &str| {
+        curl(&[
+            "-X",
+            "POST",
+            "-H",
+            &format!("Cookie: {cookie}"),
+            "--data-urlencode",
+            &format!("csrf={csrf}"),
+            "--data-urlencode",
+            &format!("token={token}"),
+            &format!("{b}/login"),
+        ])
+    };
+    assert_eq!(login("not-the-token-at-all").status, 403);
+    let ok = login(token);
+    assert_eq!(ok.status, 303);
+    let session = set_cookie(&ok);
+    assert_ne!(session, cookie, "a new session at login");
+    let page = curl(&["-H", &format!("Cookie: {session}"), &format!("{b}/")]);
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("count-queued"));
+}
+
+#[test]
+fn jobctl_daemons_and_the_overview_list_a_running_daemon_until_it_stops() {
+    let env = Env::new("");
+    env.jobctl_ok(&["init"]);
+    let mut jobd = Logged::spawn(env.jobd(&[]));
+    let pid = jobd.child.id();
+    let listed = || -> serde_json::Value {
+        serde_json::from_str(&env.jobctl_ok(&["daemons", "--json"])).unwrap()
+    };
+    wait_until("the daemon's heartbeat", || {
+        listed()["daemons"].as_array().is_some_and(|d| d.len() == 1)
+    });
+    let d = &listed()["daemons"][0];
+    assert_eq!(d["pid"], pid);
+    assert_eq!(d["workers"], 4);
+    assert_eq!(d["version"], env!("CARGO_PKG_VERSION"));
+    assert!(env.jobctl_ok(&["daemons"]).contains(&format!(":{pid}")));
+    let serve = Serve::start(&env);
+    let page = curl(&[&format!("{}/", serve.base)]).text();
+    assert!(
+        page.contains("Daemons (1)") && page.contains(&format!(":{pid}</td>")),
+        "{page}"
+    );
+    signal(&jobd.child, "TERM");
+    let _ = jobd.child.wait();
+    assert!(
+        listed()["daemons"].as_array().unwrap().is_empty(),
+        "a clean stop removes its row"
+    );
+}
