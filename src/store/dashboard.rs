@@ -32,8 +32,8 @@ pub struct GalleryFilter {
     pub host: Option<String>,
     /// The detected type, exactly (`image/png`).
     pub mime: Option<String>,
-    /// Only jobs with ids below this one (the next page).
-    pub before: Option<JobId>,
+    /// Only jobs that finished before this (finished_at, id), in that order: the next page.
+    pub before: Option<(i64, JobId)>,
     pub limit: usize,
 }
 
@@ -55,7 +55,8 @@ pub trait Dashboard: Send + Sync {
     fn throughput(&self, since: i64, width_ms: i64) -> Result<Vec<Bucket>, StoreError>;
     /// Failed jobs grouped by error and host, the largest groups first, at most `limit`.
     fn failure_groups(&self, limit: usize) -> Result<Vec<FailureGroup>, StoreError>;
-    /// Done jobs with a blob, newest first, as the filter says.
+    /// Done jobs with a blob, the most recently finished first (then by id, descending), as
+    /// the filter says.
     fn gallery(&self, filter: &GalleryFilter) -> Result<Vec<JobRow>, StoreError>;
     /// The blob recorded with this sha256 by a done job, if any.
     fn blob(&self, sha256: &str) -> Result<Option<BlobRow>, StoreError>;

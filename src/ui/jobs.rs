@@ -157,6 +157,41 @@ pub fn list(query: &JobsQuery, jobs: &[JobRow], more: bool, csrf: &str, now: i64
     layout("Jobs", "/jobs", &body)
 }
 
+/// The page that asks before a bulk action: how many jobs the filter selects, and the same form
+/// again with `confirm=1`.
+pub fn confirm(query: &JobsQuery, verb: &str, n: usize, limit: usize, csrf: &str) -> String {
+    let fields = query.fields();
+    let described: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!("{k} <code>{}</code>", esc(v)))
+        .collect();
+    let mut with: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    with.push(("confirm", "1"));
+    let action = if verb == "Retry" {
+        "/actions/retry-filter"
+    } else {
+        "/actions/cancel-filter"
+    };
+    let body = format!(
+        "<p>{verb} <strong id=\"selected\">{}</strong> jobs{}: {}?</p>{}<p>{} <a href=\"{}\">Back to the jobs</a></p>",
+        count(n as i64),
+        if n >= limit { " (the most one click acts on)" } else { "" },
+        if described.is_empty() {
+            "every job".to_string()
+        } else {
+            described.join(", ")
+        },
+        if verb == "Retry" {
+            "<p class=\"note\">Failed and cancelled jobs are requeued; the others are left alone.</p>"
+        } else {
+            "<p class=\"note\">Queued jobs are cancelled at once, running ones when their attempt ends; finished ones are left alone.</p>"
+        },
+        form(action, csrf, &with, &format!("{verb} them"), if verb == "Retry" { "primary" } else { "danger" }),
+        esc(&query.href(None)),
+    );
+    layout(&format!("{verb} jobs"), "/jobs", &body)
+}
+
 pub fn job(job: &JobRow, attempts: &[AttemptRow], csrf: &str, now: i64) -> String {
     let id = job.id.to_string();
     let mut body = format!(
@@ -270,7 +305,10 @@ pub fn gallery_filter(pairs: &[(String, String)]) -> GalleryFilter {
     GalleryFilter {
         host: get("host"),
         mime: get("type"),
-        before: get("before").and_then(|b| b.parse().ok()),
+        before: get("before").and_then(|b| {
+            let (at, id) = b.split_once('.')?;
+            Some((at.parse().ok()?, id.parse().ok()?))
+        }),
         limit: GALLERY_PAGE,
     }
 }
@@ -332,7 +370,11 @@ pub fn gallery(filter: &GalleryFilter, jobs: &[JobRow], now: i64) -> String {
             next.push(format!("type={}", enc(t)));
         }
         if let Some(last) = jobs.last() {
-            next.push(format!("before={}", last.id));
+            next.push(format!(
+                "before={}.{}",
+                last.finished_at.unwrap_or(0),
+                last.id
+            ));
         }
         let _ = write!(
             body,
@@ -340,7 +382,6 @@ pub fn gallery(filter: &GalleryFilter, jobs: &[JobRow], now: i64) -> String {
             esc(&next.join("&"))
         );
     }
-    let _ = count;
     layout("Gallery", "/gallery", &body)
 }
 

@@ -9,6 +9,7 @@
 //! Architecture invariant: like jobctl, it is a client of the queue: no SQL (every read is a
 //! store trait method), no path from a request, and it works with or without daemons.
 
+mod figures;
 mod html;
 mod http;
 mod jobs;
@@ -65,7 +66,7 @@ pub struct App {
     guard: security::Guard,
     thumbs: thumbs::Thumbs,
     blob_dir: PathBuf,
-    overview: Mutex<Option<(Instant, Arc<pages::Overview>)>>,
+    figures: Arc<figures::Figures>,
 }
 
 /// A bound dashboard, not yet serving.
@@ -83,6 +84,7 @@ impl Server {
         let listener = TcpListener::bind(listen).map_err(|e| Error::Listen(listen, e))?;
         let bound = listener.local_addr().map_err(|e| Error::Listen(listen, e))?;
         let app = App {
+            figures: figures::Figures::new(store.clone()),
             store,
             guard: security::Guard::new(bound, config.ui.token.clone(), &config.ui.allowed_hosts),
             thumbs: thumbs::Thumbs::new(
@@ -91,7 +93,6 @@ impl Server {
                 config.ui.thumbnail_cache_mb.saturating_mul(1 << 20),
             ),
             blob_dir: config.blob_dir.clone(),
-            overview: Mutex::new(None),
         };
         Ok(Server {
             listener,

@@ -3,16 +3,15 @@
 use std::fmt::Write as _;
 
 use super::html::{count, enc, esc, form, layout, ms, opt_when, size, when};
-use crate::job::State;
+use crate::job::{State, now_ms};
 use crate::store::{Bucket, DaemonRow, FailureGroup, HOSTS_WINDOW_MINUTES, HostRow, Stats};
 
 /// What the overview shows, read once a second at most however many people watch it.
 #[derive(Debug, Clone)]
 pub struct Overview {
     pub stats: Stats,
-    /// Done and failed per minute over the last hour, and per 15 minutes over the last day.
-    pub hour: Vec<Bucket>,
-    pub day: Vec<Bucket>,
+    /// Done and failed per minute over the last day, oldest first.
+    pub minutes: Vec<Bucket>,
     pub daemons: Vec<DaemonRow>,
     pub now: i64,
 }
@@ -52,17 +51,22 @@ pub fn overview_live(o: &Overview, csrf: &str) -> String {
     );
     let per_min = |b: &[Bucket], from: i64| -> String {
         let done: i64 = b.iter().filter(|b| b.start >= from).map(|b| b.done).sum();
-        format!("{:.1}", done as f64 / ((o.now - from) as f64 / MINUTE as f64).max(1.0))
+        let rate = done as f64 / ((o.now - from) as f64 / MINUTE as f64).max(1.0);
+        if rate >= 10.0 || rate == 0.0 {
+            format!("{rate:.0}")
+        } else {
+            format!("{rate:.2}")
+        }
     };
     let _ = write!(
         out,
         "<section><h2>Throughput</h2><p>Done per minute: <strong>{}</strong> over the last hour, \
          <strong>{}</strong> over the last day.</p><h3>Last hour, per minute</h3>{}\
          <h3>Last day, per 15 minutes</h3>{}</section>",
-        per_min(&o.hour, o.now - 60 * MINUTE),
-        per_min(&o.day, o.now - 1440 * MINUTE),
-        chart(&o.hour, o.now - 60 * MINUTE, MINUTE, 60),
-        chart(&o.day, o.now - 1440 * MINUTE, QUARTER, 96)
+        per_min(&o.minutes, o.now - 60 * MINUTE),
+        per_min(&o.minutes, o.now - 1440 * MINUTE),
+        chart(&o.minutes, o.now, MINUTE, 60),
+        chart(&regroup(&o.minutes, QUARTER), o.now, QUARTER, 96)
     );
     let pair = |p: Option<(i64, i64)>| {
         p.map_or_else(
@@ -90,6 +94,11 @@ pub fn overview_live(o: &Overview, csrf: &str) -> String {
         size(s.bytes_done)
     );
     out.push_str(&daemons_table(&o.daemons, o.now));
+    let _ = write!(
+        out,
+        "<p class=\"note\" id=\"as-of\">Figures read {}; they refresh by themselves.</p>",
+        when(o.now, now_ms())
+    );
     out
 }
 
@@ -125,28 +134,44 @@ fn daemons_table(daemons: &[DaemonRow], now: i64) -> String {
     out
 }
 
-/// A bar chart of done (and failed, stacked) per bucket, as inline SVG: `n` buckets of `width`
-/// from the one holding `from`.
-pub fn chart(buckets: &[Bucket], from: i64, width: i64, n: i64) -> String {
-    let first = from / width * width;
+/// Buckets gathered into wider ones of `width` (a multiple of theirs).
+pub fn regroup(buckets: &[Bucket], width: i64) -> Vec<Bucket> {
+    let mut out: Vec<Bucket> = Vec::new();
+    for b in buckets {
+        let start = b.start / width * width;
+        match out.last_mut() {
+            Some(last) if last.start == start => {
+                last.done += b.done;
+                last.failed += b.failed;
+            }
+            _ => out.push(Bucket { start, ..*b }),
+        }
+    }
+    out
+}
+
+/// A bar chart of done (and failed, stacked) per bucket, as inline SVG: the `n` buckets of
+/// `width` up to the one holding `now`.
+pub fn chart(buckets: &[Bucket], now: i64, width: i64, n: i64) -> String {
+    let first = (now / width - (n - 1)) * width;
+    let buckets: Vec<&Bucket> = buckets
+        .iter()
+        .filter(|b| (0..n).contains(&((b.start - first) / width)) && b.start >= first)
+        .collect();
     let max = buckets
         .iter()
         .map(|b| b.done + b.failed)
         .max()
         .unwrap_or(0)
         .max(1);
-    let (w, h) = (720, 120);
-    let bar = w / n;
+    let bar = (720 / n).max(2);
+    let (w, h) = (bar * n, 120);
     let mut out = format!(
         "<svg class=\"chart\" viewBox=\"0 0 {w} {}\" role=\"img\" aria-label=\"done and failed per bucket\">",
         h + 14
     );
     for b in buckets {
-        let i = (b.start - first) / width;
-        if !(0..=n).contains(&i) {
-            continue;
-        }
-        let x = i.min(n - 1) * bar;
+        let x = (b.start - first) / width * bar;
         let done_h = b.done * h / max;
         let failed_h = b.failed * h / max;
         let _ = write!(
@@ -278,17 +303,28 @@ mod tests {
 
     #[test]
     fn a_chart_puts_each_bucket_at_its_minute() {
-        let now = 10 * 60 * MINUTE;
-        let from = now - 60 * MINUTE;
+        let now = 10 * 60 * MINUTE + 5_000;
+        let first = now / MINUTE * MINUTE - 59 * MINUTE;
         let buckets = [
-            Bucket { start: from / MINUTE * MINUTE, done: 4, failed: 0 },
-            Bucket { start: from / MINUTE * MINUTE + 30 * MINUTE, done: 2, failed: 2 },
+            Bucket { start: first - MINUTE, done: 9, failed: 0 },
+            Bucket { start: first, done: 4, failed: 0 },
+            Bucket { start: first + 30 * MINUTE, done: 2, failed: 2 },
+            Bucket { start: first + 59 * MINUTE, done: 1, failed: 0 },
         ];
-        let svg = chart(&buckets, from, MINUTE, 60);
+        let svg = chart(&buckets, now, MINUTE, 60);
+        assert!(!svg.contains(">9 done<"), "before the window: {svg}");
+        assert!(svg.contains("x=\"708\" y=\"90\" width=\"11\" height=\"30\""), "the current minute last: {svg}");
         assert!(svg.contains("x=\"0\" y=\"0\" width=\"11\" height=\"120\""), "{svg}");
         assert!(svg.contains("x=\"360\" y=\"60\" width=\"11\" height=\"60\""), "{svg}");
         assert!(svg.contains("class=\"failed\" x=\"360\" y=\"0\""), "{svg}");
         assert!(svg.contains("max 4 per bucket"));
+    }
+
+    #[test]
+    fn minutes_gather_into_quarters() {
+        let b = |start, done| Bucket { start, done, failed: 1 };
+        let q = regroup(&[b(0, 1), b(MINUTE, 2), b(QUARTER, 4), b(QUARTER + 14 * MINUTE, 8)], QUARTER);
+        assert_eq!(q, [Bucket { start: 0, done: 3, failed: 2 }, Bucket { start: QUARTER, done: 12, failed: 2 }]);
     }
 
     #[test]

@@ -2,12 +2,9 @@
 //! one `match` on the method and path. Actions are POST forms that call the same store functions
 //! as jobctl, and answer with a redirect to the page they came from.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
 use super::http::{Body, Method, Request, Response};
 use super::jobs::{self, JobsQuery};
-use super::pages::{self, MINUTE, Overview, QUARTER};
+use super::pages;
 use super::thumbs::{blob_file, is_sha256};
 use super::{App, html};
 use crate::job::{JobId, now_ms};
@@ -15,9 +12,6 @@ use crate::store::{ListFilter, StoreError};
 
 /// The most jobs one bulk action (a filter's retry or cancel, a failure group's retry) acts on.
 pub const BULK_LIMIT: usize = 100_000;
-/// How long the overview's figures are reused: one read a second however many people watch.
-const OVERVIEW_FRESH: Duration = Duration::from_secs(1);
-
 pub const APP_JS: &str = include_str!("static/app.js");
 pub const STYLE_CSS: &str = include_str!("static/style.css");
 
@@ -108,7 +102,7 @@ fn route(app: &App, request: &Request, csrf: &str) -> Result<Response, StoreErro
     let now = now_ms();
     Ok(match (request.method, path) {
         (Method::Get | Method::Head, "/") => {
-            let overview = app.overview()?;
+            let overview = app.figures.get()?;
             if request.header("x-partial").is_some() {
                 Response::html(pages::overview_live(&overview, csrf))
             } else {
@@ -145,7 +139,9 @@ fn route(app: &App, request: &Request, csrf: &str) -> Result<Response, StoreErro
         (Method::Get | Method::Head, p) if p.starts_with("/thumbs/") => {
             thumb(app, &p["/thumbs/".len()..])?
         }
-        (Method::Post, p) if p.starts_with("/actions/") => action(app, request, &p["/actions/".len()..])?,
+        (Method::Post, p) if p.starts_with("/actions/") => {
+            action(app, request, &p["/actions/".len()..], csrf)?
+        }
         _ => not_found(),
     })
 }
@@ -220,7 +216,7 @@ fn thumb(app: &App, sha256: &str) -> Result<Response, StoreError> {
         .with("X-Thumbnail", if t.placeholder { "placeholder" } else { "image" }.into()))
 }
 
-fn action(app: &App, request: &Request, name: &str) -> Result<Response, StoreError> {
+fn action(app: &App, request: &Request, name: &str, csrf: &str) -> Result<Response, StoreError> {
     let form = request.form();
     let field = |n: &str| {
         form.iter()
@@ -232,7 +228,7 @@ fn action(app: &App, request: &Request, name: &str) -> Result<Response, StoreErr
     Ok(match name {
         "pause" | "resume" => {
             store.set_paused(name == "pause")?;
-            app.forget_overview();
+            app.figures.forget();
             Response::see_other("/")
         }
         "retry" | "cancel" => {
@@ -244,7 +240,7 @@ fn action(app: &App, request: &Request, name: &str) -> Result<Response, StoreErr
             } else {
                 store.cancel(&[id])?;
             }
-            app.forget_overview();
+            app.figures.forget();
             Response::see_other(&format!("/jobs/{id}"))
         }
         "retry-filter" | "cancel-filter" => {
@@ -254,6 +250,10 @@ fn action(app: &App, request: &Request, name: &str) -> Result<Response, StoreErr
                 .iter()
                 .map(|j| j.id)
                 .collect();
+            let verb = if name == "retry-filter" { "Retry" } else { "Cancel" };
+            if field("confirm") != "1" {
+                return Ok(Response::html(jobs::confirm(&query, verb, ids.len(), BULK_LIMIT, csrf)));
+            }
             for chunk in ids.chunks(1_000) {
                 if name == "retry-filter" {
                     store.retry(chunk, false)?;
@@ -261,7 +261,7 @@ fn action(app: &App, request: &Request, name: &str) -> Result<Response, StoreErr
                     store.cancel(chunk)?;
                 }
             }
-            app.forget_overview();
+            app.figures.forget();
             let fields = query.fields();
             let back: Vec<String> = fields
                 .iter()
@@ -287,7 +287,7 @@ fn action(app: &App, request: &Request, name: &str) -> Result<Response, StoreErr
             for chunk in ids.chunks(1_000) {
                 store.retry(chunk, false)?;
             }
-            app.forget_overview();
+            app.figures.forget();
             Response::see_other("/failures")
         }
         _ => not_found(),
@@ -304,34 +304,6 @@ pub fn authority(url: &str) -> String {
     let auth = &rest[..end];
     let auth = auth.split_once('@').map_or(auth, |(_, a)| a);
     auth.to_ascii_lowercase()
-}
-
-impl App {
-    /// The overview's figures, read at most once per [`OVERVIEW_FRESH`]: the first request
-    /// after that reads them while the others wait for its answer.
-    pub fn overview(&self) -> Result<Arc<Overview>, StoreError> {
-        let mut cached = crate::lock(&self.overview);
-        if let Some((at, o)) = cached.as_ref() {
-            if at.elapsed() < OVERVIEW_FRESH {
-                return Ok(o.clone());
-            }
-        }
-        let now = now_ms();
-        let o = Arc::new(Overview {
-            stats: self.store.stats()?,
-            hour: self.store.throughput(now - 60 * MINUTE, MINUTE)?,
-            day: self.store.throughput(now - 1440 * MINUTE, QUARTER)?,
-            daemons: self.store.daemons()?,
-            now,
-        });
-        *cached = Some((Instant::now(), o.clone()));
-        Ok(o)
-    }
-
-    /// After an action, the next overview reads afresh.
-    fn forget_overview(&self) {
-        *crate::lock(&self.overview) = None;
-    }
 }
 
 #[cfg(test)]

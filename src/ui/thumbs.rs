@@ -253,27 +253,90 @@ fn files(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
 /// PNG when it has alpha.
 pub fn thumbnail(path: &Path, mime: &str, max_pixels: u64) -> Result<Thumb, String> {
     let format = format_of(mime).ok_or_else(|| format!("no decoder for {mime}"))?;
-    let open = || -> Result<ImageReader<BufReader<fs::File>>, String> {
-        let file = fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        Ok(ImageReader::with_format(BufReader::with_capacity(64 << 10, file), format))
+    let open = || -> Result<BufReader<fs::File>, String> {
+        let file =
+            fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Ok(BufReader::with_capacity(64 << 10, file))
     };
-    let (width, height) = open()?
-        .into_dimensions()
-        .map_err(|e| format!("cannot read its size: {e}"))?;
-    if u64::from(width) * u64::from(height) > max_pixels {
+    let decode = || -> Result<DynamicImage, String> {
+        if format == ImageFormat::Jpeg {
+            return jpeg_scaled(open()?, max_pixels);
+        }
+        let (width, height) = ImageReader::with_format(open()?, format)
+            .into_dimensions()
+            .map_err(|e| format!("cannot read its size: {e}"))?;
+        check_pixels(width.into(), height.into(), max_pixels)?;
+        let mut reader = ImageReader::with_format(open()?, format);
+        let mut limits = image::Limits::default();
+        limits.max_image_width = Some(width);
+        limits.max_image_height = Some(height);
+        limits.max_alloc = Some(alloc_limit(max_pixels));
+        reader.limits(limits);
+        reader.decode().map_err(|e| format!("cannot decode it: {e}"))
+    };
+    let image = std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode))
+        .map_err(|_| "the decoder panicked".to_string())??;
+    encode(&shrink(&image))
+}
+
+fn check_pixels(width: u64, height: u64, max_pixels: u64) -> Result<(), String> {
+    if width * height > max_pixels {
         return Err(format!("{width}x{height} is over max_pixels ({max_pixels})"));
     }
-    let mut reader = open()?;
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(width);
-    limits.max_image_height = Some(height);
-    // RGBA at 16 bits a channel, the largest buffer a decoder makes, with room for its own.
-    limits.max_alloc = Some(max_pixels.saturating_mul(8).saturating_add(64 << 20));
-    reader.limits(limits);
-    let image = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.decode()))
-        .map_err(|_| "the decoder panicked".to_string())?
+    Ok(())
+}
+
+/// The most memory a decoder may take: RGBA at 16 bits a channel, the largest buffer one makes,
+/// with room for its own tables.
+fn alloc_limit(max_pixels: u64) -> u64 {
+    max_pixels.saturating_mul(8).saturating_add(64 << 20)
+}
+
+/// A JPEG decoded at the smallest of 1/8, 1/4, 1/2 and 1 of its size that still covers
+/// [`SIDE`]: the reduced inverse DCT skips most of the work (and memory) a thumbnail would throw
+/// away.
+fn jpeg_scaled(input: BufReader<fs::File>, max_pixels: u64) -> Result<DynamicImage, String> {
+    use jpeg_decoder::PixelFormat;
+    let mut decoder = jpeg_decoder::Decoder::new(input);
+    decoder
+        .read_info()
+        .map_err(|e| format!("cannot read its header: {e}"))?;
+    let info = decoder.info().ok_or("no JPEG header")?;
+    check_pixels(info.width.into(), info.height.into(), max_pixels)?;
+    decoder.set_max_decoding_buffer_size(usize::try_from(alloc_limit(max_pixels)).unwrap_or(usize::MAX));
+    let side = u16::try_from(SIDE).unwrap_or(u16::MAX);
+    let (w, h) = decoder
+        .scale(side, side)
+        .map_err(|e| format!("cannot scale it: {e}"))?;
+    let pixels = decoder
+        .decode()
         .map_err(|e| format!("cannot decode it: {e}"))?;
-    encode(&shrink(&image))
+    let (w, h) = (u32::from(w), u32::from(h));
+    let bad = || "the decoder gave fewer pixels than its size".to_string();
+    Ok(match info.pixel_format {
+        PixelFormat::RGB24 => DynamicImage::ImageRgb8(image::RgbImage::from_raw(w, h, pixels).ok_or_else(bad)?),
+        PixelFormat::L8 => DynamicImage::ImageLuma8(image::GrayImage::from_raw(w, h, pixels).ok_or_else(bad)?),
+        PixelFormat::L16 => {
+            let wide: Vec<u16> = pixels
+                .chunks_exact(2)
+                .map(|p| u16::from_be_bytes([p[0], p[1]]))
+                .collect();
+            DynamicImage::ImageLuma16(
+                image::ImageBuffer::from_raw(w, h, wide).ok_or_else(bad)?,
+            )
+        }
+        PixelFormat::CMYK32 => {
+            // As image 0.24 turned jpeg-decoder's CMYK into RGB.
+            let rgb: Vec<u8> = pixels
+                .chunks_exact(4)
+                .flat_map(|p| {
+                    let k = 255 - u16::from(p[3]);
+                    [p[0], p[1], p[2]].map(|c| ((255 - u16::from(c)) * k / 255) as u8)
+                })
+                .collect();
+            DynamicImage::ImageRgb8(image::RgbImage::from_raw(w, h, rgb).ok_or_else(bad)?)
+        }
+    })
 }
 
 /// The image shrunk to fit [`SIDE`] (never enlarged).
@@ -372,6 +435,38 @@ mod tests {
         // Served from the cache even with the blob gone.
         fs::remove_file(dir.path().join("a.png")).unwrap();
         assert_eq!(thumbs.get(&b), t);
+    }
+
+    /// A JPEG takes the scaled path: decoded at 1/8 of 2400x1800, then fitted, colours kept.
+    #[test]
+    fn a_large_jpeg_is_decoded_scaled_and_keeps_its_colours() {
+        let dir = tempfile::tempdir().unwrap();
+        let thumbs = Thumbs::new(dir.path(), 100_000_000, 1 << 30);
+        for (gray, name) in [(false, "rgb.jpg"), (true, "gray.jpg")] {
+            let img = if gray {
+                DynamicImage::ImageLuma8(image::GrayImage::from_pixel(2400, 1800, image::Luma([90])))
+            } else {
+                DynamicImage::ImageRgb8(image::RgbImage::from_pixel(2400, 1800, image::Rgb([200, 40, 40])))
+            };
+            let mut bytes = Vec::new();
+            img.write_to(&mut Cursor::new(&mut bytes), ImageFormat::Jpeg).unwrap();
+            let t = thumbs.get(&blob(dir.path(), name, "image/jpeg", &bytes));
+            assert!(!t.placeholder, "{name}");
+            let small = image::load_from_memory(&t.bytes).unwrap().to_rgb8();
+            assert_eq!(small.dimensions(), (320, 240), "{name}");
+            let p = small.get_pixel(160, 120).0;
+            let want = if gray { [90, 90, 90] } else { [200, 40, 40] };
+            for (got, want) in p.iter().zip(want) {
+                assert!(got.abs_diff(want) < 12, "{name}: {p:?} against {want:?}");
+            }
+        }
+        // Over the pixel limit, by its header alone.
+        let strict = Thumbs::new(dir.path(), 1_000_000, 1 << 30);
+        let mut bytes = Vec::new();
+        DynamicImage::ImageRgb8(image::RgbImage::new(1200, 1000))
+            .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Jpeg)
+            .unwrap();
+        assert!(strict.get(&blob(dir.path(), "big.jpg", "image/jpeg", &bytes)).placeholder);
     }
 
     #[test]

@@ -941,25 +941,36 @@ fn the_dashboards_reads_and_the_heartbeats_agree(f: &Fixture) {
         ]
     );
 
-    let gallery = |host: Option<&str>, mime: Option<&str>, before: Option<i64>| -> Vec<i64> {
-        f.store
-            .gallery(&GalleryFilter {
-                host: host.map(String::from),
-                mime: mime.map(String::from),
-                before,
-                limit: 10,
-            })
-            .unwrap()
-            .iter()
-            .map(|j| j.id)
-            .collect()
-    };
+    let gallery =
+        |host: Option<&str>, mime: Option<&str>, before: Option<(i64, i64)>| -> Vec<i64> {
+            f.store
+                .gallery(&GalleryFilter {
+                    host: host.map(String::from),
+                    mime: mime.map(String::from),
+                    before,
+                    limit: 10,
+                })
+                .unwrap()
+                .iter()
+                .map(|j| j.id)
+                .collect()
+        };
+    // The most recently finished first; in one group, ties go by id, newest first.
     assert_eq!(gallery(None, None, None), [ids[4], ids[0]]);
     assert_eq!(
         gallery(Some("a.example:8080"), Some("image/png"), None),
         [ids[4], ids[0]]
     );
-    assert_eq!(gallery(None, None, Some(ids[4])), [ids[0]]);
+    let finished = |id| f.store.show(id).unwrap().unwrap().0.finished_at.unwrap();
+    assert_eq!(
+        gallery(None, None, Some((finished(ids[4]), ids[4]))),
+        [ids[0]]
+    );
+    assert_eq!(
+        gallery(None, None, Some((finished(ids[4]) + 1, 0))),
+        [ids[4], ids[0]]
+    );
+    assert!(gallery(None, None, Some((finished(ids[0]), ids[0]))).is_empty());
     assert!(gallery(Some("b.example"), None, None).is_empty());
     assert!(gallery(None, Some("image/gif"), None).is_empty());
 

@@ -105,6 +105,22 @@ pub fn curl(args: &[&str]) -> Answer {
     }
 }
 
+/// A JPEG a real encoder wrote (image's), which decoders decode: testkit's JPEGs carry random
+/// entropy-coded data.
+fn real_jpeg(width: u32, height: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
+    });
+    let mut out = Vec::new();
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(
+            &mut std::io::Cursor::new(&mut out),
+            image::ImageFormat::Jpeg,
+        )
+        .expect("encoding a JPEG");
+    out
+}
+
 /// A queue with stored images (a PNG with alpha, a JPEG, a GIF) and failures on two hosts,
 /// made by the real jobd.
 pub fn seeded() -> (Env, TestServer, Vec<Vec<u8>>) {
@@ -112,7 +128,7 @@ pub fn seeded() -> (Env, TestServer, Vec<Vec<u8>>) {
     let other = TestServer::start();
     let bodies = vec![
         images::png(640, 480, 1),
-        images::jpeg(800, 600, 60_000, 2),
+        real_jpeg(800, 600),
         images::gif(64, 48, 3),
     ];
     let urls = [
@@ -418,17 +434,32 @@ fn strangers_are_refused_and_forms_need_their_sessions_token() {
         (env.job(5).state, env.job(6).state),
         ("failed".into(), "queued".into())
     );
-    // A filter's bulk cancel.
-    let answer = curl(&[
-        "-X",
-        "POST",
-        "-H",
-        &format!("Cookie: {cookie}"),
-        "--data",
-        &format!("csrf={csrf}&state=queued"),
-        &format!("{b}/actions/cancel-filter"),
-    ]);
-    assert_eq!(answer.status, 303);
+    // A filter's bulk cancel asks first, with the count, and acts only when confirmed.
+    let cancel = |extra: &str| {
+        curl(&[
+            "-X",
+            "POST",
+            "-H",
+            &format!("Cookie: {cookie}"),
+            "--data",
+            &format!("csrf={csrf}&state=queued{extra}"),
+            &format!("{b}/actions/cancel-filter"),
+        ])
+    };
+    let ask = cancel("");
+    assert_eq!(ask.status, 200);
+    assert!(
+        ask.text()
+            .contains("<strong id=\"selected\">2</strong> jobs"),
+        "{}",
+        ask.text()
+    );
+    assert!(ask.text().contains("name=\"confirm\" value=\"1\""));
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM jobs WHERE state = 'cancelled'"),
+        0
+    );
+    assert_eq!(cancel("&confirm=1").status, 303);
     assert_eq!(
         env.count("SELECT COUNT(*) FROM jobs WHERE state = 'cancelled'"),
         2

@@ -66,26 +66,37 @@ impl Dashboard for PgStore {
     }
 
     fn gallery(&self, filter: &GalleryFilter) -> Result<Vec<JobRow>, StoreError> {
+        // Newest first down jobs_finished, so that the queued jobs are never walked.
         let mut sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'done' AND sha256 IS NOT NULL
-             AND blob_path IS NOT NULL"
+            "SELECT {JOB_COLUMNS} FROM jobs
+             WHERE state IN ('done', 'failed', 'cancelled') AND state = 'done'
+               AND sha256 IS NOT NULL AND blob_path IS NOT NULL"
         );
         let limit = filter.limit as i64;
+        let before_at = filter.before.map(|b| b.0);
+        let before_id = filter.before.map(|b| b.1);
         let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
-        let terms: [(Option<&(dyn ToSql + Sync)>, &str); 3] = [
-            (filter.host.as_ref().map(|v| v as _), "host"),
-            (filter.mime.as_ref().map(|v| v as _), "mime"),
-            (filter.before.as_ref().map(|v| v as _), "id <"),
-        ];
-        for (value, column) in terms {
-            if let Some(value) = value {
-                params.push(value);
-                let op = if column.ends_with('<') { "" } else { " =" };
-                sql.push_str(&format!(" AND {column}{op} ${}", params.len()));
-            }
+        if let Some(host) = &filter.host {
+            params.push(host);
+            sql.push_str(&format!(" AND host = ${}", params.len()));
+        }
+        if let Some(mime) = &filter.mime {
+            params.push(mime);
+            sql.push_str(&format!(" AND mime = ${}", params.len()));
+        }
+        if let (Some(at), Some(id)) = (&before_at, &before_id) {
+            params.push(at);
+            params.push(id);
+            let (a, b) = (params.len() - 1, params.len());
+            sql.push_str(&format!(
+                " AND (finished_at < ${a} OR (finished_at = ${a} AND id < ${b}))"
+            ));
         }
         params.push(&limit);
-        sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", params.len()));
+        sql.push_str(&format!(
+            " ORDER BY finished_at DESC, id DESC LIMIT ${}",
+            params.len()
+        ));
         let rows = self
             .conn()?
             .query(&sql, &params)

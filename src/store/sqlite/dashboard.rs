@@ -65,25 +65,32 @@ impl Dashboard for SqliteStore {
 
     fn gallery(&self, filter: &GalleryFilter) -> Result<Vec<JobRow>, StoreError> {
         let conn = self.conn()?;
+        // Newest first down jobs_finished (pinned; the rowid orders ties), so that the queued
+        // jobs, usually the newest ids, are never walked.
         let terms = [
             (filter.host.is_some(), "host = :host"),
             (filter.mime.is_some(), "mime = :mime"),
-            (filter.before.is_some(), "id < :before"),
+            (
+                filter.before.is_some(),
+                "(finished_at < :before_at OR (finished_at = :before_at AND id < :before_id))",
+            ),
         ];
         let mut sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'done' AND sha256 IS NOT NULL
-             AND blob_path IS NOT NULL"
+            "SELECT {JOB_COLUMNS} FROM jobs INDEXED BY jobs_finished
+             WHERE state IN ('done', 'failed', 'cancelled') AND state = 'done'
+               AND sha256 IS NOT NULL AND blob_path IS NOT NULL"
         );
         for (_, term) in terms.iter().filter(|t| t.0) {
             sql.push_str(" AND ");
             sql.push_str(term);
         }
-        sql.push_str(" ORDER BY id DESC LIMIT :limit");
+        sql.push_str(" ORDER BY finished_at DESC, id DESC LIMIT :limit");
         let mut stmt = conn.prepare_cached(&sql).ctx("reading the gallery")?;
-        let values: [(&str, Value); 4] = [
+        let values: [(&str, Value); 5] = [
             (":host", filter.host.clone().into()),
             (":mime", filter.mime.clone().into()),
-            (":before", filter.before.into()),
+            (":before_at", filter.before.map(|b| b.0).into()),
+            (":before_id", filter.before.map(|b| b.1).into()),
             (":limit", (filter.limit as i64).into()),
         ];
         for (name, value) in values {

@@ -249,6 +249,12 @@ fn a_person_finds_the_failures_of_a_host_retries_them_and_sees_the_images() {
              return i.length === 3 && i.every(function (e) { return e.complete && e.naturalWidth > 0; });",
         ) == json!(true)
     });
+    // Real thumbnails, not placeholders: the GIF of 64x48 is not enlarged, the others fit 320.
+    let sizes = browser.script(
+        "return Array.from(document.querySelectorAll('#gallery img'))
+             .map(function (e) { return e.naturalWidth + 'x' + e.naturalHeight; }).sort();",
+    );
+    assert_eq!(sizes, json!(["320x240", "320x240", "64x48"]));
     browser.screenshot("gallery");
 
     // A job with its image, as the browser decoded it.
