@@ -127,7 +127,15 @@ impl Server {
             }
         }
         for stream in self.listener.incoming() {
-            let Ok(stream) = stream else { continue };
+            let stream = match stream {
+                Ok(stream) => stream,
+                Err(e) => {
+                    // Out of file descriptors, say: wait a moment rather than spin.
+                    log::warn!("cannot accept a connection: {e}");
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    continue;
+                }
+            };
             if let Err(TrySendError::Full(mut stream)) = tx.try_send(stream) {
                 let _ = http::Response::text(503, "busy; try again in a moment")
                     .write(&mut stream, false);

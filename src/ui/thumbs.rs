@@ -8,7 +8,7 @@
 //! hex digits, checked), and its source `blob_dir/<blob_path>` as jobd recorded it (relative, no
 //! `..`, checked). The same blob is never made twice at once: later askers wait for the first.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,7 +53,14 @@ pub struct Thumbs {
     slot_free: Condvar,
     /// Evictions one at a time.
     evicting: Mutex<()>,
+    /// Blobs that could not be made into a thumbnail, so that a broken file is not decoded again
+    /// at every look at the gallery: a blob is named by its content and never changes. Forgotten
+    /// when it holds [`FAILED_KEPT`], and at a restart.
+    failed: Mutex<HashSet<String>>,
 }
+
+/// The most failures remembered.
+const FAILED_KEPT: usize = 10_000;
 
 /// A sha256 as jobd records it: 64 lowercase hex digits.
 pub fn is_sha256(text: &str) -> bool {
@@ -82,6 +89,7 @@ impl Thumbs {
             slots: Mutex::new(std::thread::available_parallelism().map_or(1, usize::from)),
             slot_free: Condvar::new(),
             evicting: Mutex::new(()),
+            failed: Mutex::new(HashSet::new()),
         }
     }
 
@@ -106,6 +114,9 @@ impl Thumbs {
         }
         if let Some(thumb) = self.cached(&blob.sha256) {
             return thumb;
+        }
+        if lock(&self.failed).contains(&blob.sha256) {
+            return placeholder();
         }
         let (mine, slot) = {
             let mut making = lock(&self.making);
@@ -149,6 +160,11 @@ impl Thumbs {
             }
             Err(why) => {
                 log::warn!("no thumbnail for blob {}: {why}", blob.sha256);
+                let mut failed = lock(&self.failed);
+                if failed.len() >= FAILED_KEPT {
+                    failed.clear();
+                }
+                failed.insert(blob.sha256.clone());
                 placeholder()
             }
         }
@@ -322,6 +338,9 @@ mod tests {
         let avif = blob(dir.path(), "x.avif", "image/avif", b"not decodable here");
         assert!(thumbs.get(&avif).placeholder);
         let broken = blob(dir.path(), "broken.png", "image/png", &png(50, 50)[..200]);
+        assert!(thumbs.get(&broken).placeholder);
+        // Remembered: mended on disk, it still gets the placeholder without a second decode.
+        fs::write(dir.path().join("broken.png"), png(50, 50)).unwrap();
         assert!(thumbs.get(&broken).placeholder);
         let mut escape = blob(dir.path(), "ok.png", "image/png", &png(10, 10));
         escape.blob_path = "../ok.png".into();
