@@ -1,7 +1,8 @@
 //! The dashboard in a real browser: Debian's headless Chromium, driven by chromedriver over the
 //! W3C WebDriver protocol (plain JSON over loopback HTTP, with ureq). It loads every page, waits
-//! for the thumbnails to load and the overview to refresh itself, clicks "Retry these" and sees
-//! the jobs queued in the database, and keeps screenshots of the overview, the gallery and a job
+//! for the thumbnails to load and the overview to refresh itself, follows a failure group to its
+//! jobs, clicks "Retry these" and sees the jobs queued in the database, then, once jobd has run
+//! against the mended host, sees them as images; and it keeps screenshots of the overview, the gallery and a job
 //! under `target/tmp/dashboard-screenshots/`. `scripts/check.sh` installs chromium and
 //! chromium-driver when they are missing.
 
@@ -11,6 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+
+use jobd_testkit::images;
+use jobd_testkit::server::Reply;
 
 use super::{Serve, seeded};
 use crate::support::wait_until;
@@ -212,7 +216,7 @@ fn base64_decodes_as_the_rfc_says() {
 
 #[test]
 fn a_person_finds_the_failures_of_a_host_retries_them_and_sees_the_images() {
-    let (env, _server, _) = seeded();
+    let (env, server, _) = seeded();
     let serve = Serve::start(&env);
     let browser = Browser::start();
     let b = &serve.base;
@@ -273,6 +277,18 @@ fn a_person_finds_the_failures_of_a_host_retries_them_and_sees_the_images() {
         first_row.contains("HTTP 404"),
         "the largest group first: {first_row}"
     );
+    // Look at them: the group's count links to its jobs.
+    browser.click("#failures tr:nth-child(2) a");
+    wait_until("the group's jobs", || {
+        browser
+            .text("#jobs")
+            .is_some_and(|t| t.contains("gone-1.png") && t.contains("gone-2.png"))
+    });
+    assert!(
+        !browser.text("#jobs").unwrap().contains("teapot"),
+        "only that host's 404s"
+    );
+    browser.open(&format!("{b}/failures"));
     browser.click("#failures tr:nth-child(2) button");
     wait_until("the two 404s to be queued", || {
         env.job(4).state == "queued" && env.job(5).state == "queued"
@@ -294,4 +310,28 @@ fn a_person_finds_the_failures_of_a_host_retries_them_and_sees_the_images() {
         browser.open(&format!("{b}/{page}"));
         browser.screenshot(page);
     }
+
+    // The host has mended its files: jobd runs, and the retried failures turn into images.
+    for (path, seed) in [("/gone-1.png", 41), ("/gone-2.png", 42)] {
+        server.route(path, Reply::image(images::png(200, 100, seed), "image/png"));
+    }
+    let out = env.drain(&[]);
+    assert!(out.status.success(), "{}", crate::support::show(&out));
+    assert_eq!(
+        (env.job(4).state.as_str(), env.job(5).state.as_str()),
+        ("done", "done")
+    );
+    browser.open(&format!("{b}/jobs/4"));
+    wait_until("job 4's image", || {
+        browser.script(
+            "var e = document.querySelector('figure img'); return !!e && e.complete && e.naturalWidth;",
+        ) == json!(200)
+    });
+    browser.open(&format!("{b}/gallery"));
+    wait_until("five thumbnails in the gallery", || {
+        browser.script(
+            "var i = Array.from(document.querySelectorAll('#gallery img'));
+             return i.length === 5 && i.every(function (e) { return e.complete && e.naturalWidth > 0; });",
+        ) == json!(true)
+    });
 }
