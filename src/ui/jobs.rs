@@ -118,7 +118,7 @@ pub fn list(query: &JobsQuery, jobs: &[JobRow], more: bool, csrf: &str, now: i64
     let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let _ = write!(
         body,
-        "<p class=\"bulk\">Every job this filter selects: {} {}</p>",
+        "<div class=\"bulk\">Every job this filter selects: {} {}</div>",
         form("/actions/retry-filter", csrf, &fields, "Retry all", ""),
         form("/actions/cancel-filter", csrf, &fields, "Cancel all", "danger")
     );
@@ -173,7 +173,7 @@ pub fn confirm(query: &JobsQuery, verb: &str, n: usize, limit: usize, csrf: &str
         "/actions/cancel-filter"
     };
     let body = format!(
-        "<p>{verb} <strong id=\"selected\">{}</strong> jobs{}: {}?</p>{}<p>{} <a href=\"{}\">Back to the jobs</a></p>",
+        "<p>{verb} <strong id=\"selected\">{}</strong> jobs{}: {}?</p>{}<div class=\"actions\">{} <a href=\"{}\">Back to the jobs</a></div>",
         count(n as i64),
         if n >= limit { " (the most one click acts on)" } else { "" },
         if described.is_empty() {
@@ -195,7 +195,7 @@ pub fn confirm(query: &JobsQuery, verb: &str, n: usize, limit: usize, csrf: &str
 pub fn job(job: &JobRow, attempts: &[AttemptRow], csrf: &str, now: i64) -> String {
     let id = job.id.to_string();
     let mut body = format!(
-        "<p><span class=\"state state-{0}\" id=\"state\">{0}</span> {1} {2}</p>",
+        "<div class=\"actions\"><span class=\"state state-{0}\" id=\"state\">{0}</span> {1} {2}</div>",
         job.state.name(),
         if job.state.retryable(job.state == State::Done) {
             let force = if job.state == State::Done { "1" } else { "" };

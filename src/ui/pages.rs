@@ -25,12 +25,12 @@ pub fn overview_live(o: &Overview, csrf: &str) -> String {
     let mut out = String::new();
     let switch = if s.paused {
         format!(
-            "<p class=\"paused\"><strong>Paused:</strong> no daemon claims a new job. {}</p>",
+            "<div class=\"paused\"><strong>Paused:</strong> no daemon claims a new job. {}</div>",
             form("/actions/resume", csrf, &[], "Resume", "primary")
         )
     } else {
         format!(
-            "<p>Daemons claim jobs. {}</p>",
+            "<div class=\"switch\">Daemons claim jobs. {}</div>",
             form("/actions/pause", csrf, &[], "Pause the queue", "")
         )
     };
