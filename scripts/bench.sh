@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Benchmarks jobd against loopback test servers; see BENCHMARKS.md for what each scenario measures.
 #
-#   scripts/bench.sh [seed|small|pickup|memory|growth|validate|decode|politeness|all]
+#   scripts/bench.sh [seed|small|pickup|memory|growth|validate|decode|politeness|ui|all]
 #       (default all; BENCH_RUNS=N repeats the seed, small, decode and politeness runs, default 3)
 #
 # politeness (issue 14, scripts/bench-politeness.sh) takes BENCH_POLITE_JOBS (default 5000),
 # BENCH_BAD_JOBS (5000), BENCH_BAD_SECS (15), BENCH_PAUSE_JOBS (1000000) and BENCH_PAUSE_SECS (30);
 # e.g. BENCH_RUNS=1 BENCH_POLITE_JOBS=500 BENCH_BAD_JOBS=500 BENCH_BAD_SECS=5
 # BENCH_PAUSE_JOBS=10000 BENCH_PAUSE_SECS=5 scripts/bench.sh politeness for a quick check.
+#
+# ui (issue 15, scripts/bench-ui.sh) takes BENCH_UI_JOBS (default 1000000), BENCH_UI_POLL_SECS (30)
+# and BENCH_UI_CLIENTS (50); it needs the PostgreSQL server binaries, as the tests do.
 #
 # Everything happens in a temporary directory on 127.0.0.1 and is removed on exit. Ratios are the
 # headline: absolute times depend on the machine, which is printed with the results.
@@ -37,6 +40,8 @@ trap cleanup EXIT
 source "$ROOT/scripts/bench-lib.sh"
 # shellcheck source=scripts/bench-politeness.sh
 source "$ROOT/scripts/bench-politeness.sh"
+# shellcheck source=scripts/bench-ui.sh
+source "$ROOT/scripts/bench-ui.sh"
 
 # The 40-image seed set, generated once per run of this script.
 seed_images() {
@@ -355,8 +360,8 @@ bench_decode() {
 main() {
     local which=${1:-all}
     case $which in
-        seed | small | pickup | memory | growth | validate | decode | politeness | all) ;;
-        *) echo "usage: scripts/bench.sh [seed|small|pickup|memory|growth|validate|decode|politeness|all]" >&2; exit 2 ;;
+        seed | small | pickup | memory | growth | validate | decode | politeness | ui | all) ;;
+        *) echo "usage: scripts/bench.sh [seed|small|pickup|memory|growth|validate|decode|politeness|ui|all]" >&2; exit 2 ;;
     esac
     # --workspace: jobd and jobctl, and jobd-testserver and jobd-bench from testkit/.
     (cd "$ROOT" && cargo build --release --quiet --workspace)
@@ -368,6 +373,7 @@ main() {
     [[ $which == all || $which == validate ]] && bench_validate
     [[ $which == all || $which == decode ]] && bench_decode
     [[ $which == all || $which == politeness ]] && bench_politeness
+    [[ $which == all || $which == ui ]] && bench_ui
     print_results 58
 }
 

@@ -3,7 +3,8 @@
 # Run it before every commit. On a fresh Debian machine it installs the sqlite3 shell, which the
 # schema tests use to prove that Debian 12's stock shell can read and write jobd's database,
 # PostgreSQL's server binaries, which the tests run a throwaway server from (testkit::postgres),
-# the Python packages the image corpus is made and judged with (tests/corpus/make.py), and
+# Chromium and chromedriver, which the dashboard's browser test drives, the Python packages the
+# image corpus is made and judged with (tests/corpus/make.py), and
 # cargo-modules, which the module graph's check reads the crate with (scripts/module-graph.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +34,18 @@ if ! have_postgres_server; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
     else
         echo "check.sh: the tests need PostgreSQL's server binaries: sudo apt-get install postgresql" >&2
+        exit 1
+    fi
+fi
+
+# The dashboard's browser test (tests/e2e/dashboard/browser.rs) drives Debian's headless Chromium
+# through chromedriver, both from Debian's packages.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "check.sh: installing chromium and chromium-driver (the dashboard's browser test)" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+    else
+        echo "check.sh: the dashboard's browser test needs Chromium: sudo apt-get install chromium chromium-driver" >&2
         exit 1
     fi
 fi

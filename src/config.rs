@@ -43,7 +43,35 @@ pub struct Config {
     pub retention_days: u64,
     pub fetch: FetchConfig,
     pub retry: RetryConfig,
+    pub ui: UiConfig,
     pub metrics: MetricsConfig,
+}
+
+/// The dashboard, `jobctl serve`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiConfig {
+    /// Where `jobctl serve` listens unless `--listen` says otherwise.
+    pub listen: std::net::SocketAddr,
+    /// The token a browser logs in with (or a script sends as `Authorization: Bearer`). Required
+    /// for an address other than loopback; unset, loopback needs no login.
+    pub token: Option<String>,
+    /// Host names the dashboard answers to besides its address (and `localhost` on loopback),
+    /// e.g. the name a proxy forwards: any other `Host` header is refused (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
+    /// The most disk the thumbnail cache (`blob_dir/.thumbs`) takes, in MiB; the oldest go first.
+    pub thumbnail_cache_mb: u64,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        UiConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8787)),
+            token: None,
+            allowed_hosts: Vec::new(),
+            thumbnail_cache_mb: 256,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -125,6 +153,7 @@ impl Default for Config {
             retention_days: 0,
             fetch: FetchConfig::default(),
             retry: RetryConfig::default(),
+            ui: UiConfig::default(),
             metrics: MetricsConfig::default(),
         }
     }
@@ -274,6 +303,12 @@ impl Config {
                 "must be a loopback address such as 127.0.0.1:9187 (put a proxy in front to publish it)",
             );
         }
+        if self.ui.token.as_ref().is_some_and(|t| t.trim().len() < 16) {
+            return bad(
+                "ui.token",
+                "must be at least 16 characters (try: head -c 24 /dev/urandom | base64)",
+            );
+        }
         if self.retry.max_attempts == 0 {
             return bad("retry.max_attempts", "must be at least 1");
         }
@@ -336,6 +371,10 @@ const SECTIONS: &[(&str, &[&str])] = &[
     ),
     ("retry", &["max_attempts", "base_delay_ms", "max_delay_ms"]),
     ("metrics", &["listen"]),
+    (
+        "ui",
+        &["listen", "token", "allowed_hosts", "thumbnail_cache_mb"],
+    ),
 ];
 
 /// A key that belongs to another table than the one it is in: TOML puts every key after a
@@ -357,7 +396,14 @@ fn misplaced_key(text: &str) -> Option<ConfigError> {
         }
     };
     let misplaced = |key: &str, section: &str| {
-        let home = home_of(key).filter(|home| *home != section)?;
+        // A key that two sections have (`listen`) is at home in either.
+        let belongs = SECTIONS
+            .iter()
+            .any(|(s, keys)| *s == section && keys.contains(&key));
+        if belongs {
+            return None;
+        }
+        let home = home_of(key)?;
         let path = if section.is_empty() {
             key.to_string()
         } else {

@@ -14,6 +14,7 @@ use crate::committer::Committer;
 use crate::config::{Config, ConfigError};
 use crate::download::Downloader;
 use crate::fetch::ClientError;
+use crate::heartbeat;
 use crate::metrics::{self, Metrics, ServeError};
 use crate::store::{self, StoreError};
 use crate::supervisor::{self, Options};
@@ -47,6 +48,7 @@ pub fn run(config: &Config, drain: bool) -> Result<(), Error> {
         retention: config.retention(),
         retry: config.retry.clone(),
     };
+    let beating_store = store.clone();
     let queue: Arc<dyn store::Queue> = store;
     let metrics = Arc::new(Metrics::new(config.workers));
     metrics.watch_hosts(downloader.hosts());
@@ -55,14 +57,17 @@ pub fn run(config: &Config, drain: bool) -> Result<(), Error> {
         log::info!("metrics on http://{bound}/metrics");
     }
     let committer = Arc::new(Committer::new(Some(blobs), config.retry.clone()));
-    supervisor::run(
+    let beating = heartbeat::start(beating_store, metrics.clone(), config.workers);
+    let ran = supervisor::run(
         queue,
         Arc::new(downloader),
         metrics,
         committer,
         &options,
         &stop,
-    )?;
+    );
+    beating.stop();
+    ran?;
     log::info!("stopped");
     Ok(())
 }

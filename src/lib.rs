@@ -23,8 +23,8 @@ macro_rules! internal {
 }
 
 internal! {
-    blobs committer download fetch guard hosts job joburl metrics retry roots sniff store
-    supervisor validate worker
+    blobs committer download fetch guard heartbeat hosts job joburl metrics retry roots sniff store
+    supervisor ui validate worker
 }
 
 /// Locks a mutex whose data stays valid even if a holder panicked: every mutex here guards plain

@@ -86,6 +86,11 @@ impl Metrics {
         let _ = self.hosts.set(hosts);
     }
 
+    /// Workers holding a job now.
+    pub fn busy(&self) -> usize {
+        self.busy.load(Relaxed)
+    }
+
     /// A worker took a job in hand.
     pub fn started(&self) {
         self.busy.fetch_add(1, Relaxed);

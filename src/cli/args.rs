@@ -187,6 +187,20 @@ pub enum Command {
     Pause,
     /// Let the daemons claim jobs again
     Resume,
+    /// The daemons working on this queue: host, pid, version, busy and total workers, start
+    ///
+    /// Each daemon records a heartbeat every 5 s; one silent for 20 s (it died) is left out.
+    Daemons,
+    /// Serve the web dashboard: the queue, its failures and hosts, and the images themselves
+    ///
+    /// Pages of the overview, jobs, a job, failures, hosts and a gallery of thumbnails, with
+    /// forms to retry, cancel, pause and resume. It needs no running daemon. A non-loopback
+    /// address needs [ui] token in the config (docs/dashboard.md).
+    Serve {
+        /// Where to listen [default: [ui] listen, 127.0.0.1:8787]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+    },
 }
 
 /// The format of `import`'s input.

@@ -115,3 +115,23 @@ fn host(h: &HostRow) -> Value {
         "paused_until": h.paused_until,
     })
 }
+
+/// `jobctl daemons --json`.
+pub fn daemons(daemons: &[crate::store::DaemonRow]) -> Value {
+    let rows: Vec<Value> = daemons
+        .iter()
+        .map(|d| {
+            json!({
+                "name": d.beat.name,
+                "host": d.beat.host,
+                "pid": d.beat.pid,
+                "version": d.beat.version,
+                "workers": d.beat.workers,
+                "busy": d.beat.busy,
+                "started_at": d.beat.started_at,
+                "seen_at": d.seen_at,
+            })
+        })
+        .collect();
+    json!({ "daemons": rows })
+}

@@ -12,6 +12,7 @@
 
 mod args;
 mod control;
+mod daemons;
 mod hosts;
 mod import;
 mod init;
@@ -20,6 +21,7 @@ mod jobs;
 mod json;
 mod output;
 mod prune;
+mod serve;
 mod time;
 mod watch;
 
@@ -90,8 +92,8 @@ pub fn main(args: Args) -> ExitCode {
 fn run(args: Args) -> Result<(), Error> {
     let path = Config::locate(args.config.as_deref());
     let config = Config::load(&path).map_err(|e| Error::BadInput(e.to_string()))?;
-    let store = store::open_for_jobctl(&config.database)?;
-    let store = &*store;
+    let shared = store::open_for_jobctl(&config.database)?;
+    let store = &*shared;
     let json = args.json;
     match args.command {
         Command::Init => init::run(&config, args.config.as_deref(), json),
@@ -120,6 +122,8 @@ fn run(args: Args) -> Result<(), Error> {
                 host,
                 since,
                 until,
+                url: None,
+                before: None,
                 limit,
             };
             jobs::list(store, &filter, json)
@@ -160,6 +164,8 @@ fn run(args: Args) -> Result<(), Error> {
         Command::Watch { interval } => watch::run(store, interval, json),
         Command::Pause => control::pause(store, true, json),
         Command::Resume => control::pause(store, false, json),
+        Command::Daemons => daemons::run(store, json),
+        Command::Serve { listen } => serve::run(&config, shared.clone(), listen),
     }
 }
 

@@ -103,6 +103,10 @@ pub struct ListFilter {
     pub since: Option<i64>,
     /// Last activity before this time (Unix ms).
     pub until: Option<i64>,
+    /// A substring of the URL, compared exactly (the dashboard's search).
+    pub url: Option<String>,
+    /// Only jobs with ids below this one: the next page after a page that ended there.
+    pub before: Option<JobId>,
     pub limit: usize,
 }
 
@@ -163,9 +167,15 @@ pub type Imported = (u64, u64);
 
 /// The operator's queries and controls, as jobctl uses them: every concern's trait. Every
 /// backend answers them alike; the contract tests run each one against both.
-pub trait Admin: Jobs + Import + Controls + Figures + References {}
+pub trait Admin:
+    Jobs + Import + Controls + Figures + References + super::Dashboard + super::Daemons
+{
+}
 
-impl<T: Jobs + Import + Controls + Figures + References> Admin for T {}
+impl<T> Admin for T where
+    T: Jobs + Import + Controls + Figures + References + super::Dashboard + super::Daemons
+{
+}
 
 /// Adding jobs one by one, and reading them.
 pub trait Jobs: Send + Sync {

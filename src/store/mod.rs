@@ -9,6 +9,7 @@
 //! each operation is one short transaction and returns.
 
 mod admin;
+mod dashboard;
 mod database;
 mod hosts;
 mod postgres;
@@ -22,6 +23,10 @@ use crate::job::{Applied, Claimed, Report, State};
 pub use admin::{
     Admin, AttemptRow, Controls, Figures, Import, Imported, JobRow, Jobs, ListFilter, NewJob,
     References, Stats,
+};
+pub use dashboard::{
+    BlobRow, Bucket, DaemonRow, Daemons, Dashboard, FailureGroup, GalleryFilter, HEARTBEAT_SECS,
+    Heartbeat, LIVE_WITHIN_MS,
 };
 pub use database::{Database, open_for_daemon, open_for_jobctl};
 pub use hosts::{ClaimOptions, HOSTS_WINDOW_MINUTES, HostChange, HostRow, HostState};

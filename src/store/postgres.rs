@@ -8,6 +8,8 @@
 
 mod admin;
 mod bulk;
+mod daemons;
+mod dashboard;
 mod hosts;
 mod ops;
 mod queue;
@@ -33,6 +35,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0005_ids_never_reused.sql"),
     include_str!("../../migrations/postgres/0006_hosts.sql"),
     include_str!("../../migrations/postgres/0007_queue_changes.sql"),
+    include_str!("../../migrations/postgres/0008_daemons.sql"),
 ];
 
 /// Serialises migrations between daemons starting at once (`pg_advisory_xact_lock`): "jobd" in

@@ -4,6 +4,8 @@
 
 mod admin;
 mod bulk;
+mod daemons;
+mod dashboard;
 mod hosts;
 mod ops;
 mod queue;
@@ -51,6 +53,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0005_ids_never_reused.sql"),
     include_str!("../../migrations/0006_hosts.sql"),
     include_str!("../../migrations/0007_queue_changes.sql"),
+    include_str!("../../migrations/0008_daemons.sql"),
 ];
 
 /// How long a connection waits for another writer before giving up. Writers hold the lock for

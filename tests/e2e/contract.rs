@@ -188,6 +188,7 @@ contract!(
     the_next_due_time_is_the_earliest_over_all_priorities,
     extreme_run_at_values_typed_by_hand_break_nothing,
     ids_are_never_reused_after_a_prune,
+    the_dashboards_reads_and_the_heartbeats_agree,
 );
 
 /// The shared politeness of issue 14: the host column, claims that pass over blocked hosts, the
@@ -887,4 +888,156 @@ fn ids_are_never_reused_after_a_prune(f: &Fixture) {
     f.exec(&format!("DELETE FROM jobs WHERE id = {newest}"));
     let again = f.add(&["http://127.0.0.1/f"]);
     assert!(again[0] > newest, "id {} reused", again[0]);
+}
+
+/// The dashboard's reads (issue 15): throughput buckets, failure groups, the gallery, a blob by
+/// its sha256, the jobs list's URL search and pages; and the daemons' heartbeats.
+fn the_dashboards_reads_and_the_heartbeats_agree(f: &Fixture) {
+    use jobd::store::{GalleryFilter, Heartbeat};
+    let ids = f.add(&[
+        "http://a.example:8080/1.png",
+        "http://a.example:8080/2.png",
+        "http://b.example/3.png",
+        "http://b.example/4.png",
+        "http://a.example:8080/5.png",
+    ]);
+    let claimed = f.claim(5);
+    let reports = [
+        done("a"),
+        failed("HTTP 404"),
+        failed("HTTP 404"),
+        failed("HTTP 404"),
+        done("b"),
+    ];
+    let items: Vec<_> = claimed.iter().zip(&reports).collect();
+    f.store.record(&items).unwrap();
+
+    let now = now_ms();
+    let buckets = f.store.throughput(now - 3_600_000, 60_000).unwrap();
+    let (done_n, failed_n) = buckets
+        .iter()
+        .fold((0, 0), |(d, x), b| (d + b.done, x + b.failed));
+    assert_eq!((done_n, failed_n), (2, 3));
+    assert!(buckets.iter().all(|b| b.start % 60_000 == 0));
+    assert!(
+        f.store
+            .throughput(now + 120_000, 60_000)
+            .unwrap()
+            .is_empty()
+    );
+
+    let groups: Vec<(String, Option<String>, i64)> = f
+        .store
+        .failure_groups(10)
+        .unwrap()
+        .into_iter()
+        .map(|g| (g.error, g.host, g.count))
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            ("HTTP 404".into(), Some("b.example".into()), 2),
+            ("HTTP 404".into(), Some("a.example:8080".into()), 1),
+        ]
+    );
+
+    let gallery =
+        |host: Option<&str>, mime: Option<&str>, before: Option<(i64, i64)>| -> Vec<i64> {
+            f.store
+                .gallery(&GalleryFilter {
+                    host: host.map(String::from),
+                    mime: mime.map(String::from),
+                    before,
+                    limit: 10,
+                })
+                .unwrap()
+                .iter()
+                .map(|j| j.id)
+                .collect()
+        };
+    // The most recently finished first; in one group, ties go by id, newest first.
+    assert_eq!(gallery(None, None, None), [ids[4], ids[0]]);
+    assert_eq!(
+        gallery(Some("a.example:8080"), Some("image/png"), None),
+        [ids[4], ids[0]]
+    );
+    let finished = |id| f.store.show(id).unwrap().unwrap().0.finished_at.unwrap();
+    assert_eq!(
+        gallery(None, None, Some((finished(ids[4]), ids[4]))),
+        [ids[0]]
+    );
+    assert_eq!(
+        gallery(None, None, Some((finished(ids[4]) + 1, 0))),
+        [ids[4], ids[0]]
+    );
+    assert!(gallery(None, None, Some((finished(ids[0]), ids[0]))).is_empty());
+    assert!(gallery(Some("b.example"), None, None).is_empty());
+    assert!(gallery(None, Some("image/gif"), None).is_empty());
+
+    let sha = format!("{:0>64}", "a");
+    let blob = f.store.blob(&sha).unwrap().expect("a done job's blob");
+    assert_eq!((blob.mime.as_str(), blob.bytes), ("image/png", 68));
+    assert_eq!(blob.blob_path, format!("00/00/{sha}.png"));
+    assert!(f.store.blob(&format!("{:0>64}", "f")).unwrap().is_none());
+
+    let listed = |filter: ListFilter| -> Vec<i64> {
+        f.store
+            .list(&ListFilter {
+                limit: 10,
+                ..filter
+            })
+            .unwrap()
+            .iter()
+            .map(|j| j.id)
+            .collect()
+    };
+    let search = ListFilter {
+        url: Some("a.example:8080/".into()),
+        ..ListFilter::default()
+    };
+    assert_eq!(listed(search.clone()), [ids[4], ids[1], ids[0]]);
+    assert_eq!(
+        listed(ListFilter {
+            before: Some(ids[4]),
+            ..search
+        }),
+        [ids[1], ids[0]]
+    );
+
+    let beat = |name: &str, busy: u32| Heartbeat {
+        name: name.into(),
+        host: "h1".into(),
+        pid: 42,
+        version: "0.1.0".into(),
+        workers: 8,
+        busy,
+        started_at: now - 5_000,
+    };
+    assert!(f.store.daemons().unwrap().is_empty());
+    f.store.heartbeat(&beat("h1:42", 1)).unwrap();
+    f.store.heartbeat(&beat("h2:7", 0)).unwrap();
+    f.store.heartbeat(&beat("h1:42", 3)).unwrap();
+    let live = f.store.daemons().unwrap();
+    assert_eq!(live.len(), 2);
+    assert_eq!(live[0].beat, beat("h1:42", 3));
+    assert!(
+        (live[0].seen_at - now_ms()).abs() < 5_000,
+        "{}",
+        live[0].seen_at
+    );
+    // A daemon silent for longer than the live window is left out.
+    f.sql
+        .lock()
+        .unwrap()
+        .exec("UPDATE daemons SET seen_at = seen_at - 60000 WHERE name = 'h2:7'");
+    let names: Vec<String> = f
+        .store
+        .daemons()
+        .unwrap()
+        .into_iter()
+        .map(|d| d.beat.name)
+        .collect();
+    assert_eq!(names, ["h1:42"]);
+    f.store.daemon_stopped("h1:42").unwrap();
+    assert!(f.store.daemons().unwrap().is_empty());
 }

@@ -3,6 +3,7 @@
 
 mod claims;
 mod contract;
+mod dashboard;
 mod failures;
 mod faults;
 mod fleet;

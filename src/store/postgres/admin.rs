@@ -10,7 +10,7 @@ use super::PgStore;
 use crate::job::JobId;
 use crate::store::{AttemptRow, Context, JobRow, Jobs, ListFilter, NewJob, StoreError};
 
-const JOB_COLUMNS: &str = "id, url, state, priority, attempts, max_attempts, run_at, created_at,
+pub(super) const JOB_COLUMNS: &str = "id, url, state, priority, attempts, max_attempts, run_at, created_at,
     started_at, finished_at, http_status, declared_mime, mime, bytes, sha256, blob_path,
     width, height, error, cancel_requested, worker, validation, validation_note";
 
@@ -34,7 +34,7 @@ const LIST_PAGE: usize = 10_000;
 /// The database's clock in ms, the one claims compare run_at with.
 pub(super) const NOW: &str = "SELECT jobd_now_ms()";
 
-fn job_row(r: &Row) -> Result<JobRow, postgres::Error> {
+pub(super) fn job_row(r: &Row) -> Result<JobRow, postgres::Error> {
     // TEXT, so NULL is the only value that is not a string; SQLite shows it so too.
     let url: Option<String> = r.try_get(1)?;
     Ok(JobRow {
@@ -85,7 +85,7 @@ fn attempt_row(r: &Row) -> Result<AttemptRow, postgres::Error> {
 /// collation, which changes ASCII letters only, as SQLite's lower() does.
 fn list_sql(filter: &ListFilter) -> String {
     let activity = "COALESCE(finished_at, started_at, created_at)";
-    let terms: [(bool, &dyn Fn(usize) -> String); 5] = [
+    let terms: [(bool, &dyn Fn(usize) -> String); 6] = [
         (filter.state.is_some(), &|n| format!("state = ${n}")),
         (filter.error.is_some(), &|n| {
             format!(r#"strpos(lower(error COLLATE "C"), lower(${n}::TEXT COLLATE "C")) > 0"#)
@@ -95,6 +95,7 @@ fn list_sql(filter: &ListFilter) -> String {
         }),
         (filter.since.is_some(), &|n| format!("{activity} >= ${n}")),
         (filter.until.is_some(), &|n| format!("{activity} < ${n}")),
+        (filter.url.is_some(), &|n| format!("strpos(url, ${n}::TEXT) > 0")),
     ];
     let mut conditions = Vec::new();
     for (set, term) in terms {
@@ -148,12 +149,13 @@ impl Jobs for PgStore {
             .as_deref()
             .map(|h| h.trim_start_matches('.').to_ascii_lowercase());
         let state = filter.state.map(|s| s.name());
-        let values: [Option<&(dyn ToSql + Sync)>; 5] = [
+        let values: [Option<&(dyn ToSql + Sync)>; 6] = [
             state.as_ref().map(|v| v as _),
             filter.error.as_ref().map(|v| v as _),
             host.as_ref().map(|v| v as _),
             filter.since.as_ref().map(|v| v as _),
             filter.until.as_ref().map(|v| v as _),
+            filter.url.as_ref().map(|v| v as _),
         ];
         let sql = list_sql(filter);
         let mut page = filter.limit.min(LIST_PAGE) as i64;
@@ -166,7 +168,7 @@ impl Jobs for PgStore {
             .ctx("listing jobs")?;
         let stmt = tx.prepare(&sql).ctx("listing jobs")?;
         let mut jobs = Vec::new();
-        let mut before = i64::MAX;
+        let mut before = filter.before.unwrap_or(i64::MAX);
         loop {
             let mut params: Vec<&(dyn ToSql + Sync)> = values.iter().flatten().copied().collect();
             params.push(&before);

@@ -9,11 +9,11 @@ use super::SqliteStore;
 use crate::job::{JobId, now_ms};
 use crate::store::{AttemptRow, Context, JobRow, Jobs, ListFilter, NewJob, StoreError};
 
-const JOB_COLUMNS: &str = "id, url, state, priority, attempts, max_attempts, run_at, created_at,
+pub(super) const JOB_COLUMNS: &str = "id, url, state, priority, attempts, max_attempts, run_at, created_at,
     started_at, finished_at, http_status, declared_mime, mime, bytes, sha256, blob_path,
     width, height, error, cancel_requested, worker, validation, validation_note";
 
-fn job_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
+pub(super) fn job_row(r: &Row<'_>) -> rusqlite::Result<JobRow> {
     let url = match r.get::<_, Value>(1)? {
         Value::Text(t) => t,
         Value::Null => "(NULL)".into(),
@@ -111,6 +111,8 @@ impl Jobs for SqliteStore {
             (host.is_some(), "instr(lower(url), :host) > 0".into()),
             (filter.since.is_some(), format!("{activity} >= :since")),
             (filter.until.is_some(), format!("{activity} < :until")),
+            (filter.url.is_some(), "instr(url, :url) > 0".into()),
+            (filter.before.is_some(), "id < :before".into()),
         ];
         let conditions: Vec<&str> = terms.iter().filter(|t| t.0).map(|t| t.1.as_str()).collect();
         let sql = format!(
@@ -122,12 +124,14 @@ impl Jobs for SqliteStore {
             }
         );
         let mut stmt = conn.prepare(&sql).ctx("listing jobs")?;
-        let values: [(&str, Value); 5] = [
+        let values: [(&str, Value); 7] = [
             (":state", filter.state.map(|s| s.name().to_string()).into()),
             (":error", filter.error.clone().into()),
             (":host", host.into()),
             (":since", filter.since.into()),
             (":until", filter.until.into()),
+            (":url", filter.url.clone().into()),
+            (":before", filter.before.into()),
         ];
         for (name, value) in values {
             if let Some(i) = stmt.parameter_index(name).ctx("listing jobs")? {

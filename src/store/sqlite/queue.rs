@@ -342,11 +342,17 @@ fn pick(
             // Columns people may have set to anything: read what can be read.
             let priority = loose_int(row.get_ref(1).ctx("claiming jobs")?).unwrap_or(0);
             let run_at = loose_int(row.get_ref(2).ctx("claiming jobs")?).unwrap_or(0);
-            let host: Option<String> = row.get(3).ctx("claiming jobs")?;
             last = Some((priority, run_at, id));
+            // Read in place: a walk past a paused host's million jobs allocates nothing.
+            let host = match row.get_ref(3).ctx("claiming jobs")? {
+                ValueRef::Text(bytes) => std::str::from_utf8(bytes).ok(),
+                _ => None,
+            };
             match host {
-                Some(host) if blocked.contains(&host) => {
-                    hosts.insert(host);
+                Some(host) if blocked.contains(host) => {
+                    if !hosts.contains(host) {
+                        hosts.insert(host.to_string());
+                    }
                 }
                 _ => picked.push((id, (priority, run_at))),
             }

@@ -24,7 +24,9 @@ impl Figures for SqliteStore {
             .collect::<Result<Vec<_>, StoreError>>()?;
         let scheduled = conn
             .query_row(
-                "SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND run_at > ?1",
+                // Pinned: without statistics the planner walks every queued job through
+                // jobs_state (78 ms at 890,000 queued) instead of the few due later.
+                "SELECT COUNT(*) FROM jobs INDEXED BY jobs_due WHERE state = 'queued' AND run_at > ?1",
                 [now],
                 |r| r.get(0),
             )
