@@ -118,13 +118,8 @@ pub fn run(
                 last_prune = Some(Instant::now());
             }
         }
-        match tick(
-            &mut *watch,
-            &shared,
-            &mut due,
-            drain_wait.as_mut(),
-            options.poll_interval,
-        ) {
+        let wait = wait_for(&*watch, &due, options.poll_interval);
+        match tick(&mut *watch, &shared, &mut due, drain_wait.as_mut(), wait) {
             Ok(drained) => {
                 if watch_failing {
                     log::info!("the database answers again");
@@ -181,6 +176,26 @@ impl Default for Due {
 /// that finds a job due may cost a claim that walks past a paused host's whole queue (a tenth
 /// of a second per million jobs on SQLite), so not too often.
 const LOOK_EVERY: Duration = Duration::from_secs(30);
+
+/// How long the supervisor waits for a change before it looks again on its own. A watcher that
+/// is told of changes (PostgreSQL's NOTIFY, SQLite's files through inotify) lets it wait long,
+/// but never past the next due time or a look it must make again: an idle daemon then wakes a
+/// few times a second, not every `poll_interval_ms`. Its other duties (leases, the reaper, a
+/// worker to replace, a stop signal) can wait that long.
+fn wait_for(watch: &dyn Watch, due: &Due, poll_interval: Duration) -> Duration {
+    if !watch.wakes_on_change() {
+        return poll_interval;
+    }
+    let now = now_ms();
+    [due.at.filter(|_| !due.woken), due.again]
+        .into_iter()
+        .flatten()
+        .map(|t| Duration::from_millis(t.saturating_sub(now).max(0) as u64))
+        .fold(WAIT_FOR_CHANGES.max(poll_interval), Duration::min)
+}
+
+/// How long a supervisor whose watcher is told of changes waits for one, at most.
+const WAIT_FOR_CHANGES: Duration = Duration::from_millis(250);
 
 /// One look at the queue, after waiting up to `wait` for a change (the loop's only pause): wakes
 /// idle workers when a job is due. With `drain` (`--drain`), says what it waits for, and returns
@@ -390,6 +405,9 @@ fn shut_down(
         }
         thread::sleep(Duration::from_millis(10));
     }
+    // A claim that was under way when the inbox was emptied has filled it again since.
+    let unstarted: Vec<Claimed> = lock(&shared.inbox).drain(..).collect();
+    give_back(shared, unstarted, Outcome::Untried { run_at: now_ms() });
     // What the finished workers handed over is recorded before the rest is put back.
     shared.committer.close();
     let deadline = Instant::now().max(deadline) + COMMIT_GRACE;

@@ -62,6 +62,11 @@ pub trait Watch: Send {
     fn ask_again_at(&self) -> Option<i64> {
         None
     }
+    /// Whether [`Watch::changed`] returns as soon as something commits (it is told, not
+    /// polling): then the supervisor waits long between looks of its own.
+    fn wakes_on_change(&self) -> bool {
+        false
+    }
     /// True while any job is queued or running (`--drain` exits when this turns false).
     fn pending(&mut self) -> Result<bool, StoreError>;
     /// The number of jobs in each state (states with no job are left out).

@@ -7,6 +7,8 @@ mod bulk;
 mod daemons;
 mod dashboard;
 mod hosts;
+#[cfg(target_os = "linux")]
+mod inotify;
 mod ops;
 mod queue;
 mod stats;

@@ -135,6 +135,11 @@ impl PgWatch {
 }
 
 impl Watch for PgWatch {
+    /// LISTEN: a commit that queues a job sends NOTIFY, and `changed` returns at once.
+    fn wakes_on_change(&self) -> bool {
+        true
+    }
+
     fn changed(&mut self, wait: Duration) -> Result<bool, StoreError> {
         let reconnecting = self.client.as_ref().is_none_or(Client::is_closed);
         let listened = self.ask(

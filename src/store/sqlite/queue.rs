@@ -563,7 +563,7 @@ impl Queue for SqliteStore {
         // Its reads never wait in WAL mode; only the checkpoint could, and it must not.
         conn.busy_timeout(WATCH_BUSY_TIMEOUT)
             .ctx(format_args!("opening {}", self.path.display()))?;
-        Ok(Box::new(SqliteWatch::new(conn)))
+        Ok(Box::new(SqliteWatch::new(conn, &self.path)))
     }
 
     fn record_host(&self, host: &str, change: HostChange) -> Result<(), StoreError> {

@@ -37,6 +37,11 @@ pub(super) const NEXT_DUE_PAST_PAUSES: &str = "
 /// file, so every [`CHECKPOINT_EVERY`] the watcher checkpoints and truncates it.
 pub(super) struct SqliteWatch {
     conn: Connection,
+    /// Wake-ups from the database's files (Linux); without them, the watcher polls.
+    #[cfg(target_os = "linux")]
+    files: Option<super::inotify::FileChanges>,
+    /// When `changed` last returned.
+    last_look: Instant,
     data_version: Option<i64>,
     last_checkpoint: Instant,
     /// The first pause's end, when the last next due time was "now" on a guess.
@@ -47,9 +52,23 @@ pub(super) struct SqliteWatch {
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
 
 impl SqliteWatch {
-    pub(super) fn new(conn: Connection) -> SqliteWatch {
+    pub(super) fn new(conn: Connection, path: &std::path::Path) -> SqliteWatch {
+        #[cfg(target_os = "linux")]
+        let files = super::inotify::FileChanges::watch(path)
+            .inspect_err(|e| {
+                log::warn!(
+                    "cannot watch {} for changes ({e}); polling it instead",
+                    path.display()
+                );
+            })
+            .ok();
+        #[cfg(not(target_os = "linux"))]
+        let _ = path;
         SqliteWatch {
             conn,
+            #[cfg(target_os = "linux")]
+            files,
+            last_look: Instant::now(),
             data_version: None,
             last_checkpoint: Instant::now(),
             ask_again_at: None,
@@ -95,10 +114,36 @@ fn past_pauses(
     }
 }
 
+/// The least time between two looks at the database, when its files keep changing.
+const LOOK_GAP: Duration = Duration::from_millis(2);
+
+impl SqliteWatch {
+    /// Waits up to `wait` for the database's files to change (Linux), or sleeps that long: SQLite
+    /// tells no one of a commit, but the kernel sees its writes.
+    fn wait_for_files(&mut self, wait: Duration) {
+        #[cfg(target_os = "linux")]
+        if let Some(files) = &self.files {
+            match files.wait(wait) {
+                Ok(_) => return,
+                Err(e) => {
+                    log::warn!("cannot watch the database for changes ({e}); polling it instead");
+                    self.files = None;
+                }
+            }
+        }
+        std::thread::sleep(wait);
+    }
+}
+
 impl Watch for SqliteWatch {
     fn changed(&mut self, wait: Duration) -> Result<bool, StoreError> {
-        // SQLite tells no one: sleep, then look.
-        std::thread::sleep(wait);
+        // Under a storm of writes (an import), looks come no closer together than this.
+        let gap = self.last_look.elapsed();
+        if gap < LOOK_GAP {
+            std::thread::sleep(LOOK_GAP - gap);
+        }
+        self.wait_for_files(wait.saturating_sub(LOOK_GAP));
+        self.last_look = Instant::now();
         if self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
             self.checkpoint();
         }
@@ -141,6 +186,13 @@ impl Watch for SqliteWatch {
 
     fn ask_again_at(&self) -> Option<i64> {
         self.ask_again_at
+    }
+
+    fn wakes_on_change(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        return self.files.is_some();
+        #[cfg(not(target_os = "linux"))]
+        false
     }
 
     fn counts(&mut self) -> Result<Vec<(State, i64)>, StoreError> {
