@@ -2,7 +2,7 @@
 # Soak test for issue 14: jobd on a fresh SQLite database while a client inserts rows at a steady
 # rate, for a host that answers 503 (no Retry-After) to the first request for 1 URL in 100.
 #
-#   scripts/soak.sh      (SOAK_SECS=600 long, SOAK_RATE=150 rows/s, SOAK_FILES=2000 distinct small
+#   scripts/soak.sh      (SOAK_KEEP=1 keeps the work folder; SOAK_SECS=600 long, SOAK_RATE=150 rows/s, SOAK_FILES=2000 distinct small
 #                         PNGs, SOAK_EVERY=100: one file in that many fails its URLs' first request,
 #                         SOAK_SAMPLE_SECS=10 between samples, SOAK_MAX_BACKLOG=500)
 #
@@ -43,7 +43,11 @@ cleanup() {
     local pid
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
+    if [[ -n ${SOAK_KEEP:-} ]]; then
+        note "kept $WORK (SOAK_KEEP)"
+    else
+        rm -rf "$WORK"
+    fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT

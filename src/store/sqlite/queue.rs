@@ -77,10 +77,15 @@ pub(super) const CLAIM_ONE: &str = "
     WHERE id = ?4 AND state = 'queued'
     RETURNING id, url, attempts, max_attempts, priority, run_at, host";
 
-/// How long a claim trusts what an earlier one learnt about the head of the queue, at most: a
-/// bound on how long a job typed in by hand ahead of a blocked host's queue, in a way that
-/// `queue_changes` does not count (a `created_at` after its `run_at`), can wait.
+/// How long claims go on from what was learnt since a walk from the first due job, at most: a
+/// bound on how long a job can wait that got ahead of the point in a way neither
+/// `queue_changes` nor [`HEAD_MARGIN_MS`] covers (a `created_at` typed after its `run_at`, a
+/// transaction left open for longer than the margin before its commit).
 const HEAD_TRUSTED_FOR: Duration = Duration::from_secs(10);
+
+/// How old a job's due time must be for a claim to move the point past it (ms): longer than a
+/// writer waits for the lock between its INSERT's clock and its commit.
+const HEAD_MARGIN_MS: i64 = 1_000;
 
 /// What a claim learnt about the head of the queue: every due job before `key` (priority,
 /// run_at, id, in claim order) belonged to one of `hosts`, when `queue_changes` stood at
@@ -92,7 +97,8 @@ pub(in crate::store) struct Head {
     key: (i64, i64, i64),
     hosts: HashSet<String>,
     changes: i64,
-    learnt: Instant,
+    /// When the claims that learnt this last walked from the first due job.
+    rooted: Instant,
 }
 
 const START_ATTEMPT: &str = "
@@ -311,14 +317,16 @@ fn pick(
     head: Option<Head>,
     changes: i64,
 ) -> Result<(Vec<Picked>, Option<Head>), StoreError> {
-    let (mut hosts, mut last, walks) = match head {
+    let (mut hosts, mut point, rooted, walks) = match head {
         Some(Head {
             key: (priority, run_at, id),
             hosts,
+            rooted,
             ..
         }) => (
             hosts,
             Some((priority, run_at, id)),
+            rooted,
             vec![
                 (WALK_ABOVE, vec![now, priority]),
                 (WALK_SAME_TIME, vec![now, priority, run_at, id]),
@@ -326,8 +334,13 @@ fn pick(
                 (WALK_BELOW, vec![now, priority]),
             ],
         ),
-        None => (HashSet::new(), None, vec![(WALK_ALL, vec![now])]),
+        None => (HashSet::new(), None, Instant::now(), vec![(WALK_ALL, vec![now])]),
     };
+    // A row is keyed by its due time when its INSERT runs, but others see it only when that
+    // commits, which may be later (a writer waiting for the lock). So the point moves only over
+    // jobs due a while ago, and stops at the first younger one: those are walked again.
+    let settled = now - HEAD_MARGIN_MS;
+    let mut moving = true;
     let mut picked = Vec::new();
     'walks: for (sql, args) in walks {
         let mut walk = tx.prepare_cached(sql).ctx("preparing the claim")?;
@@ -342,7 +355,10 @@ fn pick(
             // Columns people may have set to anything: read what can be read.
             let priority = loose_int(row.get_ref(1).ctx("claiming jobs")?).unwrap_or(0);
             let run_at = loose_int(row.get_ref(2).ctx("claiming jobs")?).unwrap_or(0);
-            last = Some((priority, run_at, id));
+            moving &= run_at <= settled;
+            if moving {
+                point = Some((priority, run_at, id));
+            }
             // Read in place: a walk past a paused host's million jobs allocates nothing.
             let host = match row.get_ref(3).ctx("claiming jobs")? {
                 ValueRef::Text(bytes) => std::str::from_utf8(bytes).ok(),
@@ -358,12 +374,12 @@ fn pick(
             }
         }
     }
-    // Every due job before the last one looked at is now claimed or a blocked host's.
-    let learnt = last.map(|key| Head {
+    // Every due job before the point is now claimed or a blocked host's.
+    let learnt = point.map(|key| Head {
         key,
         hosts,
         changes,
-        learnt: Instant::now(),
+        rooted,
     });
     Ok((picked, learnt))
 }
@@ -398,7 +414,7 @@ impl Queue for SqliteStore {
             .ctx("finding the hosts to pass over")?;
         let head = lock(&self.head).take().filter(|head| {
             head.changes == changes
-                && head.learnt.elapsed() < HEAD_TRUSTED_FOR
+                && head.rooted.elapsed() < HEAD_TRUSTED_FOR
                 && head.hosts.is_subset(&blocked)
         });
         let (picked, learnt) = pick(&tx, now, limit, &blocked, head, changes)?;

@@ -165,11 +165,17 @@ fn jobs_behind_a_blocked_queue_come_in_claim_order(f: &Fixture) {
 /// higher priority, a due time in the past, a job put back by hand, a plain INSERT after it,
 /// and the blocked host's own jobs once its pause is lifted.
 fn every_way_ahead_of_a_blocked_queue_is_seen(f: &Fixture) {
-    let many: Vec<NewJob> = (0..300)
-        .map(|i| NewJob::new(format!("http://slow.test/{i}")))
+    // Due a minute ago: old enough for SQLite's claim to move its point past them.
+    let a_minute_ago = now_ms() - 60_000;
+    let old = |url: String| NewJob {
+        run_at: Some(a_minute_ago),
+        ..NewJob::new(url)
+    };
+    let mut jobs: Vec<NewJob> = (0..300)
+        .map(|i| old(format!("http://slow.test/{i}")))
         .collect();
-    f.store.add(&many).unwrap();
-    f.add(&["http://fast.test/1"]);
+    jobs.push(old("http://fast.test/1".into()));
+    f.store.add(&jobs).unwrap();
     f.store
         .record_host(
             "slow.test",
@@ -191,6 +197,13 @@ fn every_way_ahead_of_a_blocked_queue_is_seen(f: &Fixture) {
     assert_eq!(claim_hosts(f, 4, None), ["fast.test/1"]);
     f.exec("INSERT INTO jobs (url) VALUES ('http://fast.test/plain')");
     assert_eq!(claim_hosts(f, 4, None), ["fast.test/plain"]);
+    // A row whose INSERT took its clock a moment before its commit made it visible.
+    let a_moment_ago = now_ms() - 500;
+    f.exec(&format!(
+        "INSERT INTO jobs (url, run_at, created_at)
+         VALUES ('http://fast.test/late', {a_moment_ago}, {a_moment_ago})"
+    ));
+    assert_eq!(claim_hosts(f, 4, None), ["fast.test/late"]);
     assert!(claim_hosts(f, 4, None).is_empty());
     // Put back for later, as a backoff does: claimed once it is due.
     f.exec(&format!(
