@@ -61,6 +61,9 @@ pub enum Reaction {
 /// limit of 1 and a pause: a host that answers 503 to everything is not a one-off.
 const SUSTAINED: u32 = 3;
 
+/// How long a host must be idle before it is forgotten (and starts slow again).
+const IDLE_SPELL_MS: i64 = 10_000;
+
 /// The longest a worker waits for its host's next turn under a rate ceiling.
 pub const SHORT_WAIT_MS: i64 = 250;
 
@@ -75,6 +78,8 @@ pub struct Hosts {
     pause_ms: (i64, i64),
     state: Mutex<HashMap<String, Host>>,
     freed: Condvar,
+    /// When idle hosts back to normal were last forgotten (Unix ms).
+    swept: std::sync::atomic::AtomicI64,
 }
 
 #[derive(Debug)]
@@ -97,6 +102,8 @@ struct Host {
     paused_until: i64,
     /// Under a rate ceiling: the earliest start of the next request (Unix ms).
     next_start: i64,
+    /// When its last request in flight ended (Unix ms).
+    idle_since: i64,
 }
 
 /// A slot for one request to a host; [`Permit::answered`] or dropping it frees the slot.
@@ -130,6 +137,7 @@ impl Hosts {
             pause_ms: (first, most),
             state: Mutex::new(HashMap::new()),
             freed: Condvar::new(),
+            swept: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -152,6 +160,7 @@ impl Hosts {
             slow_streak: 0,
             paused_until: 0,
             next_start: 0,
+            idle_since: now_ms(),
         }
     }
 
@@ -161,6 +170,7 @@ impl Hosts {
     /// then.
     pub fn enter(&self, key: &str) -> Result<Permit<'_>, i64> {
         let mut state = lock(&self.state);
+        self.sweep(&mut state);
         loop {
             let host = state.entry(key.to_string()).or_insert_with(|| self.fresh());
             let now = now_ms();
@@ -209,6 +219,9 @@ impl Hosts {
         let host = state.entry(key.to_string()).or_insert_with(|| self.fresh());
         if free {
             host.active = host.active.saturating_sub(1);
+            if host.active == 0 {
+                host.idle_since = now_ms();
+            }
         }
         let stale = host.sent_before_fall > 0;
         host.sent_before_fall = host.sent_before_fall.saturating_sub(1);
@@ -295,18 +308,30 @@ impl Hosts {
         }
     }
 
-    /// Whether a host is idle and back to normal (at the ceiling, or in slow start, where a
-    /// fresh entry would be too): then it is forgotten, so that the map holds only hosts in use,
-    /// paused, or still finding their limit after a slow-down. A host forgotten starts slow
-    /// again, as TCP does after an idle spell.
+    /// Whether a host has been idle for [`IDLE_SPELL_MS`] and is back to normal (at the ceiling,
+    /// or in slow start, where a fresh entry would be too): then it is forgotten, so that the map
+    /// holds only hosts in use lately, paused, or still finding their limit after a slow-down. A
+    /// host forgotten starts slow again, as TCP does after an idle spell; one that is only
+    /// between two requests keeps its limit.
     fn settled(&self, host: &Host) -> bool {
         let now = now_ms();
         host.active == 0
+            && now - host.idle_since >= IDLE_SPELL_MS
             && host.paused_until <= now
             && host.next_start <= now
             && (host.limit == self.ceiling || host.slow_start)
             && host.strikes == 0
             && host.slow_streak == 0
+    }
+
+    /// Forgets the settled hosts, at most once an idle spell.
+    fn sweep(&self, state: &mut HashMap<String, Host>) {
+        let now = now_ms();
+        let swept = self.swept.load(std::sync::atomic::Ordering::Relaxed);
+        if now - swept >= IDLE_SPELL_MS {
+            self.swept.store(now, std::sync::atomic::Ordering::Relaxed);
+            state.retain(|_, host| !self.settled(host));
+        }
     }
 
     /// Takes in what the other daemons on the queue learnt (the `hosts` table): a host's limit
@@ -376,6 +401,9 @@ impl Drop for Permit<'_> {
         let mut state = lock(&self.hosts.state);
         if let Some(host) = state.get_mut(&self.key) {
             host.active -= 1;
+            if host.active == 0 {
+                host.idle_since = now_ms();
+            }
             if self.hosts.settled(host) {
                 state.remove(&self.key);
             }
@@ -390,6 +418,17 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
+
+    /// Lets an idle spell pass for every host, and has the next request forget the settled ones.
+    fn after_an_idle_spell(hosts: &Hosts) {
+        for host in lock(&hosts.state).values_mut() {
+            host.idle_since -= IDLE_SPELL_MS;
+        }
+        hosts.swept.store(0, std::sync::atomic::Ordering::Relaxed);
+        drop(hosts.enter("someone-else:80").unwrap());
+        let mut state = lock(&hosts.state);
+        state.remove("someone-else:80");
+    }
 
     #[test]
     fn keys_are_host_and_port() {
@@ -444,6 +483,8 @@ mod tests {
         hosts.heard("h:80", Signal::Fine);
         assert_eq!(hosts.limit("h:80"), 4, "never above it");
         drop((first, second));
+        assert_eq!(hosts.limit("h:80"), 4, "between two requests: kept");
+        after_an_idle_spell(&hosts);
         assert!(lock(&hosts.state).is_empty(), "idle at the ceiling: forgotten");
         // A host that answers 503 to everything never has two requests in flight: the first
         // answer ends its slow start at one, the second pauses it.
@@ -497,6 +538,7 @@ mod tests {
             hosts.heard("h:80", Signal::Fine);
         }
         assert_eq!(hosts.limit("h:80"), 8, "never above the ceiling");
+        after_an_idle_spell(&hosts);
         assert!(
             lock(&hosts.state).is_empty(),
             "a host back to normal and idle is forgotten"
@@ -618,6 +660,7 @@ mod tests {
         hosts.adopt("h:80", None, Some(until));
         assert_eq!(hosts.enter("h:80").unwrap_err(), until);
         hosts.adopt("quiet:80", None, None);
+        after_an_idle_spell(&hosts);
         assert_eq!(lock(&hosts.state).len(), 1, "nothing to learn, nothing kept");
     }
 
