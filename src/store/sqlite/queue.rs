@@ -79,13 +79,13 @@ pub(super) const CLAIM_ONE: &str = "
 
 /// How long claims go on from what was learnt since a walk from the first due job, at most: a
 /// bound on how long a job can wait that got ahead of the point in a way neither
-/// `queue_changes` nor [`HEAD_MARGIN_MS`] covers (a `created_at` typed after its `run_at`, a
-/// transaction left open for longer than the margin before its commit).
-const HEAD_TRUSTED_FOR: Duration = Duration::from_secs(10);
+/// `queue_changes` nor [`HEAD_MARGIN_MS`] covers (a transaction left open for longer than the
+/// margin between its INSERT and its commit). Long: such a walk passes every blocked job.
+const HEAD_TRUSTED_FOR: Duration = Duration::from_secs(300);
 
 /// How old a job's due time must be for a claim to move the point past it (ms): longer than a
 /// writer waits for the lock between its INSERT's clock and its commit.
-const HEAD_MARGIN_MS: i64 = 1_000;
+const HEAD_MARGIN_MS: i64 = 100;
 
 /// What a claim learnt about the head of the queue: every due job before `key` (priority,
 /// run_at, id, in claim order) belonged to one of `hosts`, when `queue_changes` stood at

@@ -197,11 +197,12 @@ fn every_way_ahead_of_a_blocked_queue_is_seen(f: &Fixture) {
     assert_eq!(claim_hosts(f, 4, None), ["fast.test/1"]);
     f.exec("INSERT INTO jobs (url) VALUES ('http://fast.test/plain')");
     assert_eq!(claim_hosts(f, 4, None), ["fast.test/plain"]);
-    // A row whose INSERT took its clock a moment before its commit made it visible.
-    let a_moment_ago = now_ms() - 500;
+    // A row whose INSERT took its clock a moment before the last claim, and whose commit made
+    // it visible after: due a millisecond before the job that claim took.
+    let before_plain = f.count("SELECT run_at FROM jobs WHERE url = 'http://fast.test/plain'") - 1;
     f.exec(&format!(
         "INSERT INTO jobs (url, run_at, created_at)
-         VALUES ('http://fast.test/late', {a_moment_ago}, {a_moment_ago})"
+         VALUES ('http://fast.test/late', {before_plain}, {before_plain})"
     ));
     assert_eq!(claim_hosts(f, 4, None), ["fast.test/late"]);
     assert!(claim_hosts(f, 4, None).is_empty());
