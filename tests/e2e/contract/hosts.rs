@@ -28,6 +28,19 @@ fn claim_hosts(f: &Fixture, n: usize, ceiling: Option<u32>) -> Vec<String> {
         .collect()
 }
 
+/// Pauses `host` for an hour, as a daemon that met its 429 would.
+fn pause_for_an_hour(f: &Fixture, host: &str) {
+    f.store
+        .record_host(
+            host,
+            HostChange::Paused {
+                until: now_ms() + 3_600_000,
+                strikes: 1,
+            },
+        )
+        .unwrap();
+}
+
 contract!(
     the_host_column_is_the_urls_authority_for_every_way_in,
     a_paused_hosts_jobs_wait_untouched_while_others_are_claimed,
@@ -100,15 +113,7 @@ fn a_job_behind_a_paused_hosts_long_queue_is_claimed(f: &Fixture) {
         .collect();
     f.store.add(&many).unwrap();
     f.add(&["http://fast.test/behind"]);
-    f.store
-        .record_host(
-            "slow.test",
-            HostChange::Paused {
-                until: now_ms() + 3_600_000,
-                strikes: 1,
-            },
-        )
-        .unwrap();
+    pause_for_an_hour(f, "slow.test");
     assert_eq!(claim_hosts(f, 4, Some(16)), ["fast.test/behind"]);
     assert!(claim_hosts(f, 4, Some(16)).is_empty());
 }
@@ -139,15 +144,7 @@ fn jobs_behind_a_blocked_queue_come_in_claim_order(f: &Fixture) {
         job("http://c.test/low", 0),
     ]);
     f.store.add(&jobs).unwrap();
-    f.store
-        .record_host(
-            "slow.test",
-            HostChange::Paused {
-                until: now_ms() + 3_600_000,
-                strikes: 1,
-            },
-        )
-        .unwrap();
+    pause_for_an_hour(f, "slow.test");
     assert_eq!(
         claim_hosts(f, 3, None),
         ["b.test/high", "a.test/high", "a.test/low"]
@@ -176,15 +173,7 @@ fn every_way_ahead_of_a_blocked_queue_is_seen(f: &Fixture) {
         .collect();
     jobs.push(old("http://fast.test/1".into()));
     f.store.add(&jobs).unwrap();
-    f.store
-        .record_host(
-            "slow.test",
-            HostChange::Paused {
-                until: now_ms() + 3_600_000,
-                strikes: 1,
-            },
-        )
-        .unwrap();
+    pause_for_an_hour(f, "slow.test");
     assert_eq!(claim_hosts(f, 4, None), ["fast.test/1"]);
     f.exec("INSERT INTO jobs (url, run_at) VALUES ('http://fast.test/past', 0)");
     assert_eq!(claim_hosts(f, 4, None), ["fast.test/past"]);
