@@ -1,7 +1,6 @@
 //! The queue operations on SQLite: claim, record, leases, reaping and pruning, each one short
 //! IMMEDIATE transaction.
 
-use std::cmp::Reverse;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -21,11 +20,12 @@ use crate::store::{
 /// The due jobs in claim order (?1 now), for a claim to walk: all of them, or those around a
 /// point it has learnt to start from (?2 priority, ?3 run_at, ?4 id): before it in a higher
 /// priority, after it in its own (first those due at the same time, then those due later), and
-/// in the lower ones. Each is one seek of the index: a row value `(run_at, id) > (?3, ?4)` would
-/// seek on run_at alone, and walk every job due at the same time again (an import's are). `INDEXED BY` pins the partial index that
-/// is already in claim order: without statistics the planner prefers `jobs_state` and sorts
-/// every queued row, which costs milliseconds at a million rows. A claim steps through a walk
-/// only as far as it needs.
+/// in the lower ones: one after the other, they are in claim order too. Each is one seek of the
+/// index: a row value `(run_at, id) > (?3, ?4)` would seek on run_at alone, and walk every job due
+/// at the same time again (an import's are). `INDEXED BY` pins the partial index that is already
+/// in claim order: without statistics the planner prefers `jobs_state` and sorts every queued
+/// row, which costs milliseconds at a million rows. A claim steps through a walk only as far as
+/// it needs.
 macro_rules! walk {
     ($range:literal, $order:literal) => {
         concat!(
@@ -69,13 +69,13 @@ const QUEUE_STATE: &str = "
            (SELECT changes FROM queue_changes WHERE id = 1)";
 
 /// Claims one job by id (?4), if it is still queued: running, its try counted, under the
-/// worker's (?3) lease (?2). RETURNING gives what the worker needs, and the claim order.
+/// worker's (?3) lease (?2). RETURNING gives what the worker needs.
 pub(super) const CLAIM_ONE: &str = "
     UPDATE jobs
     SET state = 'running', attempts = attempts + 1, started_at = ?1, finished_at = NULL,
         lease_until = ?2, worker = ?3
     WHERE id = ?4 AND state = 'queued'
-    RETURNING id, url, attempts, max_attempts, priority, run_at, host";
+    RETURNING id, url, attempts, max_attempts, host";
 
 /// How long claims go on from what was learnt since a walk from the first due job, at most: a
 /// bound on how long a job can wait that got ahead of the point in a way neither
@@ -269,20 +269,11 @@ fn raw_url(value: ValueRef<'_>) -> RawUrl {
     }
 }
 
-/// A job's claim order: (priority, run_at), then its id.
-type Order = (i64, i64);
-
-/// A job a claim picked: its id and claim order.
-type Picked = (i64, Order);
-
-/// A claimed job, and its claim order.
-type ClaimedInOrder = (Claimed, Order);
-
 /// Reads the rows that [`CLAIM_ONE`] returns into `into`.
 fn read_claimed(
     mut rows: rusqlite::Rows<'_>,
     now: i64,
-    into: &mut Vec<ClaimedInOrder>,
+    into: &mut Vec<Claimed>,
 ) -> Result<(), StoreError> {
     while let Some(row) = rows.next().ctx("claiming jobs")? {
         // Columns people may have set to anything: read what can be read.
@@ -295,20 +286,16 @@ fn read_claimed(
             attempt_id: 0,
             attempt: 0,
             started_at: now,
-            host: row.get(6).ctx("reading a claimed job")?,
+            host: row.get(4).ctx("reading a claimed job")?,
         };
-        let order = (
-            loose_int(value(4)?).unwrap_or(0),
-            loose_int(value(5)?).unwrap_or(0),
-        );
-        into.push((job, order));
+        into.push(job);
     }
     Ok(())
 }
 
 /// Walks the due jobs in claim order, from where `head` says the blocked hosts' jobs end (or from
 /// the first), passing over the jobs of `blocked` hosts, until it has picked `limit` jobs. Returns
-/// their ids and claim order, and what it learnt for the next claim.
+/// their ids, in claim order, and what it learnt for the next claim.
 fn pick(
     tx: &Transaction<'_>,
     now: i64,
@@ -316,7 +303,7 @@ fn pick(
     blocked: &HashSet<String>,
     head: Option<Head>,
     changes: i64,
-) -> Result<(Vec<Picked>, Option<Head>), StoreError> {
+) -> Result<(Vec<i64>, Option<Head>), StoreError> {
     let (mut hosts, mut point, rooted, walks) = match head {
         Some(Head {
             key: (priority, run_at, id),
@@ -370,7 +357,7 @@ fn pick(
                         hosts.insert(host.to_string());
                     }
                 }
-                _ => picked.push((id, (priority, run_at))),
+                _ => picked.push(id),
             }
         }
     }
@@ -397,7 +384,6 @@ impl Queue for SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .ctx("starting a claim")?;
         let now = now_ms();
-        // Each with its claim order: (priority, run_at).
         let (paused, changes): (bool, i64) = tx
             .prepare_cached(QUEUE_STATE)
             .and_then(|mut stmt| stmt.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
@@ -421,15 +407,13 @@ impl Queue for SqliteStore {
         let mut claimed = Vec::with_capacity(picked.len());
         {
             let mut one = tx.prepare_cached(CLAIM_ONE).ctx("claiming jobs")?;
-            for (id, _) in picked {
+            for id in picked {
                 let rows = one
                     .query(params![now, now + options.lease_ms, worker, id])
                     .ctx("claiming jobs")?;
                 read_claimed(rows, now, &mut claimed)?;
             }
         }
-        claimed.sort_by_key(|(job, (priority, run_at))| (Reverse(*priority), *run_at, job.job_id));
-        let mut claimed: Vec<Claimed> = claimed.into_iter().map(|(job, _)| job).collect();
         {
             let mut start = tx
                 .prepare_cached(START_ATTEMPT)
