@@ -57,7 +57,12 @@ pub fn run(config: &Config, drain: bool) -> Result<(), Error> {
         log::info!("metrics on http://{bound}/metrics");
     }
     let committer = Arc::new(Committer::new(Some(blobs), config.retry.clone()));
-    let beating = heartbeat::start(beating_store, metrics.clone(), config.workers);
+    let beating = heartbeat::start(
+        beating_store,
+        metrics.clone(),
+        downloader.hosts(),
+        config.workers,
+    );
     let ran = supervisor::run(
         queue,
         Arc::new(downloader),

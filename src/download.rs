@@ -6,7 +6,6 @@
 
 use std::io::{Read, Write};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
 use url::Url;
@@ -43,14 +42,9 @@ pub struct Downloader {
     /// sooner, and each may hold a decoder's buffers of up to `max_pixels` pixels.
     decoders: Slots,
     retry: RetryConfig,
-    /// Where a host's new limit or pause goes, for the claims of every daemon on the queue.
+    /// Where a host's new limit or pause goes, for every daemon on the queue.
     queue: Arc<dyn Queue>,
-    /// When this daemon last took in what the others learnt about hosts (Unix ms).
-    adopted_at: AtomicI64,
 }
-
-/// How often a daemon takes in the other daemons' host limits and pauses.
-const ADOPT_EVERY_MS: i64 = 5_000;
 
 impl Downloader {
     pub fn new(
@@ -78,7 +72,6 @@ impl Downloader {
             decoders: Slots::new(std::thread::available_parallelism().map_or(1, usize::from)),
             retry: config.retry.clone(),
             queue,
-            adopted_at: AtomicI64::new(0),
         })
     }
 }
@@ -89,63 +82,53 @@ impl Downloader {
         self.hosts.clone()
     }
 
-    /// Every [`ADOPT_EVERY_MS`], one worker reads the `hosts` table and takes in the limits and
-    /// pauses that other daemons wrote, so that ten daemons do not each learn the same 429.
-    fn adopt_the_fleets_hosts(&self, now: i64) {
-        let last = self.adopted_at.load(Ordering::Relaxed);
-        if now - last < ADOPT_EVERY_MS
-            || self
-                .adopted_at
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
-            return;
-        }
-        match self.queue.hosts_in_trouble() {
-            Ok(states) => {
-                for state in states {
-                    self.hosts
-                        .adopt(&state.host, state.max_in_flight, state.paused_until);
-                }
-            }
-            Err(e) => log::warn!("cannot read the other daemons' host limits: {e}"),
-        }
-    }
-
-    /// Logs what a host's answer changed. A pause also goes to the queue, for every daemon's
-    /// claims: they pass over the host's jobs until it ends, so ten daemons do not each learn the
-    /// same 429, and a paused host's queue costs nothing.
-    ///
-    /// A narrowed limit stays with this daemon. The claim can count only the jobs `running` in
-    /// the database, which include those whose answer is in and which wait for the committer; a
-    /// limit shared through it held a host below that limit (the one-off-503 benchmark fell from
-    /// 0.85 to 0.39 of the clean rate).
+    /// Logs what a host's answer changed, and tells the queue a narrowing or a pause at once,
+    /// for every daemon: their claims pass over a paused host's jobs until the pause ends, and
+    /// each takes its part of a narrowed limit at its next heartbeat. A widening waits for this
+    /// daemon's next heartbeat (`crate::heartbeat`).
     fn learned(&self, host: &str, status: u16, reaction: Reaction, now: i64) {
-        match reaction {
-            Reaction::None => {}
+        let change = match reaction {
+            Reaction::None => return,
+            Reaction::Widened(limit) => {
+                match limit {
+                    Some(limit) => log::debug!("{host}: up to {limit} requests to it at once again"),
+                    None => log::debug!("{host}: as many requests to it as to any host again"),
+                }
+                return;
+            }
             Reaction::Narrowed(limit) => {
                 log::info!("{host} answered {status}: at most {limit} requests to it at once");
+                HostChange::Narrowed {
+                    max_in_flight: u32::try_from(limit).unwrap_or(u32::MAX),
+                }
             }
-            Reaction::Widened(limit) => {
-                log::debug!("{host}: up to {limit} requests to it at once again");
-            }
-            Reaction::Paused { until, strikes } => {
+            Reaction::Paused {
+                until,
+                strikes,
+                limit,
+            } => {
                 log::info!(
                     "{host} answered {status}: no requests to it for {} ms",
                     until - now
                 );
-                if let Err(e) = self
-                    .queue
-                    .record_host(host, HostChange::Paused { until, strikes })
-                {
-                    log::warn!("cannot record {host}'s pause in the database: {e}");
+                HostChange::Paused {
+                    until,
+                    strikes,
+                    max_in_flight: limit.map(|l| u32::try_from(l).unwrap_or(u32::MAX)),
                 }
             }
+        };
+        if let Err(e) = self.queue.record_host(host, change) {
+            log::warn!("cannot record what {host} answered in the database: {e}");
         }
     }
 }
 
 impl Handler for Downloader {
+    fn pass_over(&self) -> Vec<String> {
+        self.hosts.left_to_others()
+    }
+
     fn handle(&self, job: &Claimed) -> Handled {
         let url = match &job.url {
             RawUrl::Text(raw) => joburl::parse(raw),
@@ -159,7 +142,6 @@ impl Handler for Downloader {
                 return Handled::Report(report);
             }
         };
-        self.adopt_the_fleets_hosts(now_ms());
         // The database's key for the job's host, which the claim goes by; the URL's own for a
         // job whose url the database could not read one from.
         let host = job.host.clone().unwrap_or_else(|| hosts::key(&url));

@@ -1,7 +1,13 @@
-//! The daemon's heartbeat: a thread that writes this daemon's row of the `daemons` table (its
-//! host, pid, version, workers and busy workers) every [`HEARTBEAT_SECS`], so that `jobctl
-//! daemons` and the dashboard list the daemons working on the queue, and deletes it at a clean
-//! stop. A daemon that dies leaves a row that stops beating, which readers then leave out.
+//! The daemon's heartbeat: its exchange with the other daemons on the queue, every
+//! [`HEARTBEAT_SECS`] from a thread of its own, and once before the workers start.
+//!
+//! - It writes this daemon's row of the `daemons` table (its host, pid, version, workers and
+//!   busy workers), so that `jobctl daemons` and the dashboard list the daemons working on the
+//!   queue, and deletes it at a clean stop. A daemon that dies leaves a row that stops beating,
+//!   which readers then leave out.
+//! - It tells the `hosts` table the limits that this daemon's successes widened, and takes in
+//!   the live daemons and every host's limit and pause ([`Hosts::adopt`]): each daemon then has
+//!   its part of a host's limit in flight, and the parts add up to the limit.
 //!
 //! Architecture invariant: a failing beat is logged and retried at the next one; it never stops
 //! or slows the daemon.
@@ -11,21 +17,28 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::hosts::{Fleet, Hosts};
 use crate::job::now_ms;
 use crate::lock;
 use crate::metrics::Metrics;
-use crate::store::{Daemons, HEARTBEAT_SECS, Heartbeat, Store};
+use crate::store::{HEARTBEAT_SECS, Heartbeat, HostChange, Store, StoreError};
 
 /// The running heartbeat; [`Beating::stop`] ends it and removes the row.
 pub struct Beating {
     queue: Arc<dyn Store>,
+    hosts: Arc<Hosts>,
     name: String,
     stop: Arc<(Mutex<bool>, Condvar)>,
     thread: Option<JoinHandle<()>>,
 }
 
-/// Starts beating at once, then every [`HEARTBEAT_SECS`].
-pub fn start(queue: Arc<dyn Store>, metrics: Arc<Metrics>, workers: usize) -> Beating {
+/// Beats once, then every [`HEARTBEAT_SECS`] from a thread of its own.
+pub fn start(
+    queue: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    hosts: Arc<Hosts>,
+    workers: usize,
+) -> Beating {
     let host = crate::hostname();
     let pid = std::process::id();
     let beat = Heartbeat {
@@ -39,36 +52,42 @@ pub fn start(queue: Arc<dyn Store>, metrics: Arc<Metrics>, workers: usize) -> Be
     };
     let stop = Arc::new((Mutex::new(false), Condvar::new()));
     let name = beat.name.clone();
-    let (thread_queue, thread_stop) = (queue.clone(), stop.clone());
+    let failing = AtomicBool::new(false);
+    // Before the workers start, so that their first requests keep to this daemon's part.
+    beat_once(&*queue, &metrics, &hosts, &mut beat.clone(), &failing);
+    let (thread_queue, thread_hosts, thread_stop) = (queue.clone(), hosts.clone(), stop.clone());
     let thread = std::thread::Builder::new()
         .name("heartbeat".into())
-        .spawn(move || run(&*thread_queue, &metrics, beat, &thread_stop))
+        .spawn(move || {
+            run(
+                &*thread_queue,
+                &metrics,
+                &thread_hosts,
+                beat,
+                &failing,
+                &thread_stop,
+            )
+        })
         .map_err(|e| log::warn!("cannot start the heartbeat ({e}); jobctl daemons will not list this daemon"))
         .ok();
     Beating {
         queue,
+        hosts,
         name,
         stop,
         thread,
     }
 }
 
-fn run(queue: &dyn Daemons, metrics: &Metrics, mut beat: Heartbeat, stop: &(Mutex<bool>, Condvar)) {
-    let failing = AtomicBool::new(false);
+fn run(
+    queue: &dyn Store,
+    metrics: &Metrics,
+    hosts: &Hosts,
+    mut beat: Heartbeat,
+    failing: &AtomicBool,
+    stop: &(Mutex<bool>, Condvar),
+) {
     loop {
-        beat.busy = u32::try_from(metrics.busy()).unwrap_or(u32::MAX);
-        match queue.heartbeat(&beat) {
-            Ok(()) => {
-                if failing.swap(false, Ordering::Relaxed) {
-                    log::info!("the heartbeat is recorded again");
-                }
-            }
-            Err(e) => {
-                if !failing.swap(true, Ordering::Relaxed) {
-                    log::warn!("cannot record the heartbeat (will keep trying): {e}");
-                }
-            }
-        }
         let (flag, wake) = stop;
         let stopped = lock(flag);
         let (stopped, _) = wake
@@ -77,16 +96,77 @@ fn run(queue: &dyn Daemons, metrics: &Metrics, mut beat: Heartbeat, stop: &(Mute
         if *stopped {
             return;
         }
+        drop(stopped);
+        beat_once(queue, metrics, hosts, &mut beat, failing);
     }
 }
 
+/// One beat; a failure is logged once, when the beats start failing.
+fn beat_once(
+    queue: &dyn Store,
+    metrics: &Metrics,
+    hosts: &Hosts,
+    beat: &mut Heartbeat,
+    failing: &AtomicBool,
+) {
+    beat.busy = u32::try_from(metrics.busy()).unwrap_or(u32::MAX);
+    match queue
+        .heartbeat(beat)
+        .and_then(|()| exchange(queue, hosts, &beat.name))
+    {
+        Ok(()) => {
+            if failing.swap(false, Ordering::Relaxed) {
+                log::info!("the heartbeat is recorded again");
+            }
+        }
+        Err(e) => {
+            if !failing.swap(true, Ordering::Relaxed) {
+                log::warn!("cannot record the heartbeat (will keep trying): {e}");
+            }
+        }
+    }
+}
+
+/// Tells the `hosts` table the limits this daemon widened, and takes in the fleet: the live
+/// daemons and every host's limit and pause.
+fn exchange(queue: &dyn Store, hosts: &Hosts, me: &str) -> Result<(), StoreError> {
+    let read_at = now_ms();
+    tell_widenings(queue, hosts)?;
+    let known = queue.fleet()?;
+    let fleet = Fleet::among(&known.daemons, me);
+    if fleet.daemons != hosts.fleet().daemons {
+        log::info!(
+            "{} daemons on the queue: each host's limit is shared out among them",
+            fleet.daemons
+        );
+    }
+    hosts.adopt(fleet, &known.hosts, read_at);
+    Ok(())
+}
+
+/// Tells the `hosts` table the limits this daemon's successes widened since the last beat.
+fn tell_widenings(queue: &dyn Store, hosts: &Hosts) -> Result<(), StoreError> {
+    for (host, from, to) in hosts.widenings() {
+        let change = HostChange::Widened {
+            from: u32::try_from(from).unwrap_or(u32::MAX),
+            to: to.map(|l| u32::try_from(l).unwrap_or(u32::MAX)),
+        };
+        queue.record_host(&host, change)?;
+    }
+    Ok(())
+}
+
 impl Beating {
-    /// Ends the heartbeat and removes this daemon's row.
+    /// Ends the heartbeat, tells the widenings since the last beat, and removes this daemon's
+    /// row.
     pub fn stop(mut self) {
         *lock(&self.stop.0) = true;
         self.stop.1.notify_all();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+        if let Err(e) = tell_widenings(&*self.queue, &self.hosts) {
+            log::warn!("cannot tell the other daemons the hosts' limits: {e}");
         }
         if let Err(e) = self.queue.daemon_stopped(&self.name) {
             log::warn!("cannot remove this daemon from the daemons table: {e}");

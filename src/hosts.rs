@@ -23,16 +23,21 @@
 //! A single 503 from a CDN therefore costs one job a retry and the host a little concurrency for a
 //! while, not every other job's turn.
 //!
-//! The state lives in memory: several daemons on one database each learn a host's state from
-//! their own answers.
+//! Several daemons on one queue share what they learn through the `hosts` table: a pause holds
+//! back every daemon's claims, and after a slow-down a host's limit is the fleet's. Each daemon
+//! then has its part of it in flight ([`Fleet::part`]): the parts add up to the limit, and a
+//! daemon whose part is 0 leaves the host's jobs to the others. A narrowing is written at once;
+//! widenings, and what the others wrote, are exchanged with every heartbeat
+//! (`crate::heartbeat`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Condvar, Mutex};
 
 use url::Url;
 
 use crate::job::now_ms;
 use crate::lock;
+use crate::store::HostState;
 
 /// What an answer says about its host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,12 +54,65 @@ pub enum Signal {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reaction {
     None,
-    /// The limit fell to this many requests at once.
+    /// The fleet's limit fell to this many requests at once.
     Narrowed(usize),
-    /// Successes raised the limit to this many requests at once.
-    Widened(usize),
-    /// No request before `until` (Unix ms); `strikes` pauses in a row at a limit of 1.
-    Paused { until: i64, strikes: u32 },
+    /// Successes raised the fleet's limit to this many requests at once, or back to the ceiling
+    /// (None).
+    Widened(Option<usize>),
+    /// No request before `until` (Unix ms); `strikes` pauses in a row at a limit of 1; `limit`
+    /// the fleet's new limit, if the pause came with one.
+    Paused {
+        until: i64,
+        strikes: u32,
+        limit: Option<usize>,
+    },
+}
+
+/// The daemons working on the queue, as this one last read them: how many, and this one's rank
+/// among them by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fleet {
+    pub daemons: usize,
+    pub rank: usize,
+}
+
+impl Fleet {
+    /// A daemon on its own.
+    pub const ALONE: Fleet = Fleet {
+        daemons: 1,
+        rank: 0,
+    };
+
+    /// The fleet of the live daemons `names` as daemon `me` sees it (counting itself, whether
+    /// or not its own heartbeat is in yet).
+    pub fn among(names: &[String], me: &str) -> Fleet {
+        let mut names: Vec<&str> = names.iter().map(String::as_str).collect();
+        names.push(me);
+        names.sort_unstable();
+        names.dedup();
+        Fleet {
+            daemons: names.len(),
+            rank: names.binary_search(&me).unwrap_or(0),
+        }
+    }
+
+    /// This daemon's part of a fleet's limit of `limit` requests in flight to `host`. The parts
+    /// of all the daemons add up to `limit`: each has `limit / daemons`, and the rest goes one
+    /// each to the daemons whose turn comes first in a rotation that starts at a place set by
+    /// the host's name, so that the hosts with small limits spread over the fleet.
+    pub fn part(&self, host: &str, limit: usize) -> usize {
+        let n = self.daemons.max(1);
+        let start = (spread(host) % n as u64) as usize;
+        let turn = (self.rank % n + start) % n;
+        limit / n + usize::from(turn < limit % n)
+    }
+}
+
+/// A hash of a host's name that every daemon computes alike, whatever its build (FNV-1a).
+fn spread(host: &str) -> u64 {
+    host.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Slow-downs in a row, with no success between them, after which a host goes straight to a
@@ -76,17 +134,39 @@ pub struct Hosts {
     interval_ms: Option<i64>,
     /// The first pause of a host that keeps asking to slow down at a limit of 1, and the most.
     pause_ms: (i64, i64),
-    state: Mutex<HashMap<String, Host>>,
+    state: Mutex<Table>,
     freed: Condvar,
     /// When idle hosts back to normal were last forgotten (Unix ms).
     swept: std::sync::atomic::AtomicI64,
 }
 
+#[derive(Debug, Default)]
+struct Table {
+    hosts: HashMap<String, Host>,
+    /// None until the first read of the fleet: alone.
+    fleet: Option<Fleet>,
+}
+
+impl Table {
+    fn fleet(&self) -> Fleet {
+        self.fleet.unwrap_or(Fleet::ALONE)
+    }
+}
+
 #[derive(Debug)]
 struct Host {
     active: usize,
-    /// Requests allowed in flight, 1 to the ceiling.
+    /// Requests allowed in flight: this daemon's, 1 to the ceiling; or once `shared`, the
+    /// fleet's, 1 to the ceiling times the daemons.
     limit: usize,
+    /// The limit is the fleet's, as a slow-down set it: this daemon has its part in flight.
+    shared: bool,
+    /// The fleet's limit as the `hosts` table last held it, to this daemon's knowledge (None:
+    /// no limit): what a widening widens from.
+    known: Option<usize>,
+    /// When this daemon last changed the limit (Unix ms): a read of the table begun before
+    /// that does not undo it.
+    changed_at: i64,
     /// Still in slow start: no slow-down seen since the host was last idle, and each success
     /// raises the limit by one.
     slow_start: bool,
@@ -135,7 +215,7 @@ impl Hosts {
             slow_start: true,
             interval_ms: None,
             pause_ms: (first, most),
-            state: Mutex::new(HashMap::new()),
+            state: Mutex::new(Table::default()),
             freed: Condvar::new(),
             swept: std::sync::atomic::AtomicI64::new(0),
         }
@@ -153,6 +233,9 @@ impl Hosts {
         Host {
             active: 0,
             limit: if slow_start { 1 } else { self.ceiling },
+            shared: false,
+            known: None,
+            changed_at: 0,
             slow_start,
             successes: 0,
             sent_before_fall: 0,
@@ -167,15 +250,24 @@ impl Hosts {
     /// Waits for a free slot on the host, within its current limit, and under a rate ceiling for
     /// its turn if that comes within [`SHORT_WAIT_MS`]. Returns `Err(until)` at once if the host
     /// is paused, or its turn is further away, so that the caller can give its job back until
-    /// then.
+    /// then; and `Err(now)` if this daemon's part of the fleet's limit is 0.
     pub fn enter(&self, key: &str) -> Result<Permit<'_>, i64> {
         let mut state = lock(&self.state);
         self.sweep(&mut state);
         loop {
-            let host = state.entry(key.to_string()).or_insert_with(|| self.fresh());
+            let fleet = state.fleet();
+            let host = state
+                .hosts
+                .entry(key.to_string())
+                .or_insert_with(|| self.fresh());
             let now = now_ms();
             if host.paused_until > now {
                 return Err(host.paused_until);
+            }
+            let allowed = host.allowed(key, fleet);
+            if allowed == 0 {
+                // The other daemons have the whole limit: the job goes back for them.
+                return Err(now);
             }
             if host.next_start > now {
                 let turn = host.next_start;
@@ -187,7 +279,7 @@ impl Hosts {
                 state = lock(&self.state);
                 continue;
             }
-            if host.active < host.limit {
+            if host.active < allowed {
                 host.active += 1;
                 if let Some(interval) = self.interval_ms {
                     host.next_start = now + interval;
@@ -216,11 +308,16 @@ impl Hosts {
     /// lock: a request waiting for that slot sees the pause this answer calls for, not the slot.
     fn learn(&self, key: &str, signal: Signal, free: bool) -> Reaction {
         let mut state = lock(&self.state);
-        let host = state.entry(key.to_string()).or_insert_with(|| self.fresh());
+        let fleet = state.fleet();
+        let host = state
+            .hosts
+            .entry(key.to_string())
+            .or_insert_with(|| self.fresh());
+        let now = now_ms();
         if free {
             host.active = host.active.saturating_sub(1);
             if host.active == 0 {
-                host.idle_since = now_ms();
+                host.idle_since = now;
             }
         }
         let stale = host.sent_before_fall > 0;
@@ -234,6 +331,7 @@ impl Hosts {
                 Reaction::Paused {
                     until: host.paused_until,
                     strikes: host.strikes,
+                    limit: None,
                 }
             }
             Signal::Fine if host.slow_start => {
@@ -247,10 +345,17 @@ impl Hosts {
                 host.strikes = 0;
                 host.slow_streak = 0;
                 host.successes += 1;
-                if host.successes >= host.limit && host.limit < self.ceiling {
+                let most = self.most(host, fleet);
+                if host.successes >= host.allowed(key, fleet).max(1) && host.limit < most {
                     host.limit += 1;
                     host.successes = 0;
-                    Reaction::Widened(host.limit)
+                    host.changed_at = now;
+                    if host.shared && host.limit >= most {
+                        // Back at every daemon's ceiling: the fleet's limit is lifted.
+                        host.shared = false;
+                        host.limit = self.ceiling;
+                    }
+                    Reaction::Widened(host.shared.then_some(host.limit))
                 } else {
                     Reaction::None
                 }
@@ -258,8 +363,6 @@ impl Hosts {
             Signal::SlowDown if host.slow_streak + 1 >= SUSTAINED && host.limit > 1 => {
                 // Nothing but slow-downs, however many were in flight: not a hiccup.
                 host.slow_streak += 1;
-                host.limit = 1;
-                host.successes = 0;
                 self.pause(host)
             }
             Signal::SlowDown if stale => {
@@ -268,7 +371,17 @@ impl Hosts {
             }
             Signal::SlowDown if host.limit > 1 => {
                 host.slow_streak += 1;
-                host.limit = (host.limit / 2).max(1);
+                // The first slow-down makes the limit the fleet's: half of what the daemons had
+                // in flight at most, if each had as many as this one.
+                let before = if host.shared {
+                    host.limit
+                } else {
+                    host.limit * fleet.daemons
+                };
+                host.limit = (before / 2).max(1);
+                host.shared = true;
+                host.known = Some(host.limit);
+                host.changed_at = now;
                 host.successes = 0;
                 host.sent_before_fall = host.active;
                 Reaction::Narrowed(host.limit)
@@ -284,7 +397,7 @@ impl Hosts {
             }
         };
         if self.settled(host) {
-            state.remove(key);
+            state.hosts.remove(key);
         }
         drop(state);
         // A larger limit may let a waiting request in.
@@ -292,26 +405,43 @@ impl Hosts {
         reaction
     }
 
-    /// Pauses a host that keeps asking to slow down at a limit of 1: from the first pause,
-    /// doubling with each one in a row, up to the most.
+    /// The most the host's limit may grow to: the ceiling, or once the limit is the fleet's,
+    /// the ceiling of every daemon.
+    fn most(&self, host: &Host, fleet: Fleet) -> usize {
+        if host.shared {
+            self.ceiling * fleet.daemons
+        } else {
+            self.ceiling
+        }
+    }
+
+    /// Pauses a host that keeps asking to slow down: at a limit of 1 for the whole fleet, for
+    /// the first pause, doubling with each one in a row, up to the most.
     fn pause(&self, host: &mut Host) -> Reaction {
         let (first, most) = self.pause_ms;
         let pause = first
             .saturating_mul(1i64 << host.strikes.min(32))
             .min(most);
+        let now = now_ms();
+        host.limit = 1;
+        host.shared = true;
+        host.known = Some(1);
+        host.changed_at = now;
+        host.successes = 0;
         host.strikes += 1;
-        host.paused_until = host.paused_until.max(now_ms() + pause);
+        host.paused_until = host.paused_until.max(now + pause);
         host.sent_before_fall = host.active;
         Reaction::Paused {
             until: host.paused_until,
             strikes: host.strikes,
+            limit: Some(1),
         }
     }
 
     /// Whether a host has been idle for [`IDLE_SPELL_MS`] and is back to normal (at the ceiling,
-    /// or in slow start, where a fresh entry would be too): then it is forgotten, so that the map
-    /// holds only hosts in use lately, paused, or still finding their limit after a slow-down. A
-    /// host forgotten starts slow again, as TCP does after an idle spell; one that is only
+    /// or in slow start, where a fresh entry would be too, with no limit of the fleet's): then
+    /// it is forgotten, so that the map holds only hosts in use lately, paused, or with a limit.
+    /// A host forgotten starts slow again, as TCP does after an idle spell; one that is only
     /// between two requests keeps its limit.
     fn settled(&self, host: &Host) -> bool {
         let now = now_ms();
@@ -320,42 +450,106 @@ impl Hosts {
             && host.paused_until <= now
             && host.next_start <= now
             && (host.limit == self.ceiling || host.slow_start)
+            && !host.shared
+            && host.known.is_none()
             && host.strikes == 0
             && host.slow_streak == 0
     }
 
     /// Forgets the settled hosts, at most once an idle spell.
-    fn sweep(&self, state: &mut HashMap<String, Host>) {
+    fn sweep(&self, state: &mut Table) {
         let now = now_ms();
         let swept = self.swept.load(std::sync::atomic::Ordering::Relaxed);
         if now - swept >= IDLE_SPELL_MS {
             self.swept.store(now, std::sync::atomic::Ordering::Relaxed);
-            state.retain(|_, host| !self.settled(host));
+            state.hosts.retain(|_, host| !self.settled(host));
         }
     }
 
-    /// Takes in what the other daemons on the queue learnt (the `hosts` table): a host's limit
-    /// is the lower of theirs and ours, and its pause the later.
-    pub fn adopt(&self, host: &str, max_in_flight: Option<u32>, paused_until: Option<i64>) {
+    /// The widenings this daemon has not told the fleet yet: each host's limit in the `hosts`
+    /// table as this daemon last knew it, and its limit now (None: back at the ceiling).
+    pub fn widenings(&self) -> Vec<(String, usize, Option<usize>)> {
+        let state = lock(&self.state);
+        state
+            .hosts
+            .iter()
+            .filter_map(|(key, host)| {
+                let known = host.known?;
+                let now = host.shared.then_some(host.limit);
+                (now.is_none_or(|limit| limit > known)).then(|| (key.clone(), known, now))
+            })
+            .collect()
+    }
+
+    /// Takes in what the daemons on the queue know, as read from the database at `read_at`
+    /// (Unix ms): how many are alive and this one's rank, and each host's pause (the later of
+    /// theirs and ours) and limit (the table's, unless this daemon changed it since the read
+    /// began). A host with no limit in the table has none here either.
+    pub fn adopt(&self, fleet: Fleet, known: &[HostState], read_at: i64) {
         let mut state = lock(&self.state);
-        let entry = state.entry(host.to_string()).or_insert_with(|| self.fresh());
-        if let Some(limit) = max_in_flight {
-            let limit = (limit as usize).clamp(1, self.ceiling);
-            if limit < self.ceiling {
-                // Another daemon saw a slow-down: no slow start past its limit.
-                entry.slow_start = false;
+        state.fleet = Some(fleet);
+        let mut listed = HashSet::with_capacity(known.len());
+        for row in known {
+            listed.insert(row.host.as_str());
+            let host = state
+                .hosts
+                .entry(row.host.clone())
+                .or_insert_with(|| self.fresh());
+            if let Some(until) = row.paused_until {
+                host.paused_until = host.paused_until.max(until);
             }
-            if limit < entry.limit {
-                entry.limit = limit;
-                entry.successes = 0;
+            if host.changed_at >= read_at {
+                continue;
+            }
+            match row.max_in_flight {
+                Some(limit) => {
+                    let limit = (limit as usize).max(1);
+                    if !host.shared || host.limit != limit {
+                        host.successes = 0;
+                    }
+                    host.limit = limit;
+                    host.shared = true;
+                    host.slow_start = false;
+                    host.known = Some(limit);
+                }
+                None => self.lift(host),
             }
         }
-        if let Some(until) = paused_until {
-            entry.paused_until = entry.paused_until.max(until);
+        for (key, host) in &mut state.hosts {
+            if !listed.contains(key.as_str()) && host.changed_at < read_at {
+                self.lift(host);
+            }
         }
-        if self.settled(entry) {
-            state.remove(host);
+        state.hosts.retain(|_, host| !self.settled(host));
+        drop(state);
+        self.freed.notify_all();
+    }
+
+    /// The fleet has no limit for the host (any more): this daemon's own ceiling holds.
+    fn lift(&self, host: &mut Host) {
+        if host.shared {
+            host.shared = false;
+            host.limit = self.ceiling;
+            host.successes = 0;
         }
+        host.known = None;
+    }
+
+    /// The fleet as this daemon last read it.
+    pub fn fleet(&self) -> Fleet {
+        lock(&self.state).fleet()
+    }
+
+    /// The hosts whose jobs this daemon leaves to the others: its part of their limit is 0.
+    pub fn left_to_others(&self) -> Vec<String> {
+        let state = lock(&self.state);
+        let fleet = state.fleet();
+        state
+            .hosts
+            .iter()
+            .filter(|(key, host)| host.allowed(key, fleet) == 0)
+            .map(|(key, _)| key.clone())
+            .collect()
     }
 
     /// How many hosts are paused now, and how many have a limit below the ceiling: the politeness
@@ -363,11 +557,12 @@ impl Hosts {
     pub fn gauges(&self) -> (usize, usize) {
         let now = now_ms();
         let state = lock(&self.state);
-        let paused = state.values().filter(|h| h.paused_until > now).count();
-        let narrowed = state
+        let paused = state
+            .hosts
             .values()
-            .filter(|h| h.limit < self.ceiling && !h.slow_start)
+            .filter(|h| h.paused_until > now)
             .count();
+        let narrowed = state.hosts.values().filter(|h| h.shared).count();
         (paused, narrowed)
     }
 
@@ -381,7 +576,22 @@ impl Hosts {
     /// The host's current limit of requests in flight.
     #[cfg(test)]
     fn limit(&self, key: &str) -> usize {
-        lock(&self.state).get(key).map_or(self.ceiling, |h| h.limit)
+        lock(&self.state)
+            .hosts
+            .get(key)
+            .map_or(self.ceiling, |h| h.limit)
+    }
+}
+
+impl Host {
+    /// How many requests this daemon may have in flight to the host (`key`): its limit, or its
+    /// part of the fleet's.
+    fn allowed(&self, key: &str, fleet: Fleet) -> usize {
+        if self.shared {
+            fleet.part(key, self.limit)
+        } else {
+            self.limit
+        }
     }
 }
 
@@ -399,13 +609,13 @@ impl Drop for Permit<'_> {
             return;
         }
         let mut state = lock(&self.hosts.state);
-        if let Some(host) = state.get_mut(&self.key) {
+        if let Some(host) = state.hosts.get_mut(&self.key) {
             host.active -= 1;
             if host.active == 0 {
                 host.idle_since = now_ms();
             }
             if self.hosts.settled(host) {
-                state.remove(&self.key);
+                state.hosts.remove(&self.key);
             }
         }
         self.hosts.freed.notify_all();
@@ -421,13 +631,13 @@ mod tests {
 
     /// Lets an idle spell pass for every host, and has the next request forget the settled ones.
     fn after_an_idle_spell(hosts: &Hosts) {
-        for host in lock(&hosts.state).values_mut() {
+        for host in lock(&hosts.state).hosts.values_mut() {
             host.idle_since -= IDLE_SPELL_MS;
         }
         hosts.swept.store(0, std::sync::atomic::Ordering::Relaxed);
         drop(hosts.enter("someone-else:80").unwrap());
         let mut state = lock(&hosts.state);
-        state.remove("someone-else:80");
+        state.hosts.remove("someone-else:80");
     }
 
     #[test]
@@ -470,9 +680,9 @@ mod tests {
         let first = hosts.enter("h:80").unwrap();
         assert_eq!(hosts.limit("h:80"), 1);
         // Before any answer, nobody else gets in: a second request would wait for a slot.
-        lock(&hosts.state).get_mut("h:80").unwrap().paused_until = now_ms() + 60_000;
+        lock(&hosts.state).hosts.get_mut("h:80").unwrap().paused_until = now_ms() + 60_000;
         assert!(hosts.enter("h:80").is_err());
-        lock(&hosts.state).get_mut("h:80").unwrap().paused_until = 0;
+        lock(&hosts.state).hosts.get_mut("h:80").unwrap().paused_until = 0;
         let second_pending = hosts.heard("h:80", Signal::Fine);
         assert_eq!(second_pending, Reaction::None, "slow start is not logged");
         assert_eq!(hosts.limit("h:80"), 2);
@@ -485,7 +695,7 @@ mod tests {
         drop((first, second));
         assert_eq!(hosts.limit("h:80"), 4, "between two requests: kept");
         after_an_idle_spell(&hosts);
-        assert!(lock(&hosts.state).is_empty(), "idle at the ceiling: forgotten");
+        assert!(lock(&hosts.state).hosts.is_empty(), "idle at the ceiling: forgotten");
         // A host that answers 503 to everything never has two requests in flight: the first
         // answer ends its slow start at one, the second pauses it.
         drop(hosts.enter("bad:80").unwrap());
@@ -528,7 +738,7 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(hosts.heard("h:80", Signal::Fine), Reaction::None);
         }
-        assert_eq!(hosts.heard("h:80", Signal::Fine), Reaction::Widened(5));
+        assert_eq!(hosts.heard("h:80", Signal::Fine), Reaction::Widened(Some(5)));
         assert_eq!(hosts.limit("h:80"), 5);
         for _ in 0..5 {
             hosts.heard("h:80", Signal::Fine);
@@ -539,8 +749,11 @@ mod tests {
         }
         assert_eq!(hosts.limit("h:80"), 8, "never above the ceiling");
         after_an_idle_spell(&hosts);
+        assert_eq!(lock(&hosts.state).hosts.len(), 1, "the table still has its limit");
+        hosts.adopt(Fleet::ALONE, &[], now_ms() + 1);
+        after_an_idle_spell(&hosts);
         assert!(
-            lock(&hosts.state).is_empty(),
+            lock(&hosts.state).hosts.is_empty(),
             "a host back to normal and idle is forgotten"
         );
     }
@@ -609,14 +822,14 @@ mod tests {
             pauses.push(((until - before) as f64 / 1_000.0).round() as i64);
             assert_eq!(hosts.enter("h:80").unwrap_err(), until);
             // Time passes: let the host out of its pause.
-            lock(&hosts.state).get_mut("h:80").unwrap().paused_until = 0;
+            lock(&hosts.state).hosts.get_mut("h:80").unwrap().paused_until = 0;
         }
         assert_eq!(pauses, [1, 2, 3, 3], "doubling, up to the most");
         // A success resets the count.
         hosts.heard("h:80", Signal::Fine);
         assert_eq!(hosts.heard("h:80", Signal::SlowDown), Reaction::None);
         let before = now_ms();
-        let Reaction::Paused { until, strikes } = hosts.heard("h:80", Signal::SlowDown) else {
+        let Reaction::Paused { until, strikes, .. } = hosts.heard("h:80", Signal::SlowDown) else {
             panic!("paused");
         };
         assert_eq!(strikes, 1);
@@ -649,19 +862,125 @@ mod tests {
         assert!(start.elapsed() < Duration::from_millis(50));
     }
 
+    fn limit_of(host: &str, max_in_flight: Option<u32>, paused_until: Option<i64>) -> HostState {
+        HostState {
+            host: host.into(),
+            max_in_flight,
+            paused_until,
+            strikes: 0,
+        }
+    }
+
+    #[test]
+    fn the_parts_of_a_limit_add_up_to_it_and_spread_over_the_fleet() {
+        let hosts: Vec<String> = (0..200).map(|i| format!("img{i}.example.org:443")).collect();
+        for daemons in 1..=7 {
+            for limit in 0..=30 {
+                for host in &hosts {
+                    let parts: Vec<usize> = (0..daemons)
+                        .map(|rank| Fleet { daemons, rank }.part(host, limit))
+                        .collect();
+                    assert_eq!(parts.iter().sum::<usize>(), limit, "{daemons} {limit} {host}");
+                    assert!(parts.iter().all(|&p| p == limit / daemons || p == limit / daemons + 1));
+                }
+            }
+        }
+        // A limit of 1 among 4 daemons: each has some of the 200 hosts.
+        for rank in 0..4 {
+            let mine = hosts
+                .iter()
+                .filter(|h| Fleet { daemons: 4, rank }.part(h, 1) == 1)
+                .count();
+            assert!((20..=80).contains(&mine), "daemon {rank} has {mine} of 200");
+        }
+    }
+
+    #[test]
+    fn a_daemon_knows_its_rank_among_the_live_ones() {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(Fleet::among(&names(&[]), "m:1"), Fleet::ALONE);
+        assert_eq!(
+            Fleet::among(&names(&["b:2", "a:1"]), "c:3"),
+            Fleet { daemons: 3, rank: 2 },
+            "its own beat not in yet"
+        );
+        assert_eq!(
+            Fleet::among(&names(&["a:1", "b:2", "c:3"]), "b:2"),
+            Fleet { daemons: 3, rank: 1 }
+        );
+    }
+
+    #[test]
+    fn a_slow_down_in_a_fleet_halves_what_all_the_daemons_had() {
+        let hosts = Hosts::new(16, 1_000, 60_000).without_slow_start();
+        let fleet = Fleet { daemons: 4, rank: 1 };
+        hosts.adopt(fleet, &[], now_ms());
+        assert_eq!(hosts.heard("h:80", Signal::SlowDown), Reaction::Narrowed(32));
+        assert!(hosts.widenings().is_empty(), "a narrowing is told at once");
+        let part = fleet.part("h:80", 32);
+        assert_eq!(part, 8);
+        for _ in 1..part {
+            assert_eq!(hosts.heard("h:80", Signal::Fine), Reaction::None);
+        }
+        assert_eq!(hosts.heard("h:80", Signal::Fine), Reaction::Widened(Some(33)));
+        assert_eq!(hosts.widenings(), [("h:80".to_string(), 32, Some(33))]);
+        // Widened up to every daemon's ceiling, the fleet's limit is lifted.
+        hosts.adopt(fleet, &[limit_of("h:80", Some(63), None)], now_ms() + 1);
+        assert!(hosts.widenings().is_empty(), "the table has what this daemon has");
+        while hosts.heard("h:80", Signal::Fine) == Reaction::None {}
+        assert_eq!(hosts.limit("h:80"), 16);
+        assert_eq!(hosts.widenings(), [("h:80".to_string(), 63, None)]);
+        assert_eq!(hosts.left_to_others(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_daemon_keeps_to_its_part_of_the_fleets_limit() {
+        let read_at = now_ms();
+        let known = [limit_of("h:80", Some(1), None)];
+        let fleet = |rank| Fleet { daemons: 2, rank };
+        let (mine, theirs) = if fleet(0).part("h:80", 1) == 1 { (0, 1) } else { (1, 0) };
+        let with_it = Hosts::new(16, 1_000, 60_000);
+        with_it.adopt(fleet(mine), &known, read_at);
+        let without = Hosts::new(16, 1_000, 60_000);
+        without.adopt(fleet(theirs), &known, read_at);
+        // The one whose part it is has one request in flight, and leaves nothing to others.
+        let permit = with_it.enter("h:80").unwrap();
+        assert_eq!(with_it.limit("h:80"), 1);
+        assert!(with_it.left_to_others().is_empty());
+        drop(permit);
+        // The other sends none, gives the job back at once, and its claims pass the host over.
+        let until = without.enter("h:80").unwrap_err();
+        assert!(until <= now_ms());
+        assert_eq!(without.left_to_others(), ["h:80"]);
+        // Alone again, the whole limit is its own.
+        without.adopt(Fleet::ALONE, &known, now_ms());
+        assert!(without.enter("h:80").is_ok());
+    }
+
     #[test]
     fn what_other_daemons_learnt_is_taken_in() {
         let hosts = Hosts::new(16, 1_000, 60_000).without_slow_start();
-        hosts.adopt("h:80", Some(4), None);
+        hosts.adopt(Fleet::ALONE, &[limit_of("h:80", Some(4), None)], now_ms());
         assert_eq!(hosts.limit("h:80"), 4);
-        hosts.adopt("h:80", Some(8), None);
-        assert_eq!(hosts.limit("h:80"), 4, "the lower of the two");
+        // The table's word, whichever way it went: another daemon widened it.
+        hosts.adopt(Fleet::ALONE, &[limit_of("h:80", Some(8), None)], now_ms());
+        assert_eq!(hosts.limit("h:80"), 8);
         let until = now_ms() + 60_000;
-        hosts.adopt("h:80", None, Some(until));
+        hosts.adopt(Fleet::ALONE, &[limit_of("h:80", Some(8), Some(until))], now_ms());
         assert_eq!(hosts.enter("h:80").unwrap_err(), until);
-        hosts.adopt("quiet:80", None, None);
+        // A change of this daemon's after the read began stands.
+        let read_at = now_ms() - 1;
+        hosts.heard("g:80", Signal::SlowDown);
+        hosts.adopt(Fleet::ALONE, &[], read_at);
+        assert_eq!(hosts.limit("g:80"), 8);
+        // Gone from the table: the limit is lifted, and an idle host is forgotten.
+        hosts.adopt(Fleet::ALONE, &[], now_ms() + 1);
+        assert_eq!((hosts.limit("g:80"), hosts.limit("h:80")), (16, 16));
+        hosts.heard("g:80", Signal::Fine);
+        hosts.adopt(Fleet::ALONE, &[limit_of("quiet:80", None, None)], now_ms());
+        lock(&hosts.state).hosts.get_mut("h:80").unwrap().paused_until = 0;
         after_an_idle_spell(&hosts);
-        assert_eq!(lock(&hosts.state).len(), 1, "nothing to learn, nothing kept");
+        assert!(lock(&hosts.state).hosts.is_empty(), "nothing to learn, nothing kept");
     }
 
     #[test]
@@ -670,7 +989,11 @@ mod tests {
         let until = now_ms() + 60_000;
         assert_eq!(
             hosts.heard("h:80", Signal::PauseUntil(until)),
-            Reaction::Paused { until, strikes: 0 }
+            Reaction::Paused {
+                until,
+                strikes: 0,
+                limit: None
+            }
         );
         assert_eq!(hosts.enter("h:80").unwrap_err(), until);
         // An earlier end never shortens it.

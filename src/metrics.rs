@@ -170,7 +170,7 @@ impl Metrics {
             (
                 "jobd_hosts_narrowed",
                 "gauge",
-                "Hosts whose limit of requests in flight a 429 or 503 has lowered below max_per_host.",
+                "Hosts whose limit of requests in flight a 429 or 503 has set for the fleet.",
                 narrowed as f64,
             ),
         ];

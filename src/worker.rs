@@ -22,6 +22,11 @@ use crate::store::{ClaimOptions, Queue, StoreError};
 /// tests put in others.
 pub trait Handler: Send + Sync {
     fn handle(&self, job: &Claimed) -> Handled;
+    /// The hosts whose jobs the claims pass over, besides the paused ones: those this daemon
+    /// leaves to the other daemons on the queue.
+    fn pass_over(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// What became of a claimed job in the handler.
@@ -157,10 +162,12 @@ fn claim_for_idle_workers(
         return Ok(None);
     }
     let want = 1 + shared.idle.load(Ordering::SeqCst) + shared.prefetch;
-    let mut jobs = shared
-        .queue
-        .claim(name, want, ClaimOptions::lease(shared.lease_ms))?
-        .into_iter();
+    let pass_over = shared.handler.pass_over();
+    let options = ClaimOptions {
+        lease_ms: shared.lease_ms,
+        pass_over: &pass_over,
+    };
+    let mut jobs = shared.queue.claim(name, want, options)?.into_iter();
     let mine = jobs.next();
     if mine.is_none() {
         shared.found_nothing_at.store(seen, Ordering::SeqCst);

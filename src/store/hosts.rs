@@ -4,49 +4,64 @@
 
 /// What a claim takes besides who claims and how many.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClaimOptions {
+pub struct ClaimOptions<'a> {
     /// The lease of each claimed job, in ms from now.
     pub lease_ms: i64,
-    /// The daemon's `max_per_host`: the limit of a host whose `hosts.max_in_flight` is NULL.
-    /// A host with that many jobs running (by every daemon) is skipped. None: no ceiling, so
-    /// only a limit the `hosts` table sets holds a host back.
-    pub per_host: Option<u32>,
+    /// Hosts whose jobs this daemon leaves to the others on the queue (its part of their limit
+    /// is 0: [`crate::hosts::Fleet::part`]). The claim passes over them as over a paused host's.
+    pub pass_over: &'a [String],
 }
 
-impl ClaimOptions {
-    /// A claim with this lease and no per-host ceiling.
-    pub fn lease(lease_ms: i64) -> ClaimOptions {
+impl ClaimOptions<'_> {
+    /// A claim with this lease that passes over only the paused hosts.
+    #[cfg_attr(
+        product_only,
+        expect(
+            dead_code,
+            reason = "the daemon's claims always say which hosts it leaves to others; tests and \
+                      the benchmark harness claim as a daemon alone"
+        )
+    )]
+    pub fn lease(lease_ms: i64) -> ClaimOptions<'static> {
         ClaimOptions {
             lease_ms,
-            per_host: None,
+            pass_over: &[],
         }
     }
 }
 
 /// What a daemon learnt about a host, for every daemon on the queue ([`super::Queue::record_host`]).
 ///
-/// Several daemons may write at once: each change is one upsert. A pause only ever extends
-/// (`paused_until` becomes the later of the two, strikes the larger); a limit is the newest
-/// written, whichever daemon wrote it.
+/// A host's `max_in_flight` is the fleet's limit: the requests to it in flight from all the
+/// daemons together, which share it out ([`crate::hosts::Fleet::part`]). Several daemons may
+/// write at once, and each change is one statement that keeps the cautious side of a race: a
+/// limit only narrows to the lower of the two, a pause only extends, and a widening applies only
+/// while the limit is still the one the daemon widened from (else it learns the newer one at its
+/// next look).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(
-    product_only,
-    expect(
-        dead_code,
-        reason = "the daemon shares only pauses for now: a shared limit needs a claim that counts \
-                  requests in flight, not running rows (download.rs); the contract tests keep \
-                  both backends' SQL for limits right meanwhile"
-    )
-)]
 pub enum HostChange {
-    /// A 429 or 503 narrowed the host's limit of requests in flight to this (a slow-down).
+    /// A 429 or 503 narrowed the fleet's limit for the host to this (a slow-down).
     Narrowed { max_in_flight: u32 },
     /// A 429 or 503 paused the host until this time (Unix ms, this machine's clock), its
-    /// `strikes`-th pause in a row (a slow-down).
-    Paused { until: i64, strikes: u32 },
-    /// Successes widened the limit again: to this many, or None when it is back at the
-    /// ceiling. The strikes start over.
-    Widened { max_in_flight: Option<u32> },
+    /// `strikes`-th pause in a row (a slow-down), and narrowed its limit to `max_in_flight` if
+    /// given.
+    Paused {
+        until: i64,
+        strikes: u32,
+        max_in_flight: Option<u32>,
+    },
+    /// Successes widened the limit from `from` to `to`, or back to each daemon's ceiling when
+    /// None. The strikes start over.
+    Widened { from: u32, to: Option<u32> },
+}
+
+/// What the daemons on a queue know together ([`super::Queue::fleet`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetState {
+    /// The names of the live daemons (beating within [`super::LIVE_WITHIN_MS`]), in order.
+    pub daemons: Vec<String>,
+    /// The hosts with a limit or a pause now.
+    pub hosts: Vec<HostState>,
 }
 
 /// A host with a limit or a pause, as the `hosts` table holds it.

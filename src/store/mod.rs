@@ -29,7 +29,7 @@ pub use dashboard::{
     Heartbeat, LIVE_WITHIN_MS,
 };
 pub use database::{Database, open_for_daemon, open_for_jobctl};
-pub use hosts::{ClaimOptions, HOSTS_WINDOW_MINUTES, HostChange, HostRow, HostState};
+pub use hosts::{ClaimOptions, FleetState, HOSTS_WINDOW_MINUTES, HostChange, HostRow, HostState};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -81,13 +81,13 @@ pub trait Watch: Send {
 pub trait Queue: Send + Sync {
     /// Claims up to `limit` due jobs for `worker` in one short write transaction, starting an
     /// attempt for each. A job is never handed to two claimers. The jobs of a host that is
-    /// paused, or at its limit of jobs running ([`ClaimOptions::per_host`]), are skipped and
-    /// left untouched; a job without a host (`jobs.host` NULL) is never held back.
+    /// paused, or that this daemon leaves to others ([`ClaimOptions::pass_over`]), are skipped
+    /// and left untouched; a job without a host (`jobs.host` NULL) is never held back.
     fn claim(
         &self,
         worker: &str,
         limit: usize,
-        options: ClaimOptions,
+        options: ClaimOptions<'_>,
     ) -> Result<Vec<Claimed>, StoreError>;
     /// Records a group of attempts, each as its outcome settles it ([`crate::job::Outcome::settle`]), in
     /// one transaction, and only while each claim still holds; one answer per item, in order.
@@ -106,9 +106,9 @@ pub trait Queue: Send + Sync {
     /// Tells every daemon on the queue what this one learnt about `host` (the `hosts` table),
     /// as [`HostChange`] says; safe with any number of daemons writing at once.
     fn record_host(&self, host: &str, change: HostChange) -> Result<(), StoreError>;
-    /// The hosts with a limit or a pause now (by this machine's clock), so that a daemon adopts
-    /// what the others learnt.
-    fn hosts_in_trouble(&self) -> Result<Vec<HostState>, StoreError>;
+    /// The live daemons and the hosts with a limit or a pause now (by this machine's clock), so
+    /// that a daemon takes its part of each limit and adopts what the others learnt.
+    fn fleet(&self) -> Result<FleetState, StoreError>;
 }
 
 /// A whole backend: the daemon's queue and jobctl's queries on one database.

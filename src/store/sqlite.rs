@@ -192,7 +192,7 @@ impl SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::queue::{
-        BLOCKED, CLAIM_ONE, WALK_ABOVE, WALK_ALL, WALK_BELOW, WALK_LATER, WALK_SAME_TIME,
+        CLAIM_ONE, WALK_ABOVE, WALK_ALL, WALK_BELOW, WALK_LATER, WALK_SAME_TIME,
     };
     use super::watch::{NEXT_DUE, NEXT_DUE_PAST_PAUSES};
     use super::*;
@@ -325,7 +325,6 @@ mod tests {
             (WALK_SAME_TIME, "jobs_claim (priority=? AND run_at=? AND id>?)"),
             (WALK_LATER, "jobs_claim"),
             (WALK_BELOW, "jobs_claim"),
-            (BLOCKED, "jobs_running_host"),
             (NEXT_DUE, "jobs_due"),
             (NEXT_DUE_PAST_PAUSES, "jobs_due"),
         ] {

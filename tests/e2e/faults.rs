@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use jobd_testkit::images;
-use jobd_testkit::server::{Reply, TestServer};
+use jobd_testkit::server::{Fault, Reply, TestServer};
 
 use crate::support::{Env, Logged, finish, show, signal, wait_until};
 
@@ -488,4 +488,63 @@ fn a_paused_hosts_long_queue_is_tried_again_when_each_pause_ends() {
     assert_eq!(bad.stats().max_in_flight, 1, "one request at a time");
     signal(&daemon.child, "TERM");
     daemon.finish();
+}
+
+/// Issue 14: a host's limit is the fleet's, not each daemon's. Three daemons on one queue find
+/// the host's limit at 1 (as another daemon would have left it after a host that answers 503
+/// to everything): one of them has it, the other two leave the host's jobs alone, and the host
+/// never sees more than one request at a time, through every 503 and pause.
+#[test]
+fn three_daemons_share_a_hosts_limit_of_one() {
+    let server = TestServer::start();
+    server.fallback(Reply::status(503).fault(Fault::Delay(Duration::from_millis(300))));
+    let env = Env::with_config(
+        "workers = 4\n[fetch]\nallow_ips = [\"127.0.0.1/32\"]\n\
+         [retry]\nbase_delay_ms = 100\nmax_delay_ms = 400\nmax_attempts = 100\n",
+    );
+    env.jobctl_ok(&["stats"]);
+    let host = format!("127.0.0.1:{}", server.addr().port());
+    env.db()
+        .execute(
+            "INSERT INTO hosts (host, max_in_flight) VALUES (?1, 1)",
+            [&host],
+        )
+        .unwrap();
+    let daemons: Vec<_> = (0..3)
+        .map(|_| {
+            env.jobd(&[])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Every daemon has read the fleet since the last one joined: each beat reads it.
+    wait_until("three daemons that have seen each other", || {
+        env.count(
+            "SELECT COUNT(*) FROM daemons
+             WHERE seen_at > (SELECT MAX(started_at) FROM daemons) + 1000",
+        ) == 3
+    });
+    let urls: Vec<String> = (0..12).map(|i| server.url(&format!("/{i}.png"))).collect();
+    env.add(&urls);
+    wait_until("ten requests to the host", || server.total_hits() >= 10);
+    for daemon in daemons {
+        signal(&daemon, "TERM");
+        let out = finish(daemon);
+        assert!(out.status.success(), "{}", show(&out));
+    }
+    assert_eq!(
+        server.stats().max_in_flight,
+        1,
+        "requests at once to the host"
+    );
+    let askers =
+        env.count("SELECT COUNT(DISTINCT substr(worker, 1, instr(worker, '/') - 1)) FROM attempts");
+    assert_eq!(askers, 1, "daemons that sent the host requests");
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')"),
+        12,
+        "a 503 is no reason to give a job up"
+    );
 }

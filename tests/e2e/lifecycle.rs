@@ -8,7 +8,7 @@ use std::time::Duration;
 use jobd::config::RetryConfig;
 use jobd::job::{Applied, Claimed, Outcome, Report, State, Stored};
 use jobd::store::{
-    ClaimOptions, HostChange, HostState, Jobs, NewJob, Queue, SqliteStore, StoreError, Watch,
+    ClaimOptions, FleetState, HostChange, Jobs, NewJob, Queue, SqliteStore, StoreError, Watch,
 };
 use jobd::supervisor::{self, Options};
 use jobd::worker::{Handled, Handler};
@@ -401,8 +401,8 @@ impl Queue for CommitPanicsOnce {
     fn record_host(&self, host: &str, change: HostChange) -> Result<(), StoreError> {
         self.inner.record_host(host, change)
     }
-    fn hosts_in_trouble(&self) -> Result<Vec<HostState>, StoreError> {
-        self.inner.hosts_in_trouble()
+    fn fleet(&self) -> Result<FleetState, StoreError> {
+        self.inner.fleet()
     }
 }
 
@@ -533,8 +533,8 @@ impl Queue for ClaimSkipsEverything {
     fn record_host(&self, host: &str, change: HostChange) -> Result<(), StoreError> {
         self.inner.record_host(host, change)
     }
-    fn hosts_in_trouble(&self) -> Result<Vec<HostState>, StoreError> {
-        self.inner.hosts_in_trouble()
+    fn fleet(&self) -> Result<FleetState, StoreError> {
+        self.inner.fleet()
     }
     fn watch(&self) -> Result<Box<dyn Watch>, StoreError> {
         Ok(Box::new(CountingWatch {

@@ -7,32 +7,40 @@ use postgres::Client;
 use postgres::types::Type;
 
 use crate::store::hosts::HOSTS_WINDOW_MINUTES;
-use crate::store::{Context, HostChange, HostRow, HostState, StoreError, count_from_db};
+use crate::store::{
+    Context, FleetState, HostChange, HostRow, HostState, LIVE_WITHIN_MS, StoreError, count_from_db,
+};
 
-/// A slow-down narrowed the host: $2 its new limit. The newest limit wins.
+/// A slow-down narrowed the fleet's limit for the host to $2. The lower limit wins.
 const NARROWED: &str = "
     INSERT INTO hosts (host, max_in_flight, updated_at, slow_downs, last_slow_down_at)
     VALUES ($1, $2, jobd_now_ms(), 1, jobd_now_ms())
     ON CONFLICT (host) DO UPDATE
-    SET max_in_flight = excluded.max_in_flight, updated_at = excluded.updated_at,
+    SET max_in_flight = LEAST(hosts.max_in_flight, excluded.max_in_flight),
+        updated_at = excluded.updated_at,
         slow_downs = hosts.slow_downs + 1, last_slow_down_at = excluded.last_slow_down_at";
 
-/// A slow-down paused the host until $2 (the daemon's clock, $4 its now), its $3-th strike. A
-/// pause only extends.
+/// A slow-down paused the host until $2 (the daemon's clock, $4 its now), its $3-th strike, and
+/// narrowed it to $5 unless NULL. A pause only extends, a limit only narrows.
 const PAUSED: &str = "
-    INSERT INTO hosts (host, paused_until, strikes, updated_at, slow_downs, last_slow_down_at)
-    VALUES ($1, jobd_now_ms() + ($2 - $4), $3, jobd_now_ms(), 1, jobd_now_ms())
+    INSERT INTO hosts (host, max_in_flight, paused_until, strikes, updated_at, slow_downs,
+                       last_slow_down_at)
+    VALUES ($1, $5, jobd_now_ms() + ($2 - $4), $3, jobd_now_ms(), 1, jobd_now_ms())
     ON CONFLICT (host) DO UPDATE
-    SET paused_until = GREATEST(hosts.paused_until, excluded.paused_until),
+    SET max_in_flight = LEAST(hosts.max_in_flight, excluded.max_in_flight),
+        paused_until = GREATEST(hosts.paused_until, excluded.paused_until),
         strikes = GREATEST(hosts.strikes, excluded.strikes), updated_at = excluded.updated_at,
         slow_downs = hosts.slow_downs + 1, last_slow_down_at = excluded.last_slow_down_at";
 
-/// Successes widened the host: $2 its new limit (NULL: the ceiling); strikes start over.
+/// Successes widened the host from $2 to $3 (NULL: the ceiling), if its limit is still $2;
+/// strikes start over.
 const WIDENED: &str = "
-    INSERT INTO hosts (host, max_in_flight, strikes, updated_at)
-    VALUES ($1, $2, 0, jobd_now_ms())
-    ON CONFLICT (host) DO UPDATE
-    SET max_in_flight = excluded.max_in_flight, strikes = 0, updated_at = excluded.updated_at";
+    UPDATE hosts SET max_in_flight = $3, strikes = 0, updated_at = jobd_now_ms()
+    WHERE host = $1 AND max_in_flight = $2";
+
+/// The live daemons, in the order every daemon sorts them.
+const LIVE_DAEMONS: &str = "
+    SELECT name FROM daemons WHERE seen_at >= jobd_now_ms() - $1 ORDER BY name COLLATE \"C\"";
 
 /// The pause's end comes back as the time left, for the daemon to add to its own now.
 const IN_TROUBLE: &str = "
@@ -89,20 +97,26 @@ pub(super) fn record(
                 (&i64::from(max_in_flight), Type::INT8),
             ],
         ),
-        HostChange::Paused { until, strikes } => conn.query_typed(
+        HostChange::Paused {
+            until,
+            strikes,
+            max_in_flight,
+        } => conn.query_typed(
             PAUSED,
             &[
                 (&host, Type::TEXT),
                 (&until, Type::INT8),
                 (&i64::from(strikes), Type::INT8),
                 (&now, Type::INT8),
+                (&max_in_flight.map(i64::from), Type::INT8),
             ],
         ),
-        HostChange::Widened { max_in_flight } => conn.query_typed(
+        HostChange::Widened { from, to } => conn.query_typed(
             WIDENED,
             &[
                 (&host, Type::TEXT),
-                (&max_in_flight.map(i64::from), Type::INT8),
+                (&i64::from(from), Type::INT8),
+                (&to.map(i64::from), Type::INT8),
             ],
         ),
     }
@@ -110,9 +124,32 @@ pub(super) fn record(
     Ok(())
 }
 
+/// The live daemons, and the hosts with a limit or a pause now, in one read.
+pub(super) fn fleet(conn: &mut Client, now: i64) -> Result<FleetState, StoreError> {
+    let mut tx = conn
+        .build_transaction()
+        .read_only(true)
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .ctx("reading what the fleet knows")?;
+    let daemons = tx
+        .query_typed(LIVE_DAEMONS, &[(&LIVE_WITHIN_MS, Type::INT8)])
+        .ctx("reading the live daemons")?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, postgres::Error>>()
+        .ctx("reading the live daemons")?;
+    let hosts = in_trouble(&mut tx, now)?;
+    tx.commit().ctx("reading what the fleet knows")?;
+    Ok(FleetState { daemons, hosts })
+}
+
 /// The hosts with a limit or a pause now; pauses end at `now` (the daemon's clock) plus what
 /// is left of them.
-pub(super) fn in_trouble(conn: &mut Client, now: i64) -> Result<Vec<HostState>, StoreError> {
+fn in_trouble(
+    conn: &mut impl postgres::GenericClient,
+    now: i64,
+) -> Result<Vec<HostState>, StoreError> {
     conn.query_typed(IN_TROUBLE, &[])
         .ctx("reading the hosts' limits and pauses")?
         .iter()

@@ -12,21 +12,18 @@ use crate::job::{
     self, Applied, Claimed, LEASE_EXPIRED, RawUrl, Recorded, Report, Settlement, State, now_ms,
 };
 use crate::store::{
-    ClaimOptions, Context, HostChange, HostState, Queue, StoreError, Watch, count_from_db,
+    ClaimOptions, Context, FleetState, HostChange, Queue, StoreError, Watch, count_from_db,
 };
 
 /// Picks due jobs in claim order, skipping rows that other daemons are claiming at this moment
 /// (`SKIP LOCKED`: claimers never wait for each other), starts an attempt for each and marks
 /// them running; nothing while the queue is paused. $1 limit, $2 worker, $3 lease (ms), $4 the
 /// daemon's clock for started_at (display only: run_at and the lease use the database's), $5
-/// the per-host ceiling (NULL: none).
+/// the hosts this daemon leaves to others.
 ///
-/// A job whose host is paused (`hosts.paused_until` after now), or has as many jobs running as
-/// its limit (`hosts.max_in_flight`, else $5, else none), is passed over and left as it is. The
-/// running counts are those the statement's snapshot sees: one batch may take several jobs of a
-/// host, and two daemons claiming at once each see the other's claims only once committed, so a
-/// host's room may be overshot by at most a batch per daemon (each daemon's own limit in memory
-/// still holds its requests back).
+/// A job whose host is paused (`hosts.paused_until` after now), or in $5, is passed over and
+/// left as it is. How many requests go to a host at once is each daemon's to hold, within its
+/// part of the host's limit (`hosts.rs`).
 const CLAIM: &str = "
     WITH picked AS (
         SELECT id FROM jobs j
@@ -35,9 +32,7 @@ const CLAIM: &str = "
           AND (j.host IS NULL
                OR (NOT EXISTS (SELECT 1 FROM hosts h
                                WHERE h.host = j.host AND h.paused_until > jobd_now_ms())
-                   AND (SELECT COUNT(*) FROM jobs r WHERE r.state = 'running' AND r.host = j.host)
-                       < COALESCE((SELECT h.max_in_flight FROM hosts h WHERE h.host = j.host),
-                                  $5, 9223372036854775807)))
+                   AND j.host <> ALL($5)))
         ORDER BY priority DESC, run_at, id
         LIMIT $1
         FOR UPDATE SKIP LOCKED
@@ -289,10 +284,9 @@ impl Queue for PgStore {
         &self,
         worker: &str,
         limit: usize,
-        options: ClaimOptions,
+        options: ClaimOptions<'_>,
     ) -> Result<Vec<Claimed>, StoreError> {
         let now = now_ms();
-        let per_host = options.per_host.map(i64::from);
         let rows = self
             .conn()?
             .query_typed(
@@ -302,7 +296,7 @@ impl Queue for PgStore {
                     (&worker, Type::TEXT),
                     (&options.lease_ms, Type::INT8),
                     (&now, Type::INT8),
-                    (&per_host, Type::INT8),
+                    (&options.pass_over, Type::TEXT_ARRAY),
                 ],
             )
             .ctx("claiming jobs")?;
@@ -427,8 +421,8 @@ impl Queue for PgStore {
         super::hosts::record(&mut *self.conn()?, host, change, now_ms())
     }
 
-    fn hosts_in_trouble(&self) -> Result<Vec<HostState>, StoreError> {
-        super::hosts::in_trouble(&mut *self.conn()?, now_ms())
+    fn fleet(&self) -> Result<FleetState, StoreError> {
+        super::hosts::fleet(&mut *self.conn()?, now_ms())
     }
 }
 

@@ -4,30 +4,42 @@
 use rusqlite::{Connection, params};
 
 use crate::store::hosts::HOSTS_WINDOW_MINUTES;
-use crate::store::{Context, HostChange, HostRow, HostState, StoreError, count_from_db};
+use crate::store::{
+    Context, FleetState, HostChange, HostRow, HostState, LIVE_WITHIN_MS, StoreError, count_from_db,
+};
 
-/// A slow-down narrowed the host: ?2 its new limit, ?3 now. The newest limit wins.
+/// A slow-down narrowed the fleet's limit for the host: ?2 the new limit, ?3 now. The lower
+/// limit wins.
 const NARROWED: &str = "
     INSERT INTO hosts (host, max_in_flight, updated_at, slow_downs, last_slow_down_at)
     VALUES (?1, ?2, ?3, 1, ?3)
     ON CONFLICT (host) DO UPDATE
-    SET max_in_flight = excluded.max_in_flight, updated_at = excluded.updated_at,
+    SET max_in_flight = MIN(COALESCE(max_in_flight, excluded.max_in_flight),
+                            excluded.max_in_flight),
+        updated_at = excluded.updated_at,
         slow_downs = slow_downs + 1, last_slow_down_at = excluded.last_slow_down_at";
 
-/// A slow-down paused the host until ?2, its ?3-th strike; ?4 now. A pause only extends.
+/// A slow-down paused the host until ?2, its ?3-th strike, and narrowed it to ?5 unless NULL;
+/// ?4 now. A pause only extends, a limit only narrows.
 const PAUSED: &str = "
-    INSERT INTO hosts (host, paused_until, strikes, updated_at, slow_downs, last_slow_down_at)
-    VALUES (?1, ?2, ?3, ?4, 1, ?4)
+    INSERT INTO hosts (host, max_in_flight, paused_until, strikes, updated_at, slow_downs,
+                       last_slow_down_at)
+    VALUES (?1, ?5, ?2, ?3, ?4, 1, ?4)
     ON CONFLICT (host) DO UPDATE
-    SET paused_until = MAX(paused_until, excluded.paused_until),
+    SET max_in_flight = CASE WHEN excluded.max_in_flight IS NULL THEN max_in_flight
+                             ELSE MIN(COALESCE(max_in_flight, excluded.max_in_flight),
+                                      excluded.max_in_flight) END,
+        paused_until = MAX(paused_until, excluded.paused_until),
         strikes = MAX(strikes, excluded.strikes), updated_at = excluded.updated_at,
         slow_downs = slow_downs + 1, last_slow_down_at = excluded.last_slow_down_at";
 
-/// Successes widened the host: ?2 its new limit (NULL: the ceiling), ?3 now; strikes start over.
+/// Successes widened the host from ?2 to ?3 (NULL: the ceiling), ?4 now, if its limit is still
+/// ?2; strikes start over.
 const WIDENED: &str = "
-    INSERT INTO hosts (host, max_in_flight, strikes, updated_at) VALUES (?1, ?2, 0, ?3)
-    ON CONFLICT (host) DO UPDATE
-    SET max_in_flight = excluded.max_in_flight, strikes = 0, updated_at = excluded.updated_at";
+    UPDATE hosts SET max_in_flight = ?3, strikes = 0, updated_at = ?4
+    WHERE host = ?1 AND max_in_flight = ?2";
+
+const LIVE_DAEMONS: &str = "SELECT name FROM daemons WHERE seen_at >= ?1 ORDER BY name";
 
 const IN_TROUBLE: &str = "
     SELECT host, max_in_flight, CASE WHEN paused_until > ?1 THEN paused_until END, strikes
@@ -78,19 +90,37 @@ pub(super) fn record(
         HostChange::Narrowed { max_in_flight } => conn
             .prepare_cached(NARROWED)
             .and_then(|mut s| s.execute(params![host, max_in_flight, now])),
-        HostChange::Paused { until, strikes } => conn
+        HostChange::Paused {
+            until,
+            strikes,
+            max_in_flight,
+        } => conn
             .prepare_cached(PAUSED)
-            .and_then(|mut s| s.execute(params![host, until, strikes, now])),
-        HostChange::Widened { max_in_flight } => conn
+            .and_then(|mut s| s.execute(params![host, until, strikes, now, max_in_flight])),
+        HostChange::Widened { from, to } => conn
             .prepare_cached(WIDENED)
-            .and_then(|mut s| s.execute(params![host, max_in_flight, now])),
+            .and_then(|mut s| s.execute(params![host, from, to, now])),
     }
     .ctx(format_args!("recording the state of host {host}"))?;
     Ok(())
 }
 
+/// The live daemons, and the hosts with a limit or a pause at `now`, in one read.
+pub(super) fn fleet(conn: &mut Connection, now: i64) -> Result<FleetState, StoreError> {
+    let tx = conn.transaction().ctx("reading what the fleet knows")?;
+    let daemons = tx
+        .prepare_cached(LIVE_DAEMONS)
+        .and_then(|mut stmt| {
+            stmt.query_map([now - LIVE_WITHIN_MS], |r| r.get(0))?
+                .collect()
+        })
+        .ctx("reading the live daemons")?;
+    let hosts = in_trouble(&tx, now)?;
+    Ok(FleetState { daemons, hosts })
+}
+
 /// The hosts with a limit or a pause at `now`.
-pub(super) fn in_trouble(conn: &Connection, now: i64) -> Result<Vec<HostState>, StoreError> {
+fn in_trouble(conn: &Connection, now: i64) -> Result<Vec<HostState>, StoreError> {
     conn.prepare_cached(IN_TROUBLE)
         .and_then(|mut stmt| {
             stmt.query_map([now], |r| {

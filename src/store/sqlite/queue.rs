@@ -14,7 +14,7 @@ use crate::job::{
 };
 use crate::lock;
 use crate::store::{
-    ClaimOptions, Context, HostChange, HostState, Queue, StoreError, Watch, count_from_db,
+    ClaimOptions, Context, FleetState, HostChange, Queue, StoreError, Watch, count_from_db,
 };
 
 /// The due jobs in claim order (?1 now), for a claim to walk: all of them, or those around a
@@ -48,19 +48,8 @@ pub(super) const WALK_SAME_TIME: &str = "
 pub(super) const WALK_LATER: &str = walk!("AND priority = ?2 AND run_at > ?3", "run_at, id");
 pub(super) const WALK_BELOW: &str = walk!("AND priority < ?2", "priority DESC, run_at, id");
 
-/// The hosts a claim passes over (?1 now, ?2 the daemon's `max_per_host` or NULL): those paused
-/// (`hosts.paused_until` after now), and those with as many jobs running as their limit
-/// (`hosts.max_in_flight`, else the ceiling, else none). The running counts are those before the
-/// claim: one batch may take several jobs of a host, and so overshoot its room by at most the
-/// batch (the daemon's own limit in memory still holds its requests back).
-pub(super) const BLOCKED: &str = "
-    SELECT host FROM hosts WHERE paused_until > ?1
-    UNION ALL
-    SELECT r.host FROM jobs AS r INDEXED BY jobs_running_host
-    WHERE r.state = 'running' AND r.host IS NOT NULL
-    GROUP BY r.host
-    HAVING COUNT(*) >= COALESCE((SELECT h.max_in_flight FROM hosts h WHERE h.host = r.host),
-                                ?2, 9223372036854775807)";
+/// The paused hosts (?1 now), whose jobs a claim passes over.
+pub(super) const PAUSED: &str = "SELECT host FROM hosts WHERE paused_until > ?1";
 
 /// Whether `jobctl pause` holds the queue, and the count of jobs that went back into it
 /// (migration 0007), in one read.
@@ -376,7 +365,7 @@ impl Queue for SqliteStore {
         &self,
         worker: &str,
         limit: usize,
-        options: ClaimOptions,
+        options: ClaimOptions<'_>,
     ) -> Result<Vec<Claimed>, StoreError> {
         let _turn = lock(&self.write_turn);
         let mut conn = self.conn()?;
@@ -391,13 +380,11 @@ impl Queue for SqliteStore {
         if paused {
             return Ok(Vec::new());
         }
-        let blocked: HashSet<String> = tx
-            .prepare_cached(BLOCKED)
-            .and_then(|mut stmt| {
-                stmt.query_map(params![now, options.per_host], |r| r.get(0))?
-                    .collect()
-            })
+        let mut blocked: HashSet<String> = tx
+            .prepare_cached(PAUSED)
+            .and_then(|mut stmt| stmt.query_map([now], |r| r.get(0))?.collect())
             .ctx("finding the hosts to pass over")?;
+        blocked.extend(options.pass_over.iter().cloned());
         let head = lock(&self.head).take().filter(|head| {
             head.changes == changes
                 && head.rooted.elapsed() < HEAD_TRUSTED_FOR
@@ -571,7 +558,7 @@ impl Queue for SqliteStore {
         super::hosts::record(&*self.conn()?, host, change, now_ms())
     }
 
-    fn hosts_in_trouble(&self) -> Result<Vec<HostState>, StoreError> {
-        super::hosts::in_trouble(&*self.conn()?, now_ms())
+    fn fleet(&self) -> Result<FleetState, StoreError> {
+        super::hosts::fleet(&mut *self.conn()?, now_ms())
     }
 }

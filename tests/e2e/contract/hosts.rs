@@ -1,6 +1,7 @@
 //! The contract of shared politeness (issue 14), on both backends: `jobs.host` as the database
-//! computes it, claims that pass over paused hosts and hosts at their limit, the watch's next
-//! due time past a pause, the `hosts` table written by two daemons, and `jobctl hosts`' figures.
+//! computes it, claims that pass over paused hosts and hosts left to other daemons, the watch's
+//! next due time past a pause, the `hosts` table written by two daemons and read back with the
+//! live daemons, and `jobctl hosts`' figures.
 
 use jobd::job::{Outcome, Report, now_ms};
 use jobd::store::{self, ClaimOptions, HostChange, NewJob};
@@ -8,11 +9,12 @@ use jobd::store::{self, ClaimOptions, HostChange, NewJob};
 use super::{Fixture, done, failed};
 use crate::support::wait_until;
 
-/// A claim as a daemon whose `max_per_host` is `ceiling` makes it.
-fn claim_hosts(f: &Fixture, n: usize, ceiling: Option<u32>) -> Vec<String> {
+/// A claim as a daemon that leaves the hosts `pass_over` to others makes it.
+fn claim_hosts(f: &Fixture, n: usize, pass_over: &[&str]) -> Vec<String> {
+    let pass_over: Vec<String> = pass_over.iter().map(|h| h.to_string()).collect();
     let options = ClaimOptions {
         lease_ms: 60_000,
-        per_host: ceiling,
+        pass_over: &pass_over,
     };
     f.store
         .claim("test/w0", n, options)
@@ -36,6 +38,7 @@ fn pause_for_an_hour(f: &Fixture, host: &str) {
             HostChange::Paused {
                 until: now_ms() + 3_600_000,
                 strikes: 1,
+                max_in_flight: None,
             },
         )
         .unwrap();
@@ -47,9 +50,10 @@ contract!(
     a_job_behind_a_paused_hosts_long_queue_is_claimed,
     jobs_behind_a_blocked_queue_come_in_claim_order,
     every_way_ahead_of_a_blocked_queue_is_seen,
-    a_host_at_its_limit_is_passed_over,
+    a_host_left_to_other_daemons_is_passed_over,
     the_next_due_time_waits_out_a_pause,
     host_state_from_two_daemons_combines,
+    the_fleet_is_the_live_daemons_and_the_hosts_in_trouble,
     hosts_lists_each_hosts_figures,
 );
 
@@ -114,23 +118,20 @@ fn a_job_behind_a_paused_hosts_long_queue_is_claimed(f: &Fixture) {
     f.store.add(&many).unwrap();
     f.add(&["http://fast.test/behind"]);
     pause_for_an_hour(f, "slow.test");
-    assert_eq!(claim_hosts(f, 4, Some(16)), ["fast.test/behind"]);
-    assert!(claim_hosts(f, 4, Some(16)).is_empty());
+    assert_eq!(claim_hosts(f, 4, &[]), ["fast.test/behind"]);
+    assert!(claim_hosts(f, 4, &[]).is_empty());
 }
 
 /// Past more than a window of blocked jobs, the claim still takes the other hosts' jobs in claim
 /// order (priority, then due time, then id), jobs without a host among them, and still passes
-/// over a host at its limit and the paused host's own later jobs.
+/// over a host left to other daemons and the paused host's own later jobs.
 fn jobs_behind_a_blocked_queue_come_in_claim_order(f: &Fixture) {
     let job = |url: &str, priority: i64| NewJob {
         priority,
         ..NewJob::new(url)
     };
     f.store.add(&[job("http://busy.test/running", 0)]).unwrap();
-    assert_eq!(claim_hosts(f, 1, None), ["busy.test/running"]);
-    f.store
-        .record_host("busy.test", HostChange::Narrowed { max_in_flight: 1 })
-        .unwrap();
+    assert_eq!(claim_hosts(f, 1, &[]), ["busy.test/running"]);
     let mut jobs: Vec<NewJob> = (0..1_000)
         .map(|i| job(&format!("http://slow.test/{i}"), 0))
         .collect();
@@ -146,11 +147,14 @@ fn jobs_behind_a_blocked_queue_come_in_claim_order(f: &Fixture) {
     f.store.add(&jobs).unwrap();
     pause_for_an_hour(f, "slow.test");
     assert_eq!(
-        claim_hosts(f, 3, None),
+        claim_hosts(f, 3, &["busy.test"]),
         ["b.test/high", "a.test/high", "a.test/low"]
     );
-    assert_eq!(claim_hosts(f, 10, None), ["-/no host here", "c.test/low"]);
-    assert!(claim_hosts(f, 10, None).is_empty());
+    assert_eq!(
+        claim_hosts(f, 10, &["busy.test"]),
+        ["-/no host here", "c.test/low"]
+    );
+    assert!(claim_hosts(f, 10, &["busy.test"]).is_empty());
     assert_eq!(
         f.count("SELECT COUNT(*) FROM jobs WHERE state = 'queued'"),
         1_002
@@ -174,18 +178,18 @@ fn every_way_ahead_of_a_blocked_queue_is_seen(f: &Fixture) {
     jobs.push(old("http://fast.test/1".into()));
     f.store.add(&jobs).unwrap();
     pause_for_an_hour(f, "slow.test");
-    assert_eq!(claim_hosts(f, 4, None), ["fast.test/1"]);
+    assert_eq!(claim_hosts(f, 4, &[]), ["fast.test/1"]);
     f.exec("INSERT INTO jobs (url, run_at) VALUES ('http://fast.test/past', 0)");
-    assert_eq!(claim_hosts(f, 4, None), ["fast.test/past"]);
+    assert_eq!(claim_hosts(f, 4, &[]), ["fast.test/past"]);
     f.exec("INSERT INTO jobs (url, priority) VALUES ('http://fast.test/urgent', 5)");
-    assert_eq!(claim_hosts(f, 4, None), ["fast.test/urgent"]);
+    assert_eq!(claim_hosts(f, 4, &[]), ["fast.test/urgent"]);
     f.exec(
         "UPDATE jobs SET state = 'queued', run_at = 1, worker = NULL, lease_until = NULL
          WHERE url = 'http://fast.test/1'",
     );
-    assert_eq!(claim_hosts(f, 4, None), ["fast.test/1"]);
+    assert_eq!(claim_hosts(f, 4, &[]), ["fast.test/1"]);
     f.exec("INSERT INTO jobs (url) VALUES ('http://fast.test/plain')");
-    assert_eq!(claim_hosts(f, 4, None), ["fast.test/plain"]);
+    assert_eq!(claim_hosts(f, 4, &[]), ["fast.test/plain"]);
     // A row whose INSERT took its clock a moment before the last claim, and whose commit made
     // it visible after: due a millisecond before the job that claim took.
     let before_plain = f.count("SELECT run_at FROM jobs WHERE url = 'http://fast.test/plain'") - 1;
@@ -193,24 +197,24 @@ fn every_way_ahead_of_a_blocked_queue_is_seen(f: &Fixture) {
         "INSERT INTO jobs (url, run_at, created_at)
          VALUES ('http://fast.test/late', {before_plain}, {before_plain})"
     ));
-    assert_eq!(claim_hosts(f, 4, None), ["fast.test/late"]);
-    assert!(claim_hosts(f, 4, None).is_empty());
+    assert_eq!(claim_hosts(f, 4, &[]), ["fast.test/late"]);
+    assert!(claim_hosts(f, 4, &[]).is_empty());
     // Put back for later, as a backoff does: claimed once it is due.
     f.exec(&format!(
         "UPDATE jobs SET state = 'queued', run_at = {}, worker = NULL, lease_until = NULL
          WHERE url = 'http://fast.test/plain'",
         now_ms() + 300
     ));
-    assert!(claim_hosts(f, 4, None).is_empty(), "not due yet");
+    assert!(claim_hosts(f, 4, &[]).is_empty(), "not due yet");
     let mut later = Vec::new();
     wait_until("the job put back to be due", || {
-        later = claim_hosts(f, 4, None);
+        later = claim_hosts(f, 4, &[]);
         !later.is_empty()
     });
     assert_eq!(later, ["fast.test/plain"]);
     f.exec("UPDATE hosts SET paused_until = 0");
     assert_eq!(
-        claim_hosts(f, 2, None),
+        claim_hosts(f, 2, &[]),
         ["slow.test/0", "slow.test/1"],
         "the pause lifted"
     );
@@ -232,10 +236,11 @@ fn a_paused_hosts_jobs_wait_untouched_while_others_are_claimed(f: &Fixture) {
             HostChange::Paused {
                 until: pause_ends,
                 strikes: 1,
+                max_in_flight: None,
             },
         )
         .unwrap();
-    let claimed = claim_hosts(f, 10, Some(16));
+    let claimed = claim_hosts(f, 10, &[]);
     assert_eq!(claimed, ["fast.test/1", "-/not a url", "fast.test/2"]);
     // Nothing of the paused host's was touched: no attempt, no try counted.
     assert_eq!(
@@ -246,11 +251,11 @@ fn a_paused_hosts_jobs_wait_untouched_while_others_are_claimed(f: &Fixture) {
         3
     );
     assert_eq!(f.count("SELECT COUNT(*) FROM attempts"), 3);
-    assert!(claim_hosts(f, 10, Some(16)).is_empty(), "still paused");
+    assert!(claim_hosts(f, 10, &[]).is_empty(), "still paused");
     // Once the pause is over, they are claimed like any job.
     let mut got = Vec::new();
     wait_until("the paused host's jobs after the pause", || {
-        got.extend(claim_hosts(f, 10, Some(16)));
+        got.extend(claim_hosts(f, 10, &[]));
         got.len() == 3
     });
     assert!(
@@ -260,40 +265,26 @@ fn a_paused_hosts_jobs_wait_untouched_while_others_are_claimed(f: &Fixture) {
     assert_eq!(got, ["slow.test/1", "slow.test/2", "slow.test/3"]);
 }
 
-fn a_host_at_its_limit_is_passed_over(f: &Fixture) {
+fn a_host_left_to_other_daemons_is_passed_over(f: &Fixture) {
     f.add(&[
         "http://a.test/1",
-        "http://a.test/2",
-        "http://a.test/3",
         "http://b.test/1",
+        "http://a.test/2",
         "http://b.test/2",
     ]);
-    // One by one with a ceiling of 2: the third of a.test waits for one of the first two.
-    let one = |ceiling| claim_hosts(f, 1, ceiling);
-    assert_eq!(one(Some(2)), ["a.test/1"]);
-    assert_eq!(one(Some(2)), ["a.test/2"]);
-    assert_eq!(one(Some(2)), ["b.test/1"]);
-    // The fleet narrowed b.test to 1, which it has running: only a.test/3 under no ceiling.
+    // This daemon's part of b.test's limit is 0: its claims leave b.test's jobs untouched.
+    assert_eq!(claim_hosts(f, 1, &["b.test"]), ["a.test/1"]);
+    assert_eq!(claim_hosts(f, 5, &["b.test", "c.test"]), ["a.test/2"]);
+    assert_eq!(
+        f.count("SELECT COUNT(*) FROM jobs WHERE host = 'b.test' AND attempts = 0"),
+        2
+    );
+    // A limit in the table holds back requests, not claims: each daemon keeps to its part of it
+    // in memory, and the jobs running are no measure of the requests in flight.
     f.store
         .record_host("b.test", HostChange::Narrowed { max_in_flight: 1 })
         .unwrap();
-    assert!(one(Some(2)).is_empty(), "both hosts are at their limit");
-    assert_eq!(claim_hosts(f, 5, None), ["a.test/3"]);
-    // Widened back to the ceiling: b.test has room again.
-    f.store
-        .record_host(
-            "b.test",
-            HostChange::Widened {
-                max_in_flight: None,
-            },
-        )
-        .unwrap();
-    assert_eq!(claim_hosts(f, 5, Some(2)), ["b.test/2"]);
-    // A finished job frees its room.
-    f.add(&["http://a.test/4"]);
-    assert!(one(Some(3)).is_empty(), "a.test has 3 running");
-    f.exec("UPDATE jobs SET state = 'done' WHERE url = 'http://a.test/1'");
-    assert_eq!(one(Some(3)), ["a.test/4"]);
+    assert_eq!(claim_hosts(f, 5, &[]), ["b.test/1", "b.test/2"]);
 }
 
 fn the_next_due_time_waits_out_a_pause(f: &Fixture) {
@@ -307,6 +298,7 @@ fn the_next_due_time_waits_out_a_pause(f: &Fixture) {
             HostChange::Paused {
                 until: now + hour,
                 strikes: 3,
+                max_in_flight: None,
             },
         )
         .unwrap();
@@ -358,45 +350,53 @@ fn host_state_from_two_daemons_combines(f: &Fixture) {
     let other = store::open_for_jobctl(&f.database).unwrap();
     let now = now_ms();
     let hour = 3_600_000;
-    let pause = |until, strikes| HostChange::Paused { until, strikes };
+    let pause = |until, strikes| HostChange::Paused {
+        until,
+        strikes,
+        max_in_flight: None,
+    };
+    let narrow = |max_in_flight| HostChange::Narrowed { max_in_flight };
+    let widen = |from, to| HostChange::Widened { from, to };
     // A pause only ever extends, and keeps the most strikes, whoever writes last.
     f.store
         .record_host("h.test", pause(now + 2 * hour, 2))
         .unwrap();
     other.record_host("h.test", pause(now + hour, 1)).unwrap();
-    // Limits: the newest write wins.
+    // A limit only narrows, whoever writes last: two daemons that halve it at once from what
+    // they knew leave the lower of the two.
+    f.store.record_host("h.test", narrow(2)).unwrap();
+    other.record_host("h.test", narrow(4)).unwrap();
+    // A widening applies to the limit it widened from: to the ceiling (g.test), one step
+    // (k.test), and not at all when another daemon narrowed the limit since (m.test).
+    other.record_host("g.test", narrow(3)).unwrap();
+    f.store.record_host("g.test", widen(3, None)).unwrap();
+    other.record_host("k.test", narrow(5)).unwrap();
+    f.store.record_host("k.test", widen(5, Some(6))).unwrap();
+    other.record_host("m.test", narrow(8)).unwrap();
+    other.record_host("m.test", narrow(4)).unwrap();
+    f.store.record_host("m.test", widen(8, Some(9))).unwrap();
+    // A host that nobody narrowed has nothing to widen.
+    f.store.record_host("n.test", widen(3, Some(4))).unwrap();
+    // A pause that comes with a limit narrows it too; one without leaves it.
     other
-        .record_host("h.test", HostChange::Narrowed { max_in_flight: 4 })
-        .unwrap();
-    f.store
-        .record_host("h.test", HostChange::Narrowed { max_in_flight: 2 })
-        .unwrap();
-    other
-        .record_host("g.test", HostChange::Narrowed { max_in_flight: 3 })
-        .unwrap();
-    f.store
         .record_host(
-            "g.test",
-            HostChange::Widened {
-                max_in_flight: None,
+            "p.test",
+            HostChange::Paused {
+                until: now + hour,
+                strikes: 1,
+                max_in_flight: Some(1),
             },
         )
         .unwrap();
-    other
-        .record_host("k.test", HostChange::Narrowed { max_in_flight: 5 })
-        .unwrap();
-    f.store
-        .record_host(
-            "k.test",
-            HostChange::Widened {
-                max_in_flight: Some(6),
-            },
-        )
-        .unwrap();
+    f.store.record_host("p.test", pause(now + hour, 1)).unwrap();
     for daemon in [&f.store, &other] {
-        let trouble = daemon.hosts_in_trouble().unwrap();
+        let trouble = daemon.fleet().unwrap().hosts;
         let hosts: Vec<&str> = trouble.iter().map(|h| h.host.as_str()).collect();
-        assert_eq!(hosts, ["h.test", "k.test"], "g.test is back at the ceiling");
+        assert_eq!(
+            hosts,
+            ["h.test", "k.test", "m.test", "p.test"],
+            "g.test is back at the ceiling"
+        );
         let h = &trouble[0];
         assert_eq!((h.max_in_flight, h.strikes), (Some(2), 2));
         let until = h.paused_until.expect("paused");
@@ -409,7 +409,14 @@ fn host_state_from_two_daemons_combines(f: &Fixture) {
             ),
             (Some(6), None, 0)
         );
+        assert_eq!(trouble[2].max_in_flight, Some(4), "a stale widening");
+        assert_eq!(trouble[3].max_in_flight, Some(1));
+        assert!(trouble[3].paused_until.is_some());
     }
+    assert_eq!(
+        f.count("SELECT COUNT(*) FROM hosts WHERE host = 'n.test'"),
+        0
+    );
     // Every slow-down counted once, whichever daemon saw it; widening is no slow-down.
     assert_eq!(
         f.count("SELECT slow_downs FROM hosts WHERE host = 'h.test'"),
@@ -424,17 +431,35 @@ fn host_state_from_two_daemons_combines(f: &Fixture) {
         1
     );
     // Widening resets the strikes but leaves the pause to run out.
-    other
-        .record_host(
-            "h.test",
-            HostChange::Widened {
-                max_in_flight: Some(3),
-            },
-        )
-        .unwrap();
-    let h = &f.store.hosts_in_trouble().unwrap()[0];
+    other.record_host("h.test", widen(2, Some(3))).unwrap();
+    let h = &f.store.fleet().unwrap().hosts[0];
     assert_eq!((h.max_in_flight, h.strikes), (Some(3), 0));
     assert!(h.paused_until.is_some());
+}
+
+fn the_fleet_is_the_live_daemons_and_the_hosts_in_trouble(f: &Fixture) {
+    let fleet = f.store.fleet().unwrap();
+    assert!(
+        fleet.daemons.is_empty() && fleet.hosts.is_empty(),
+        "{fleet:?}"
+    );
+    // Two daemons beating, one silent for a minute (dead), by the database's clock on both.
+    let now = now_ms();
+    for (name, seen_at) in [
+        ("b-host:20", now),
+        ("a-host:10", now - 1_000),
+        ("c-host:30", now - 60_000),
+    ] {
+        f.exec(&format!(
+            "INSERT INTO daemons (name, host, pid, version, workers, busy, started_at, seen_at)
+             VALUES ('{name}', 'h', 1, 'v', 4, 0, {seen_at}, {seen_at})"
+        ));
+    }
+    pause_for_an_hour(f, "x.test");
+    let fleet = f.store.fleet().unwrap();
+    assert_eq!(fleet.daemons, ["a-host:10", "b-host:20"]);
+    assert_eq!(fleet.hosts.len(), 1);
+    assert_eq!(fleet.hosts[0].host, "x.test");
 }
 
 fn hosts_lists_each_hosts_figures(f: &Fixture) {
@@ -463,7 +488,14 @@ fn hosts_lists_each_hosts_figures(f: &Fixture) {
         .record_host("busy.test", HostChange::Narrowed { max_in_flight: 2 })
         .unwrap();
     f.store
-        .record_host("gone.test", HostChange::Paused { until, strikes: 1 })
+        .record_host(
+            "gone.test",
+            HostChange::Paused {
+                until,
+                strikes: 1,
+                max_in_flight: None,
+            },
+        )
         .unwrap();
     let rows = f.store.hosts().unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r.host.as_str()).collect();
