@@ -247,6 +247,16 @@ impl Hosts {
         }
     }
 
+    /// The fleet, and the host's entry, made fresh if it has none.
+    fn host<'t>(&self, state: &'t mut Table, key: &str) -> (Fleet, &'t mut Host) {
+        let fleet = state.fleet();
+        let host = state
+            .hosts
+            .entry(key.to_string())
+            .or_insert_with(|| self.fresh());
+        (fleet, host)
+    }
+
     /// Waits for a free slot on the host, within its current limit, and under a rate ceiling for
     /// its turn if that comes within [`SHORT_WAIT_MS`]. Returns `Err(until)` at once if the host
     /// is paused, or its turn is further away, so that the caller can give its job back until
@@ -255,11 +265,7 @@ impl Hosts {
         let mut state = lock(&self.state);
         self.sweep(&mut state);
         loop {
-            let fleet = state.fleet();
-            let host = state
-                .hosts
-                .entry(key.to_string())
-                .or_insert_with(|| self.fresh());
+            let (fleet, host) = self.host(&mut state, key);
             let now = now_ms();
             if host.paused_until > now {
                 return Err(host.paused_until);
@@ -308,11 +314,7 @@ impl Hosts {
     /// lock: a request waiting for that slot sees the pause this answer calls for, not the slot.
     fn learn(&self, key: &str, signal: Signal, free: bool) -> Reaction {
         let mut state = lock(&self.state);
-        let fleet = state.fleet();
-        let host = state
-            .hosts
-            .entry(key.to_string())
-            .or_insert_with(|| self.fresh());
+        let (fleet, host) = self.host(&mut state, key);
         let now = now_ms();
         if free {
             host.active = host.active.saturating_sub(1);
@@ -491,10 +493,7 @@ impl Hosts {
         let mut listed = HashSet::with_capacity(known.len());
         for row in known {
             listed.insert(row.host.as_str());
-            let host = state
-                .hosts
-                .entry(row.host.clone())
-                .or_insert_with(|| self.fresh());
+            let (_, host) = self.host(&mut state, &row.host);
             if let Some(until) = row.paused_until {
                 host.paused_until = host.paused_until.max(until);
             }

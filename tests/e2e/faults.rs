@@ -14,6 +14,28 @@ fn png(seed: u64) -> Vec<u8> {
     images::png(8, 8, seed)
 }
 
+/// Starts `n` daemons on the env's queue.
+fn start_daemons(env: &Env, n: usize) -> Vec<std::process::Child> {
+    (0..n)
+        .map(|_| {
+            env.jobd(&[])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Stops daemons with SIGTERM, and asserts that each exits 0.
+fn stop_daemons(daemons: Vec<std::process::Child>) {
+    for daemon in daemons {
+        signal(&daemon, "TERM");
+        let out = finish(daemon);
+        assert!(out.status.success(), "{}", show(&out));
+    }
+}
+
 /// (finished_at of one attempt, started_at of the next) for a job's first two attempts.
 fn gap_ms(env: &Env, id: i64) -> i64 {
     env.db()
@@ -382,15 +404,7 @@ fn three_daemons_and_a_shell_inserting_at_full_speed_never_clash() {
     let server = TestServer::start();
     let env = Env::new("");
     env.jobctl_ok(&["stats"]);
-    let daemons: Vec<_> = (0..3)
-        .map(|_| {
-            env.jobd(&[])
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let daemons = start_daemons(&env, 3);
     let mut script = String::from(".bail on\n.timeout 5000\n");
     for i in 0..400 {
         server.route(&format!("/{i}"), Reply::image(png(i), "image/png"));
@@ -421,11 +435,7 @@ fn three_daemons_and_a_shell_inserting_at_full_speed_never_clash() {
     wait_until("all 400 jobs done", || {
         env.count("SELECT COUNT(*) FROM jobs WHERE state = 'done'") == 400
     });
-    for daemon in daemons {
-        signal(&daemon, "TERM");
-        let out = finish(daemon);
-        assert!(out.status.success(), "{}", show(&out));
-    }
+    stop_daemons(daemons);
     for i in 0..400 {
         assert_eq!(
             server.hits(&format!("/{i}")),
@@ -510,15 +520,7 @@ fn three_daemons_share_a_hosts_limit_of_one() {
             [&host],
         )
         .unwrap();
-    let daemons: Vec<_> = (0..3)
-        .map(|_| {
-            env.jobd(&[])
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let daemons = start_daemons(&env, 3);
     // Every daemon has read the fleet since the last one joined: each beat reads it.
     wait_until("three daemons that have seen each other", || {
         env.count(
@@ -529,11 +531,7 @@ fn three_daemons_share_a_hosts_limit_of_one() {
     let urls: Vec<String> = (0..12).map(|i| server.url(&format!("/{i}.png"))).collect();
     env.add(&urls);
     wait_until("ten requests to the host", || server.total_hits() >= 10);
-    for daemon in daemons {
-        signal(&daemon, "TERM");
-        let out = finish(daemon);
-        assert!(out.status.success(), "{}", show(&out));
-    }
+    stop_daemons(daemons);
     assert_eq!(
         server.stats().max_in_flight,
         1,
