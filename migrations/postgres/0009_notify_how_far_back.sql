@@ -2,25 +2,28 @@
 --
 -- A claim remembers where the jobs of paused hosts at the head of the queue end, and starts
 -- there next time (store/postgres/queue.rs). Only a job queued behind that point can be missed,
--- and every way a job gets queued notifies: so each notification now carries the earliest due
--- time (run_at, the database's clock) among the jobs it is about, and the daemons' watchers
+-- and every way a job gets queued notifies: so each notification now carries a due time (run_at,
+-- the database's clock) no later than that of any job it is about, and the daemons' watchers
 -- send their claims back to the head of the queue when it is behind a point. A notification
 -- arrives after its commit, which is what makes this safe under MVCC: a claim whose snapshot
--- missed the job hears of it afterwards. An UPDATE of priority now notifies too.
+-- missed the job hears of it afterwards.
+--
+-- An INSERT statement sends its own time, which is every defaulted run_at of it; a row given an
+-- earlier run_at sends that too. No transition table: reading one would cost every import.
+-- A job queued again, or given another due time or priority, sends its run_at.
 CREATE FUNCTION jobd_notify_inserted() RETURNS TRIGGER
     LANGUAGE plpgsql
-    AS $$ BEGIN
-        PERFORM pg_notify('jobd', COALESCE((SELECT MIN(run_at) FROM inserted), 0)::text);
-        RETURN NULL;
-    END $$;
+    AS $$ BEGIN PERFORM pg_notify('jobd', jobd_now_ms()::text); RETURN NULL; END $$;
 
 CREATE FUNCTION jobd_notify_queued() RETURNS TRIGGER
     LANGUAGE plpgsql
     AS $$ BEGIN PERFORM pg_notify('jobd', NEW.run_at::text); RETURN NULL; END $$;
 
 DROP TRIGGER jobs_inserted ON jobs;
-CREATE TRIGGER jobs_inserted AFTER INSERT ON jobs REFERENCING NEW TABLE AS inserted
+CREATE TRIGGER jobs_inserted AFTER INSERT ON jobs
     FOR EACH STATEMENT EXECUTE FUNCTION jobd_notify_inserted();
+CREATE TRIGGER jobs_inserted_early AFTER INSERT ON jobs
+    FOR EACH ROW WHEN (NEW.run_at < jobd_now_ms()) EXECUTE FUNCTION jobd_notify_queued();
 
 DROP TRIGGER jobs_requeued ON jobs;
 CREATE TRIGGER jobs_requeued AFTER UPDATE OF state, run_at, priority ON jobs

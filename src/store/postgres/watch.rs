@@ -405,6 +405,30 @@ mod claims_from_a_point {
         hear(&mut watch);
         assert_ne!(changes(&store), before, "a job queued behind the point");
         assert_eq!(claim().len(), 1, "the job behind the point");
+        // A job whose transaction commits long after its INSERT is due when the INSERT ran,
+        // and a claim meanwhile may move its point past that: its commit sends claims back.
+        let mut late = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+        let mut tx = late.transaction().unwrap();
+        tx.batch_execute("INSERT INTO jobs (url) VALUES ('http://fast.test/late')")
+            .unwrap();
+        let inserted_at = now_ms();
+        store
+            .add(&[NewJob {
+                run_at: Some(inserted_at + 1),
+                ..NewJob::new("http://fast.test/after")
+            }])
+            .unwrap();
+        hear(&mut watch);
+        // Past the margin, the claim's point moves over the job due after the late one.
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(claim().len(), 1);
+        let before = changes(&store);
+        tx.commit().unwrap();
+        hear(&mut watch);
+        assert_ne!(changes(&store), before, "a late commit behind the point");
+        let late_job = claim();
+        assert_eq!(late_job.len(), 1, "the late job");
+        assert!(matches!(&late_job[0].url, crate::job::RawUrl::Text(u) if u.ends_with("/late")));
         // Without a watcher, claims walk from the head again.
         drop(watch);
         assert!(claim().is_empty());
