@@ -8,12 +8,18 @@
 -- arrives after its commit, which is what makes this safe under MVCC: a claim whose snapshot
 -- missed the job hears of it afterwards.
 --
--- An INSERT statement sends its own time, which is every defaulted run_at of it; a row given an
--- earlier run_at sends that too. No transition table: reading one would cost every import.
--- A job queued again, or given another due time or priority, sends its run_at.
+-- An INSERT statement sends its transaction's start less a second: a defaulted run_at is later,
+-- and so is that of `jobctl import`, which reads the clock for a chunk just before a writer
+-- takes it. A row due earlier than that sends its own run_at. (Not a transition table of the
+-- statement's rows, nor a call for each row: either made an import twice as slow.) A job queued
+-- again, or given another due time or priority, sends its run_at.
 CREATE FUNCTION jobd_notify_inserted() RETURNS TRIGGER
     LANGUAGE plpgsql
-    AS $$ BEGIN PERFORM pg_notify('jobd', jobd_now_ms()::text); RETURN NULL; END $$;
+    AS $$ BEGIN
+        PERFORM pg_notify('jobd',
+            ((extract(epoch FROM transaction_timestamp()) * 1000)::BIGINT - 1000)::text);
+        RETURN NULL;
+    END $$;
 
 CREATE FUNCTION jobd_notify_queued() RETURNS TRIGGER
     LANGUAGE plpgsql
@@ -23,7 +29,9 @@ DROP TRIGGER jobs_inserted ON jobs;
 CREATE TRIGGER jobs_inserted AFTER INSERT ON jobs
     FOR EACH STATEMENT EXECUTE FUNCTION jobd_notify_inserted();
 CREATE TRIGGER jobs_inserted_early AFTER INSERT ON jobs
-    FOR EACH ROW WHEN (NEW.run_at < jobd_now_ms()) EXECUTE FUNCTION jobd_notify_queued();
+    FOR EACH ROW
+    WHEN (NEW.run_at < (extract(epoch FROM transaction_timestamp()) * 1000)::BIGINT - 1000)
+    EXECUTE FUNCTION jobd_notify_queued();
 
 DROP TRIGGER jobs_requeued ON jobs;
 CREATE TRIGGER jobs_requeued AFTER UPDATE OF state, run_at, priority ON jobs

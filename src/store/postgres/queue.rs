@@ -99,9 +99,10 @@ const PAUSED: &str = "SELECT host FROM hosts WHERE paused_until > jobd_now_ms()"
 /// passed it).
 const HEAD_TRUSTED_FOR: Duration = Duration::from_secs(300);
 
-/// How old a job's due time must be for a claim to move its point past it (ms): the watcher
-/// needs to hear only of jobs due before that, which a plain INSERT is not.
-const HEAD_MARGIN_MS: i64 = 100;
+/// How old a job's due time must be for a claim to move its point past it (ms): as far back as
+/// an INSERT's notification reaches from its transaction's start (migration 0009), so that the
+/// watcher needs to hear only of a transaction that began before a claim which missed it.
+const HEAD_MARGIN_MS: i64 = 1_000;
 
 /// What a claim learnt about the head of the queue, as SQLite's claim does (its `Head`): every
 /// due job before `key` (priority, run_at, id, in claim order) was claimed, being claimed by

@@ -420,7 +420,7 @@ mod claims_from_a_point {
             .unwrap();
         hear(&mut watch);
         // Past the margin, the claim's point moves over the job due after the late one.
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(Duration::from_millis(1_250));
         assert_eq!(claim().len(), 1);
         let before = changes(&store);
         tx.commit().unwrap();
