@@ -36,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0006_hosts.sql"),
     include_str!("../../migrations/postgres/0007_queue_changes.sql"),
     include_str!("../../migrations/postgres/0008_daemons.sql"),
+    include_str!("../../migrations/postgres/0009_overview_indexes.sql"),
 ];
 
 /// Serialises migrations between daemons starting at once (`pg_advisory_xact_lock`): "jobd" in

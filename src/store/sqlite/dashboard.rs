@@ -1,4 +1,5 @@
-//! The dashboard's reads on SQLite: throughput buckets, failure groups, the gallery and a blob by
+//! The dashboard's reads on SQLite: the overview's counts, storage and timings (shared with
+//! `jobctl stats`, in `stats.rs`), throughput buckets, failure groups, the gallery and a blob by
 //! its sha256.
 
 use rusqlite::types::Value;
@@ -6,8 +7,12 @@ use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
 use super::admin::{JOB_COLUMNS, job_row};
+use super::stats::{done_timings, queue_counts, storage};
+use crate::job::now_ms;
+use crate::store::admin::timings;
 use crate::store::{
-    BlobRow, Bucket, Context, Dashboard, FailureGroup, GalleryFilter, JobRow, StoreError,
+    BlobRow, Bucket, Context, Dashboard, FailureGroup, GalleryFilter, JobRow, QueueCounts,
+    Storage, StoreError, TimingFigures,
 };
 
 /// Done and failed jobs per bucket, from `jobs_finished` (pinned, as `done_within` pins it).
@@ -30,6 +35,26 @@ const BLOB: &str = "
     ORDER BY id DESC LIMIT 1";
 
 impl Dashboard for SqliteStore {
+    fn queue_counts(&self) -> Result<QueueCounts, StoreError> {
+        queue_counts(&*self.conn()?, now_ms())
+    }
+
+    fn storage(&self) -> Result<Storage, StoreError> {
+        storage(&*self.conn()?)
+    }
+
+    fn timing_figures(&self) -> Result<TimingFigures, StoreError> {
+        let conn = self.conn()?;
+        let (samples, all_time, ttfb_ms, total_ms) =
+            timings(now_ms(), |since| done_timings(&conn, since))?;
+        Ok(TimingFigures {
+            samples,
+            all_time,
+            ttfb_ms,
+            total_ms,
+        })
+    }
+
     fn throughput(&self, since: i64, width_ms: i64) -> Result<Vec<Bucket>, StoreError> {
         let conn = self.conn()?;
         let mut stmt = conn

@@ -49,6 +49,8 @@ struct Options {
     photo: PathBuf,
     poll_secs: u64,
     clients: usize,
+    /// Keep the seeded database until stdin closes, before timing anything (for EXPLAIN).
+    hold: bool,
 }
 
 fn options(args: Vec<String>) -> Result<Options, String> {
@@ -58,9 +60,14 @@ fn options(args: Vec<String>) -> Result<Options, String> {
         photo: PathBuf::new(),
         poll_secs: 30,
         clients: 50,
+        hold: false,
     };
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
+        if flag == "--hold" {
+            o.hold = true;
+            continue;
+        }
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
         let number = || value.parse::<usize>().map_err(|e| format!("{flag}: {e}"));
         match flag.as_str() {
@@ -98,6 +105,11 @@ fn run(args: Vec<String>) -> Result<(), String> {
         started.elapsed().as_secs_f64()
     );
     drop(store);
+    if o.hold {
+        let at = url.clone().unwrap_or_else(|| database.to_string());
+        eprintln!("jobd-bench-ui: holding {at} until stdin closes");
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+    }
 
     let config = dir.path().join("daemon.toml");
     let db_line = match &url {

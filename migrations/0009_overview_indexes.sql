@@ -1,0 +1,14 @@
+-- 0009: the dashboard's overview at a million jobs (issue 15): indexes that hold exactly what its
+-- figures add up, so that reading them never visits the rows of every done job.
+--
+-- Both are partial: a row enters only when it is done, so an import, an INSERT at the shell
+-- and a claim (whose new attempt is 'running') pay only the test of the WHERE. Recording a done
+-- job adds one entry to each.
+--
+-- Bytes downloaded by done jobs and the distinct blobs they hold (`jobctl stats`, the overview):
+-- a walk of this index in sha256 order, one group per blob. jobs_sha256 (0003) finds the jobs
+-- of a blob for `prune --blobs`, but has neither state nor bytes, so the figures read every
+-- done row through it.
+CREATE INDEX jobs_done ON jobs (sha256, bytes) WHERE state = 'done';
+-- The time-to-first-byte and total-time percentiles of the done attempts of the last 15 minutes.
+CREATE INDEX attempts_done ON attempts (finished_at, ttfb_ms, total_ms) WHERE outcome = 'done';

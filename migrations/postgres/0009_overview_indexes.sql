@@ -1,0 +1,6 @@
+-- 0009: the dashboard's overview at a million jobs (PostgreSQL); see ../0009_overview_indexes.sql.
+-- The same partial indexes; PostgreSQL reads them in index-only scans, which visit no row once
+-- (auto)vacuum has marked its pages all-visible (a row on a page not yet marked is still read
+-- from the table, so the figures stay exact, only slower, right after a large change).
+CREATE INDEX jobs_done ON jobs (sha256, bytes) WHERE state = 'done';
+CREATE INDEX attempts_done ON attempts (finished_at, ttfb_ms, total_ms) WHERE outcome = 'done';
