@@ -1070,6 +1070,32 @@ fn the_overviews_figures_stay_exact_through_every_change(f: &Fixture) {
             ),
         };
         assert_eq!(storage, want, "{when}: storage");
+        // The throughput: one bucket per minute with finished jobs, in order, adding up.
+        let since = now_ms() - 3_600_000;
+        let buckets = f.store.throughput(since, 60_000).unwrap();
+        assert!(
+            buckets.windows(2).all(|w| w[0].start < w[1].start),
+            "{when}: {buckets:?}"
+        );
+        let finished = format!(
+            "FROM jobs WHERE state IN ('done', 'failed', 'cancelled')
+             AND finished_at >= {since} / 60000 * 60000"
+        );
+        assert_eq!(
+            (
+                buckets.len() as i64,
+                buckets.iter().map(|b| b.done).sum::<i64>(),
+                buckets.iter().map(|b| b.failed).sum::<i64>()
+            ),
+            (
+                f.count(&format!(
+                    "SELECT COUNT(DISTINCT finished_at / 60000) {finished}"
+                )),
+                f.count(&format!("SELECT COUNT(*) {finished} AND state = 'done'")),
+                f.count(&format!("SELECT COUNT(*) {finished} AND state = 'failed'"))
+            ),
+            "{when}: throughput"
+        );
         let stats = f.store.stats().unwrap();
         let timings = f.store.timing_figures().unwrap();
         assert_eq!(

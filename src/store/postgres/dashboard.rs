@@ -13,7 +13,7 @@ use crate::store::{
     Storage, StoreError, TimingFigures,
 };
 
-/// Done and failed jobs per bucket, from `jobs_finished`.
+/// Done and failed jobs per bucket, from `jobs_finished_state` (an index-only scan).
 const THROUGHPUT: &str = "
     SELECT finished_at / $2 * $2 AS b, COUNT(*) FILTER (WHERE state = 'done'),
            COUNT(*) FILTER (WHERE state = 'failed')

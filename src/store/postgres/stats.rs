@@ -38,7 +38,7 @@ const TOP_ERRORS: &str = r#"
     SELECT error, COUNT(*) AS n FROM jobs WHERE state = 'failed'
     GROUP BY error ORDER BY n DESC, error COLLATE "C" DESC NULLS LAST LIMIT 5"#;
 
-/// Done jobs per recent window, in one walk of `jobs_finished` over the longest one.
+/// Done jobs per recent window, in one walk of `jobs_finished_state` over the longest one.
 const DONE_WITHIN: &str = "
     SELECT COUNT(*) FILTER (WHERE finished_at >= $1), COUNT(*) FILTER (WHERE finished_at >= $2),
            COUNT(*)
