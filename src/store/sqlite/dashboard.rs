@@ -20,7 +20,7 @@ use crate::store::{
 /// [`Dashboard::throughput`] adds up the runs of one bucket as they come. A `GROUP BY` of the
 /// bucket would sort every row first (SQLite cannot tell that the bucket follows the index's
 /// order), and at a day of 110,000 jobs its sorter spilled to a temporary file.
-const THROUGHPUT: &str = "
+pub(super) const THROUGHPUT: &str = "
     SELECT finished_at / ?2 * ?2, state = 'done', state = 'failed'
     FROM jobs INDEXED BY jobs_finished_state
     WHERE state IN ('done', 'failed', 'cancelled') AND finished_at >= ?1 / ?2 * ?2
