@@ -13,7 +13,11 @@ CREATE INDEX jobs_done ON jobs (sha256, bytes) WHERE state = 'done';
 -- Done and failed jobs per minute over the last day (the overview's throughput) and over the
 -- last minutes (`jobctl stats`): jobs_finished (0002) has the time but not the state, so
 -- reading them through it visited every finished job's row.
+-- Its condition says "finished" as two comparisons, which state's CHECK makes the same rows as
+-- jobs_finished's IN list: every INSERT tests each partial index's condition, and the IN list
+-- cost a million-row import 0.3 s of CPU where the comparisons cost none measurable (a queued
+-- row fails the first).
 CREATE INDEX jobs_finished_state ON jobs (finished_at, state)
-    WHERE state IN ('done', 'failed', 'cancelled');
+    WHERE state <> 'queued' AND state <> 'running';
 -- The time-to-first-byte and total-time percentiles of the done attempts of the last 15 minutes.
 CREATE INDEX attempts_done ON attempts (finished_at, ttfb_ms, total_ms) WHERE outcome = 'done';

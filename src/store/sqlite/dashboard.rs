@@ -23,7 +23,7 @@ use crate::store::{
 pub(super) const THROUGHPUT: &str = "
     SELECT finished_at / ?2 * ?2, state = 'done', state = 'failed'
     FROM jobs INDEXED BY jobs_finished_state
-    WHERE state IN ('done', 'failed', 'cancelled') AND finished_at >= ?1 / ?2 * ?2
+    WHERE state <> 'queued' AND state <> 'running' AND finished_at >= ?1 / ?2 * ?2
     ORDER BY finished_at";
 
 /// Ties by error, then host, so that both backends list the same groups.
