@@ -85,8 +85,9 @@ pub struct BlobRow {
 
 /// The dashboard's reads. The overview's figures come in parts that the dashboard reads at the
 /// same time on connections of their own ([`QueueCounts`], [`Storage`], [`TimingFigures`], the
-/// throughput and the daemons); each part is exact for the moment it was read. Each is read
-/// from an index that holds only what it counts (migration 0009), never from every job.
+/// throughput and the daemons); each part is exact for the moment it was read. None reads every
+/// job's row: each comes from an index (migration 0009 added those of the storage, the timings
+/// and the throughput), or on SQLite from the table's own count less the other states.
 pub trait Dashboard: Send + Sync {
     /// Jobs per state, the scheduled ones and the pause switch, in one snapshot.
     fn queue_counts(&self) -> Result<QueueCounts, StoreError>;
