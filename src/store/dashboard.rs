@@ -3,7 +3,42 @@
 //! its `dashboard.rs` and `daemons.rs`.
 
 use super::{JobRow, StoreError};
-use crate::job::JobId;
+use crate::job::{JobId, State};
+
+/// The overview's cards, read in one snapshot so that they add up: jobs per state, the queued
+/// ones due later, and the pause switch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueCounts {
+    /// Jobs per state, every state in [`State::ALL`] order.
+    pub by_state: Vec<(State, i64)>,
+    /// Queued jobs waiting for a later `run_at` (retries, or added with --at).
+    pub scheduled: i64,
+    /// Whether `jobctl pause` holds the queue.
+    pub paused: bool,
+}
+
+/// What done jobs stored, read in one snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Storage {
+    /// Bytes downloaded by done jobs (a blob shared by several jobs counts for each).
+    pub bytes_done: i64,
+    /// Distinct blobs that done jobs refer to, and the bytes they hold on disk.
+    pub blobs: i64,
+    pub blob_bytes: i64,
+}
+
+/// Timing percentiles of the done attempts of the last 15 minutes, or of every done attempt
+/// when none finished then (`all_time`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TimingFigures {
+    /// How many done attempts the percentiles come from.
+    pub samples: i64,
+    pub all_time: bool,
+    /// Time to first byte, (p50, p95) in ms; None without samples.
+    pub ttfb_ms: Option<(i64, i64)>,
+    /// Claim to recorded outcome, (p50, p95) in ms.
+    pub total_ms: Option<(i64, i64)>,
+}
 
 /// Done and failed jobs that finished in one bucket of time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,8 +83,18 @@ pub struct BlobRow {
     pub bytes: i64,
 }
 
-/// The dashboard's reads.
+/// The dashboard's reads. The overview's figures come in parts that the dashboard reads at the
+/// same time on connections of their own ([`QueueCounts`], [`Storage`], [`TimingFigures`], the
+/// throughput and the daemons); each part is exact for the moment it was read. None reads every
+/// job's row: each comes from an index (migration 0010 added those of the storage, the timings
+/// and the throughput), or on SQLite from the table's own count less the other states.
 pub trait Dashboard: Send + Sync {
+    /// Jobs per state, the scheduled ones and the pause switch, in one snapshot.
+    fn queue_counts(&self) -> Result<QueueCounts, StoreError>;
+    /// Bytes downloaded by done jobs, distinct blobs and their bytes, in one snapshot.
+    fn storage(&self) -> Result<Storage, StoreError>;
+    /// Timing percentiles of recent done attempts (see [`TimingFigures`]).
+    fn timing_figures(&self) -> Result<TimingFigures, StoreError>;
     /// Done and failed jobs per bucket of `width_ms`, for the buckets from the one holding
     /// `since` on, oldest first; buckets without jobs are left out.
     fn throughput(&self, since: i64, width_ms: i64) -> Result<Vec<Bucket>, StoreError>;

@@ -26,7 +26,7 @@ pub use admin::{
 };
 pub use dashboard::{
     BlobRow, Bucket, DaemonRow, Daemons, Dashboard, FailureGroup, GalleryFilter, HEARTBEAT_SECS,
-    Heartbeat, LIVE_WITHIN_MS,
+    Heartbeat, LIVE_WITHIN_MS, QueueCounts, Storage, TimingFigures,
 };
 pub use database::{Database, open_for_daemon, open_for_jobctl};
 pub use hosts::{ClaimOptions, FleetState, HOSTS_WINDOW_MINUTES, HostChange, HostRow, HostState};

@@ -38,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0007_queue_changes.sql"),
     include_str!("../../migrations/postgres/0008_daemons.sql"),
     include_str!("../../migrations/postgres/0009_notify_how_far_back.sql"),
+    include_str!("../../migrations/postgres/0010_overview_indexes.sql"),
 ];
 
 /// Serialises migrations between daemons starting at once (`pg_advisory_xact_lock`): "jobd" in

@@ -3,7 +3,7 @@
 //! them up to date (stale-while-revalidate). So a page never waits for the database but the very
 //! first, or the first after an action; and however many people watch, the store is read once
 //! a second at most, and less often when a read takes long: never more than a fiftieth of the
-//! time ([`fresh_for`]).
+//! time ([`fresh_for`]). A read asks for its three parts at once, on connections of their own.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -88,28 +88,37 @@ impl Figures {
         lock(&self.state).refreshing = false;
     }
 
-    /// Reads every figure: the throughput and the daemons on a second connection while the
-    /// counts, timings and storage are read on the first, so that a cold page waits for the
-    /// longer of the two, not their sum.
+    /// Reads every figure, in three parts at once, each on a connection of its own: the counts
+    /// (one snapshot), the storage and timings, and the throughput and the daemons. A cold page
+    /// waits for the longest part, not their sum; every figure is exact for the moment its part
+    /// read it, all within that one wait.
     fn read(&self) -> Result<Arc<Overview>, StoreError> {
         let started = Instant::now();
         let now = now_ms();
-        let (stats, rest) = std::thread::scope(|s| {
-            let rest = s.spawn(|| -> Result<_, StoreError> {
-                Ok((
-                    self.store.throughput(now - 1439 * MINUTE, MINUTE)?,
-                    self.store.daemons()?,
-                ))
+        let store = &*self.store;
+        let (counts, stored, rest) = std::thread::scope(|s| {
+            let counts = s.spawn(|| store.queue_counts());
+            let stored = s.spawn(|| -> Result<_, StoreError> {
+                Ok((store.storage()?, store.timing_figures()?))
             });
-            let stats = self.store.stats();
-            let rest = rest
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (stats, rest)
+            let rest = (|| -> Result<_, StoreError> {
+                Ok((
+                    store.throughput(now - 1439 * MINUTE, MINUTE)?,
+                    store.daemons()?,
+                ))
+            })();
+            (
+                counts.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                stored.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                rest,
+            )
         });
+        let (storage, timings) = stored?;
         let (minutes, daemons) = rest?;
         let figures = Arc::new(Overview {
-            stats: stats?,
+            counts: counts?,
+            storage,
+            timings,
             minutes,
             daemons,
             now,

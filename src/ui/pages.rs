@@ -4,12 +4,17 @@ use std::fmt::Write as _;
 
 use super::html::{count, enc, esc, form, layout, ms, opt_when, size, when};
 use crate::job::{State, now_ms};
-use crate::store::{Bucket, DaemonRow, FailureGroup, HOSTS_WINDOW_MINUTES, HostRow, Stats};
+use crate::store::{
+    Bucket, DaemonRow, FailureGroup, HOSTS_WINDOW_MINUTES, HostRow, QueueCounts, Storage,
+    TimingFigures,
+};
 
 /// What the overview shows, read once a second at most however many people watch it.
 #[derive(Debug, Clone)]
 pub struct Overview {
-    pub stats: Stats,
+    pub counts: QueueCounts,
+    pub storage: Storage,
+    pub timings: TimingFigures,
     /// Done and failed per minute over the last day, oldest first.
     pub minutes: Vec<Bucket>,
     pub daemons: Vec<DaemonRow>,
@@ -21,7 +26,7 @@ pub const QUARTER: i64 = 15 * MINUTE;
 
 /// The overview's live part (the script swaps it in place every few seconds).
 pub fn overview_live(o: &Overview, csrf: &str) -> String {
-    let s = &o.stats;
+    let (s, t) = (&o.counts, &o.timings);
     let mut out = String::new();
     let switch = if s.paused {
         format!(
@@ -81,17 +86,17 @@ pub fn overview_live(o: &Overview, csrf: &str) -> String {
          <p class=\"note\">From {} done attempts {}.</p></div>\
          <div><h2>Stored</h2><table><tr><td>images (distinct blobs)</td><td>{}</td></tr>\
          <tr><td>on disk</td><td>{}</td></tr><tr><td>downloaded by done jobs</td><td>{}</td></tr></table></div></section>",
-        pair(s.ttfb_ms),
-        pair(s.total_ms),
-        count(s.timing_samples),
-        if s.timings_all_time {
+        pair(t.ttfb_ms),
+        pair(t.total_ms),
+        count(t.samples),
+        if t.all_time {
             "(all time: none in the last 15 minutes)"
         } else {
             "of the last 15 minutes"
         },
-        count(s.blobs),
-        size(s.blob_bytes),
-        size(s.bytes_done)
+        count(o.storage.blobs),
+        size(o.storage.blob_bytes),
+        size(o.storage.bytes_done)
     );
     out.push_str(&daemons_table(&o.daemons, o.now));
     let _ = write!(

@@ -189,6 +189,7 @@ contract!(
     extreme_run_at_values_typed_by_hand_break_nothing,
     ids_are_never_reused_after_a_prune,
     the_dashboards_reads_and_the_heartbeats_agree,
+    the_overviews_figures_stay_exact_through_every_change,
 );
 
 /// The shared politeness of issue 14: the host column, claims that pass over blocked hosts, the
@@ -1040,4 +1041,150 @@ fn the_dashboards_reads_and_the_heartbeats_agree(f: &Fixture) {
     assert_eq!(names, ["h1:42"]);
     f.store.daemon_stopped("h1:42").unwrap();
     assert!(f.store.daemons().unwrap().is_empty());
+}
+
+/// The overview's figures (issue 15) come from partial indexes and, on SQLite, count the queued
+/// jobs as all jobs less the others: each must stay what plain SQL counts through claims,
+/// records, a retry, and UPDATEs and DELETEs by hand, and agree with `jobctl stats`.
+fn the_overviews_figures_stay_exact_through_every_change(f: &Fixture) {
+    use jobd::store::Storage;
+    let check = |when: &str| {
+        let counts = f.store.queue_counts().unwrap();
+        let want: Vec<(State, i64)> = State::ALL
+            .iter()
+            .map(|s| {
+                let sql = format!("SELECT COUNT(*) FROM jobs WHERE state = '{}'", s.name());
+                (*s, f.count(&sql))
+            })
+            .collect();
+        assert_eq!(counts.by_state, want, "{when}: counts");
+        let storage = f.store.storage().unwrap();
+        let want = Storage {
+            bytes_done: f.count("SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM jobs WHERE state = 'done'"),
+            blobs: f.count(
+                "SELECT COUNT(DISTINCT sha256) FROM jobs WHERE state = 'done' AND sha256 IS NOT NULL",
+            ),
+            blob_bytes: f.count(
+                "SELECT CAST(COALESCE(SUM(b), 0) AS BIGINT) FROM (SELECT MAX(bytes) AS b FROM jobs
+                 WHERE state = 'done' AND sha256 IS NOT NULL GROUP BY sha256) AS blobs",
+            ),
+        };
+        assert_eq!(storage, want, "{when}: storage");
+        // The throughput: one bucket per minute with finished jobs, in order, adding up.
+        let since = now_ms() - 3_600_000;
+        let buckets = f.store.throughput(since, 60_000).unwrap();
+        assert!(
+            buckets.windows(2).all(|w| w[0].start < w[1].start),
+            "{when}: {buckets:?}"
+        );
+        let finished = format!(
+            "FROM jobs WHERE state IN ('done', 'failed', 'cancelled')
+             AND finished_at >= {since} / 60000 * 60000"
+        );
+        assert_eq!(
+            (
+                buckets.len() as i64,
+                buckets.iter().map(|b| b.done).sum::<i64>(),
+                buckets.iter().map(|b| b.failed).sum::<i64>()
+            ),
+            (
+                f.count(&format!(
+                    "SELECT COUNT(DISTINCT finished_at / 60000) {finished}"
+                )),
+                f.count(&format!("SELECT COUNT(*) {finished} AND state = 'done'")),
+                f.count(&format!("SELECT COUNT(*) {finished} AND state = 'failed'"))
+            ),
+            "{when}: throughput"
+        );
+        let stats = f.store.stats().unwrap();
+        let timings = f.store.timing_figures().unwrap();
+        assert_eq!(
+            (counts.by_state, counts.scheduled, counts.paused),
+            (stats.by_state, stats.scheduled, stats.paused),
+            "{when}: counts as jobctl stats has them"
+        );
+        assert_eq!(
+            (storage.bytes_done, storage.blobs, storage.blob_bytes),
+            (stats.bytes_done, stats.blobs, stats.blob_bytes),
+            "{when}: storage as jobctl stats has it"
+        );
+        assert_eq!(
+            (
+                timings.samples,
+                timings.all_time,
+                timings.ttfb_ms,
+                timings.total_ms
+            ),
+            (
+                stats.timing_samples,
+                stats.timings_all_time,
+                stats.ttfb_ms,
+                stats.total_ms
+            ),
+            "{when}: timings as jobctl stats has them"
+        );
+        timings
+    };
+    let none = check("an empty queue");
+    assert_eq!((none.samples, none.all_time, none.ttfb_ms), (0, true, None));
+
+    let urls: Vec<String> = (0..26)
+        .map(|i| format!("http://a.example/{i}.png"))
+        .collect();
+    let ids = f.add(&urls.iter().map(String::as_str).collect::<Vec<_>>());
+    check("after an add");
+    // 20 done with times to first byte of 1 to 20 ms (two share a blob), 2 failed, 2 running.
+    let claimed = f.claim(24);
+    let reports: Vec<Report> = (0..22)
+        .map(|i| match i {
+            0..20 => Report {
+                ttfb_ms: Some(i + 1),
+                ..done(&format!("{:x}", i.max(1)))
+            },
+            _ => failed("HTTP 404"),
+        })
+        .collect();
+    let items: Vec<_> = claimed.iter().zip(&reports).collect();
+    f.store.record(&items).unwrap();
+    let timings = check("after records");
+    // PostgreSQL counts queued jobs in an index once VACUUM has marked the table's pages
+    // all-visible, and in one scan of the table before: both must count the same.
+    f.exec("VACUUM");
+    check("after records, vacuumed");
+    // Nearest rank: the 10th and the 19th of 20.
+    assert_eq!(
+        (timings.samples, timings.all_time, timings.ttfb_ms),
+        (20, false, Some((10, 19)))
+    );
+    assert_eq!(f.store.storage().unwrap().blobs, 19);
+
+    // By hand: a done job queued again, one cancelled, one deleted; a queued job scheduled.
+    f.exec(&format!(
+        "UPDATE jobs SET state = 'queued', run_at = run_at + 3600000 WHERE id = {}",
+        ids[0]
+    ));
+    f.exec(&format!(
+        "UPDATE jobs SET state = 'cancelled' WHERE id = {}",
+        ids[24]
+    ));
+    f.exec(&format!("DELETE FROM attempts WHERE job_id = {}", ids[5]));
+    f.exec(&format!("DELETE FROM jobs WHERE id = {}", ids[5]));
+    f.exec(&format!(
+        "UPDATE jobs SET bytes = 1000 WHERE id = {}",
+        ids[6]
+    ));
+    check("after changes by hand");
+    f.exec("VACUUM");
+    check("after changes by hand, vacuumed");
+    assert_eq!(f.store.queue_counts().unwrap().scheduled, 1);
+    // Failed jobs retried; running ones recorded done.
+    assert_eq!(f.store.retry_failed(None).unwrap(), 2);
+    let rest = &claimed[22..];
+    let done_too: Vec<Report> = rest.iter().map(|_| done("ff")).collect();
+    let items: Vec<_> = rest.iter().zip(&done_too).collect();
+    f.store.record(&items).unwrap();
+    check("after a retry and more records");
+    f.exec("DELETE FROM attempts");
+    f.exec("DELETE FROM jobs");
+    check("after deleting everything");
 }

@@ -1,15 +1,19 @@
-//! The dashboard's reads on PostgreSQL: throughput buckets, failure groups, the gallery and a
-//! blob by its sha256. Each answers exactly as the SQLite backend does.
+//! The dashboard's reads on PostgreSQL: the overview's counts, storage and timings (shared with
+//! `jobctl stats`, in `stats.rs`), throughput buckets, failure groups, the gallery and a blob by
+//! its sha256. Each answers exactly as the SQLite backend does.
 
 use postgres::types::ToSql;
 
 use super::PgStore;
 use super::admin::{JOB_COLUMNS, job_row};
+use super::stats::{queue_counts, snapshot, storage, timing_figures};
+use crate::job::now_ms;
 use crate::store::{
-    BlobRow, Bucket, Context, Dashboard, FailureGroup, GalleryFilter, JobRow, StoreError,
+    BlobRow, Bucket, Context, Dashboard, FailureGroup, GalleryFilter, JobRow, QueueCounts,
+    Storage, StoreError, TimingFigures,
 };
 
-/// Done and failed jobs per bucket, from `jobs_finished`.
+/// Done and failed jobs per bucket, from `jobs_finished_state` (an index-only scan).
 const THROUGHPUT: &str = "
     SELECT finished_at / $2 * $2 AS b, COUNT(*) FILTER (WHERE state = 'done'),
            COUNT(*) FILTER (WHERE state = 'failed')
@@ -30,6 +34,26 @@ const BLOB: &str = "
     ORDER BY id DESC LIMIT 1";
 
 impl Dashboard for PgStore {
+    fn queue_counts(&self) -> Result<QueueCounts, StoreError> {
+        let mut conn = self.conn()?;
+        let mut tx = snapshot(&mut conn).ctx("counting jobs")?;
+        let counts = queue_counts(&mut tx)?;
+        tx.commit().ctx("counting jobs")?;
+        Ok(counts)
+    }
+
+    fn storage(&self) -> Result<Storage, StoreError> {
+        let mut conn = self.conn()?;
+        let mut tx = snapshot(&mut conn).ctx("summing bytes")?;
+        let storage = storage(&mut tx)?;
+        tx.commit().ctx("summing bytes")?;
+        Ok(storage)
+    }
+
+    fn timing_figures(&self) -> Result<TimingFigures, StoreError> {
+        timing_figures(&mut *self.conn()?, now_ms())
+    }
+
     fn throughput(&self, since: i64, width_ms: i64) -> Result<Vec<Bucket>, StoreError> {
         let rows = self
             .conn()?
