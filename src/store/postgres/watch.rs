@@ -143,14 +143,18 @@ impl Watch for PgWatch {
         let reconnecting = self.client.as_ref().is_none_or(Client::is_closed);
         let listened = self.ask(
             |client| {
-                // Blocks on the socket until the first notification or the end of `wait`, then
-                // takes whatever else has arrived. (Not `iter()`: it never lets the client's
-                // runtime read the socket, so it finds only what a query happened to bring in.)
+                // Blocks on the socket until the first notification or the end of `wait`. (Not
+                // `iter()` for that: it never lets the client's runtime wait on the socket, so it
+                // finds only what has been read already.) Then takes, without waiting, the rest
+                // of what that read brought in. Not `timeout_iter(Duration::ZERO)`: the client's
+                // timer counts whole milliseconds, and a wait of zero took up to one more,
+                // a millisecond of every pickup. A notification left unread wakes the next
+                // call at once: one look more, nothing lost.
                 let mut notifications = client.notifications();
                 if notifications.timeout_iter(wait).next()?.is_none() {
                     return Ok(false);
                 }
-                let mut rest = notifications.timeout_iter(Duration::ZERO);
+                let mut rest = notifications.iter();
                 while rest.next()?.is_some() {}
                 Ok(true)
             },
