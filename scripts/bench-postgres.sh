@@ -2,8 +2,9 @@
 # Benchmarks jobd on PostgreSQL against jobd on SQLite, in the same run, on this machine; see
 # BENCHMARKS.md for what each scenario measures.
 #
-#   scripts/bench-postgres.sh [import|growth|fleet|all]      (default all)
-#       (BENCH_RUNS=N repeats the import runs, default 3)
+#   scripts/bench-postgres.sh [import|growth|fleet|politeness|all]      (default all)
+#       (BENCH_RUNS=N repeats the import and politeness runs, default 3; politeness takes
+#       BENCH_BAD_JOBS, default 5000, and BENCH_BAD_SECS, default 15, as scripts/bench.sh does)
 #
 # Pickup on both backends is scripts/bench.sh's: `scripts/bench.sh pickup`.
 #
@@ -130,11 +131,77 @@ bench_fleet() {
     result "fleet: ratio PostgreSQL / SQLite, 1 daemon" "$(div "$pg_rate" "$sqlite_rate")"
 }
 
+# Politeness b on PostgreSQL (issue 14), as scripts/bench.sh runs it on SQLite: jobd (not
+# --drain) on the jobs in URLS until the COUNT jobs whose URL starts with GOOD are done and at
+# least MIN_SECS have passed; prints their rate over the span from the first one's start to the
+# last one's finish.
+polite_run() {
+    local dir=$WORK/$1 database=$2 urls=$3 good=$4 count=$5 min_secs=$6 pid start done_n span
+    new_instance "$dir" "$database"
+    "$BIN/jobctl" --config "$dir/daemon.toml" import "$urls" >/dev/null
+    start=$EPOCHREALTIME
+    "$BIN/jobd" --config "$dir/daemon.toml" 2>"$dir/jobd.log" &
+    pid=$!
+    PIDS+=("$pid")
+    while :; do
+        sleep 0.2
+        done_n=$(query "$database" "SELECT count(*) FROM jobs WHERE state = 'done' AND starts_with(url, '$good')")
+        [[ $done_n == "$count" ]] && (($(since "$start" | cut -d. -f1) >= min_secs)) && break
+        (($(since "$start" | cut -d. -f1) < 600)) || die "$dir: $done_n of $count good jobs done after 600 s"
+        kill -0 "$pid" 2>/dev/null || die "jobd exited early; see $dir/jobd.log"
+    done
+    kill -TERM "$pid"
+    wait "$pid" || die "jobd did not stop cleanly; see $dir/jobd.log"
+    span=$(query "$database" "SELECT max(finished_at) - min(started_at) FROM jobs
+        WHERE state = 'done' AND starts_with(url, '$good')")
+    awk -v n="$count" -v ms="$span" 'BEGIN { printf "%.0f\n", 1000 * n / ms }'
+}
+
+# The good host's rate alone, and with as many jobs of a host that answers 503 to everything
+# interleaved (good, bad, good, bad, ...), alternating which goes first; each on a fresh
+# database, each mixed run with a new bad server.
+bench_politeness() {
+    local m=${BENCH_BAD_JOBS:-5000} secs=${BENCH_BAD_SECS:-15} r f kind good bad flight max_flight=0
+    "$BIN/jobd-testserver" --small-dir "$WORK/polite" --count "$m"
+    start_server "$WORK/polite" 0 0
+    good=$SERVER_URL
+    : >"$WORK/polite-alone.rates"
+    : >"$WORK/polite-mixed.rates"
+    for ((r = 1; r <= RUNS; r++)); do
+        for f in "$WORK"/polite/*; do echo "$good/${f##*/}?r=$r"; done >"$WORK/polite-good-urls"
+        for kind in $( ((r % 2)) && echo alone mixed || echo mixed alone); do
+            if [[ $kind == alone ]]; then
+                polite_run "polite-alone-$r" "$(new_database "polite_alone_$r")" \
+                    "$WORK/polite-good-urls" "$good" "$m" 0 >>"$WORK/polite-alone.rates"
+            else
+                start_server "$WORK/polite" 0 0 --status 503
+                bad=$SERVER_URL
+                sed "s|^$good|$bad|" "$WORK/polite-good-urls" | paste -d '\n' "$WORK/polite-good-urls" - \
+                    >"$WORK/polite-mixed-urls"
+                polite_run "polite-mixed-$r" "$(new_database "polite_mixed_$r")" \
+                    "$WORK/polite-mixed-urls" "$good" "$m" "$secs" >>"$WORK/polite-mixed.rates"
+                flight=$(curl -sS --fail "$bad/_stats" | python3 -c 'import json, sys; print(json.load(sys.stdin)["max_in_flight"])')
+                ((flight > max_flight)) && max_flight=$flight
+                kill "$SERVER_PID"
+            fi
+        done
+        note "politeness b, run $r/$RUNS: good host alone $(tail -1 "$WORK/polite-alone.rates") jobs/s," \
+            "with the bad host's jobs $(tail -1 "$WORK/polite-mixed.rates") jobs/s"
+    done
+    local alone mixed
+    alone=$(median <"$WORK/polite-alone.rates")
+    mixed=$(median <"$WORK/polite-mixed.rates")
+    result "politeness b: good host alone, $m jobs (median of $RUNS)" "$alone jobs/s"
+    result "politeness b: good host, $m bad-host jobs interleaved" "$mixed jobs/s"
+    result "politeness b: ratio with / without bad host" "$(div "$mixed" "$alone")" "~1.0 (full speed)"
+    result "politeness b: bad host: most requests in flight" "$max_flight" "<= 1"
+}
+
 main() {
     local which=${1:-all}
     case $which in
-        import | growth | fleet | all) ;;
-        *) echo "usage: scripts/bench-postgres.sh [import|growth|fleet|all]" >&2; exit 2 ;;
+        import | growth | fleet | politeness | all) ;;
+        *) echo "usage: scripts/bench-postgres.sh [import|growth|fleet|politeness|all]" >&2; exit 2 ;;
     esac
     command -v psql >/dev/null || die "psql is needed: apt-get install postgresql-client"
     command -v sqlite3 >/dev/null || die "sqlite3 is needed: apt-get install sqlite3"
@@ -144,6 +211,7 @@ main() {
     [[ $which == all || $which == import ]] && bench_import
     [[ $which == all || $which == growth ]] && bench_growth
     [[ $which == all || $which == fleet ]] && bench_fleet
+    [[ $which == all || $which == politeness ]] && bench_politeness
     print_results 50
 }
 

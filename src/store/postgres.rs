@@ -16,6 +16,7 @@ mod queue;
 mod stats;
 mod watch;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use postgres::{Client, Config, NoTls};
@@ -36,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0006_hosts.sql"),
     include_str!("../../migrations/postgres/0007_queue_changes.sql"),
     include_str!("../../migrations/postgres/0008_daemons.sql"),
+    include_str!("../../migrations/postgres/0009_notify_how_far_back.sql"),
 ];
 
 /// Serialises migrations between daemons starting at once (`pg_advisory_xact_lock`): "jobd" in
@@ -65,7 +67,7 @@ pub(super) const CHANNEL: &str = "jobd";
 
 type Manager = PostgresConnectionManager<NoTls>;
 
-/// The PostgreSQL queue. Cheap to clone: clones share one pool.
+/// The PostgreSQL queue. Cheap to clone: clones share one pool, and what the claims learn.
 #[derive(Clone)]
 pub struct PgStore {
     pub(super) pool: r2d2::Pool<Manager>,
@@ -73,6 +75,12 @@ pub struct PgStore {
     pub(super) config: Config,
     /// The URL without its password, for messages.
     pub(super) name: String,
+    /// The database's clock less this machine's when the store opened (ms).
+    pub(super) clock_offset_ms: i64,
+    /// Where the claims' walk may start, and what the watcher hears that moves it
+    /// (`queue.rs`).
+    pub(super) head: Arc<Mutex<Option<queue::Head>>>,
+    pub(super) ahead: Arc<queue::Ahead>,
 }
 
 /// A `state` value; the schema's CHECK allows only the five.
@@ -154,6 +162,7 @@ impl PgStore {
             .connect(NoTls)
             .ctx(format_args!("connecting to {name}"))?;
         migrate(&mut first)?;
+        let clock_offset_ms = clock_offset(&mut first)?;
         drop(first);
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(1))
@@ -165,7 +174,14 @@ impl PgStore {
             .test_on_check_out(false)
             .build(PostgresConnectionManager::new(config.clone(), NoTls))
             .ctx(format_args!("connecting to {name}"))?;
-        Ok(PgStore { pool, config, name })
+        Ok(PgStore {
+            pool,
+            config,
+            name,
+            clock_offset_ms,
+            head: Arc::default(),
+            ahead: Arc::default(),
+        })
     }
 
     pub(super) fn conn(&self) -> Result<PooledConnection<Manager>, StoreError> {
@@ -180,6 +196,23 @@ impl PgStore {
             .connect(NoTls)
             .ctx(format_args!("connecting to {}", self.name))
     }
+}
+
+/// The database's clock less this machine's: the midpoint of the quickest of a few round trips,
+/// so that a slow one (a busy machine) does not skew it.
+fn clock_offset(conn: &mut Client) -> Result<i64, StoreError> {
+    let mut best: Option<(i64, i64)> = None;
+    for _ in 0..5 {
+        let before = crate::job::now_ms();
+        let theirs: i64 = conn
+            .query_one("SELECT jobd_now_ms()", &[])
+            .and_then(|row| row.try_get(0))
+            .ctx("reading the database's clock")?;
+        let after = crate::job::now_ms();
+        let sample = (after - before, theirs - (before + after) / 2);
+        best = Some(best.map_or(sample, |b| b.min(sample)));
+    }
+    Ok(best.map_or(0, |(_, offset)| offset))
 }
 
 /// Applies pending migrations in one transaction, under an advisory lock so that daemons

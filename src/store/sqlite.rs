@@ -56,6 +56,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0006_hosts.sql"),
     include_str!("../../migrations/0007_queue_changes.sql"),
     include_str!("../../migrations/0008_daemons.sql"),
+    include_str!("../../migrations/0009_notify_how_far_back.sql"),
 ];
 
 /// How long a connection waits for another writer before giving up. Writers hold the lock for

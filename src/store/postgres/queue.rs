@@ -3,6 +3,10 @@
 //! The frequent ones go with their parameter types (`query_typed`): a plain `query` prepares,
 //! runs and closes an unnamed statement, three round trips where one does.
 
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
 use postgres::Row;
 use postgres::types::{ToSql, Type};
 
@@ -11,32 +15,32 @@ use super::watch::PgWatch;
 use crate::job::{
     self, Applied, Claimed, LEASE_EXPIRED, RawUrl, Recorded, Report, Settlement, State, now_ms,
 };
+use crate::lock;
 use crate::store::{
     ClaimOptions, Context, FleetState, HostChange, Queue, StoreError, Watch, count_from_db,
 };
 
-/// Picks due jobs in claim order, skipping rows that other daemons are claiming at this moment
-/// (`SKIP LOCKED`: claimers never wait for each other), starts an attempt for each and marks
-/// them running; nothing while the queue is paused. $1 limit, $2 worker, $3 lease (ms), $4 the
-/// daemon's clock for started_at (display only: run_at and the lease use the database's), $5
-/// the hosts this daemon leaves to others.
-///
-/// A job whose host is paused (`hosts.paused_until` after now), or in $5, is passed over and
-/// left as it is. How many requests go to a host at once is each daemon's to hold, within its
-/// part of the host's limit (`hosts.rs`).
-const CLAIM: &str = "
-    WITH picked AS (
-        SELECT id FROM jobs j
-        WHERE state = 'queued' AND run_at <= jobd_now_ms()
+/// What every part of a claim's walk asks of a job: due, the queue not paused, and its host not
+/// blocked ($5: the paused hosts and those this daemon leaves to others). A blocked host's jobs
+/// are passed over and left as they are. How many requests go to a host at once is each
+/// daemon's to hold, within its part of the host's limit (`hosts.rs`).
+macro_rules! free {
+    () => {
+        "state = 'queued' AND run_at <= jobd_now_ms()
           AND NOT EXISTS (SELECT 1 FROM settings WHERE name = 'paused' AND value = '1')
-          AND (j.host IS NULL
-               OR (NOT EXISTS (SELECT 1 FROM hosts h
-                               WHERE h.host = j.host AND h.paused_until > jobd_now_ms())
-                   AND j.host <> ALL($5)))
-        ORDER BY priority DESC, run_at, id
-        LIMIT $1
-        FOR UPDATE SKIP LOCKED
-    ), started AS (
+          AND (host IS NULL OR host <> ALL($5))"
+    };
+}
+
+/// A claim around its `picked` ids: starts an attempt for each and marks them running. $1
+/// limit, $2 worker, $3 lease (ms), $4 the daemon's clock for started_at (display only: run_at
+/// and the lease use the database's). Returns the jobs in claim order, with their order keys.
+macro_rules! claim {
+    ($picked:expr) => {
+        concat!(
+            "WITH ",
+            $picked,
+            ", started AS (
         INSERT INTO attempts (job_id, attempt, worker, started_at)
         SELECT p.id,
                COALESCE((SELECT MAX(a.attempt) FROM attempts a WHERE a.job_id = p.id), 0) + 1,
@@ -52,8 +56,102 @@ const CLAIM: &str = "
         RETURNING j.id, j.url, j.attempts, j.max_attempts, s.id AS attempt_id, s.attempt,
                   j.priority, j.run_at, j.host
     )
-    SELECT id, url, attempts, max_attempts, attempt_id, attempt, host FROM claimed
-    ORDER BY priority DESC, run_at, id";
+    SELECT id, url, attempts, max_attempts, attempt_id, attempt, host, priority, run_at
+    FROM claimed
+    ORDER BY priority DESC, run_at, id"
+        )
+    };
+}
+
+/// Claims due jobs in claim order from the first, skipping rows that other daemons are claiming
+/// at this moment (`SKIP LOCKED`: claimers never wait for each other).
+const CLAIM: &str = claim!(concat!(
+    "picked AS (SELECT id FROM jobs WHERE ",
+    free!(),
+    " ORDER BY priority DESC, run_at, id LIMIT $1 FOR UPDATE SKIP LOCKED)"
+));
+
+/// Claims due jobs in claim order from a point ($6 priority, $7 run_at, $8 id) that the blocked
+/// hosts' jobs at the head of the queue end before: the higher priorities from their first job,
+/// the point's own after it, then the lower ones. Each part locks only as many rows as the
+/// claim reads from it.
+const CLAIM_FROM: &str = claim!(concat!(
+    "above AS (SELECT id FROM jobs WHERE ",
+    free!(),
+    " AND priority > $6 ORDER BY priority DESC, run_at, id LIMIT $1 FOR UPDATE SKIP LOCKED),
+    same AS (SELECT id FROM jobs WHERE ",
+    free!(),
+    " AND priority = $6 AND (run_at, id) > ($7, $8) ORDER BY run_at, id LIMIT $1
+        FOR UPDATE SKIP LOCKED),
+    below AS (SELECT id FROM jobs WHERE ",
+    free!(),
+    " AND priority < $6 ORDER BY priority DESC, run_at, id LIMIT $1 FOR UPDATE SKIP LOCKED),
+    picked AS (SELECT id FROM above UNION ALL SELECT id FROM same UNION ALL SELECT id FROM below
+               LIMIT $1)"
+));
+
+/// The hosts paused now.
+const PAUSED: &str = "SELECT host FROM hosts WHERE paused_until > jobd_now_ms()";
+
+/// How long claims go on from a point learnt since a walk from the first due job, at most: a
+/// bound for a job that got behind the point without a notification (an UPDATE by hand of a
+/// column the triggers do not watch, a row another transaction held locked while a claim
+/// passed it).
+const HEAD_TRUSTED_FOR: Duration = Duration::from_secs(300);
+
+/// How old a job's due time must be for a claim to move its point past it (ms): as far back as
+/// an INSERT's notification reaches from its transaction's start (migration 0009), so that the
+/// watcher needs to hear only of a transaction that began before a claim which missed it.
+const HEAD_MARGIN_MS: i64 = 1_000;
+
+/// What a claim learnt about the head of the queue, as SQLite's claim does (its `Head`): every
+/// due job before `key` (priority, run_at, id, in claim order) was claimed, being claimed by
+/// another daemon, or of one of `hosts`, when the watcher's count stood at `changes`. While
+/// those hosts are all still blocked and the count has not moved, the next claim starts there.
+#[derive(Debug)]
+pub(in crate::store) struct Head {
+    pub(super) key: (i64, i64, i64),
+    hosts: HashSet<String>,
+    changes: u64,
+    /// When the claims that learnt this last walked from the first due job.
+    rooted: Instant,
+}
+
+/// What the watcher tells the claims (`watch.rs`). Every way a job gets queued notifies after
+/// its commit with the job's due time (migration 0009), so a job queued behind a point is
+/// always heard of; the claims use a point only while a watcher listens.
+#[derive(Debug, Default)]
+pub(in crate::store) struct Ahead {
+    /// The watchers listening: while there is one, no notification is lost.
+    listeners: AtomicUsize,
+    /// Notifications of a job due at or before `bound`: one may be behind a point.
+    pub(super) changes: AtomicU64,
+    /// The latest due time any point may have (the database's clock): each claim raises it
+    /// before it reads, and moves its point only over jobs due by then.
+    pub(super) bound: AtomicI64,
+}
+
+impl Ahead {
+    /// A job due at `run_at` (the database's clock; None: unknown) was queued and committed.
+    pub(super) fn heard(&self, run_at: Option<i64>) {
+        if run_at.is_none_or(|at| at <= self.bound.load(Ordering::SeqCst)) {
+            self.changes.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A watcher stopped listening (it is reconnecting, or gone): what it would have heard may be
+    /// lost.
+    pub(super) fn deaf(&self) {
+        self.listeners.fetch_sub(1, Ordering::SeqCst);
+        self.changes.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A watcher listens (again): no point learnt before counts.
+    pub(super) fn listen(&self) {
+        self.changes.fetch_add(1, Ordering::SeqCst);
+        self.listeners.fetch_add(1, Ordering::SeqCst);
+    }
+}
 
 /// Records a group of outcomes in one statement, each only while its claim still holds
 /// (`attempt_id` matches). A job whose cancellation was requested while it ran is not queued
@@ -143,7 +241,7 @@ const PRUNE: &str = "
         LIMIT $3)
       AND state = ANY($2) AND finished_at < $1";
 
-fn claimed(row: &Row, now: i64) -> Result<Claimed, postgres::Error> {
+fn claimed_job(row: &Row, now: i64) -> Result<Claimed, postgres::Error> {
     let url: Option<String> = row.try_get(1)?;
     let count = |i: usize| -> Result<u32, postgres::Error> { Ok(count_from_db(row.try_get(i)?)) };
     Ok(Claimed {
@@ -287,23 +385,76 @@ impl Queue for PgStore {
         options: ClaimOptions<'_>,
     ) -> Result<Vec<Claimed>, StoreError> {
         let now = now_ms();
-        let rows = self
-            .conn()?
-            .query_typed(
-                CLAIM,
-                &[
-                    (&(limit as i64), Type::INT8),
-                    (&worker, Type::TEXT),
-                    (&options.lease_ms, Type::INT8),
-                    (&now, Type::INT8),
-                    (&options.pass_over, Type::TEXT_ARRAY),
-                ],
-            )
-            .ctx("claiming jobs")?;
-        rows.iter()
-            .map(|row| claimed(row, now))
+        let changes = self.ahead.changes.load(Ordering::SeqCst);
+        let listening = self.ahead.listeners.load(Ordering::SeqCst) > 0;
+        // Raised before the claim reads, so that the watcher counts any job committed after
+        // that read which the point may pass.
+        let bound = now + self.clock_offset_ms - HEAD_MARGIN_MS;
+        self.ahead.bound.fetch_max(bound, Ordering::SeqCst);
+        let mut conn = self.conn()?;
+        let mut blocked: HashSet<String> = conn
+            .query_typed(PAUSED, &[])
+            .ctx("finding the hosts to pass over")?
+            .iter()
+            .map(|row| row.try_get(0))
             .collect::<Result<_, _>>()
-            .ctx("reading a claimed job")
+            .ctx("finding the hosts to pass over")?;
+        blocked.extend(options.pass_over.iter().cloned());
+        let head = lock(&self.head).take().filter(|head| {
+            listening
+                && head.changes == changes
+                && head.rooted.elapsed() < HEAD_TRUSTED_FOR
+                && head.hosts.is_subset(&blocked)
+        });
+        let hosts: Vec<&str> = blocked.iter().map(String::as_str).collect();
+        let limit = limit as i64;
+        let params: [(&(dyn ToSql + Sync), Type); 5] = [
+            (&limit, Type::INT8),
+            (&worker, Type::TEXT),
+            (&options.lease_ms, Type::INT8),
+            (&now, Type::INT8),
+            (&hosts, Type::TEXT_ARRAY),
+        ];
+        let rows = match &head {
+            Some(Head {
+                key: (priority, run_at, id),
+                ..
+            }) => {
+                let mut from = params.to_vec();
+                from.extend([
+                    (priority as &(dyn ToSql + Sync), Type::INT8),
+                    (run_at, Type::INT8),
+                    (id, Type::INT8),
+                ]);
+                conn.query_typed(CLAIM_FROM, &from)
+            }
+            None => conn.query_typed(CLAIM, &params),
+        }
+        .ctx("claiming jobs")?;
+        // Every due job before the last one claimed is claimed, being claimed, or blocked.
+        let mut point = head.as_ref().map(|h| h.key);
+        let mut moving = true;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let read = || -> Result<_, postgres::Error> {
+                Ok((claimed_job(row, now)?, (row.try_get(7)?, row.try_get(8)?)))
+            };
+            let (job, (priority, run_at)) = read().ctx("reading a claimed job")?;
+            moving &= run_at <= bound;
+            if moving {
+                point = Some((priority, run_at, job.job_id));
+            }
+            claimed.push(job);
+        }
+        if listening && let Some(key) = point {
+            *lock(&self.head) = Some(Head {
+                key,
+                hosts: blocked,
+                changes,
+                rooted: head.map_or_else(Instant::now, |h| h.rooted),
+            });
+        }
+        Ok(claimed)
     }
 
     fn record(&self, items: &[(&Claimed, &Report)]) -> Result<Vec<Applied>, StoreError> {

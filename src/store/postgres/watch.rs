@@ -1,6 +1,7 @@
-//! The PostgreSQL watcher: LISTENs for the notifications that the triggers of migration 0001
-//! send when rows are inserted or queued again, on a connection of its own, and answers the
-//! supervisor's cheap questions on it.
+//! The PostgreSQL watcher: LISTENs for the notifications that the triggers of migrations 0001
+//! and 0009 send when rows are inserted or queued again, on a connection of its own, and answers
+//! the supervisor's cheap questions on it. What it hears also tells the claims when a job may
+//! have been queued behind the point they start from (`queue::Ahead`).
 
 use std::time::{Duration, Instant};
 
@@ -106,16 +107,26 @@ impl PgWatch {
     /// The listening connection, connected (again) if need be.
     fn client(&mut self) -> Result<&mut Client, StoreError> {
         if self.client.as_ref().is_some_and(Client::is_closed) {
-            self.client = None;
+            self.lost();
         }
         if self.client.is_none() {
+            // Whatever is committed from now on is heard of; what came before, the claims find
+            // by walking from the first due job.
             let mut client = self.store.connect()?;
             client
                 .batch_execute(&format!("LISTEN {CHANNEL}"))
                 .ctx("listening for new jobs")?;
             self.client = Some(client);
+            self.store.ahead.listen();
         }
         Ok(self.client.as_mut().expect("connected above"))
+    }
+
+    /// Drops the listening connection: until the next one listens, notifications are lost.
+    fn lost(&mut self) {
+        if self.client.take().is_some() {
+            self.store.ahead.deaf();
+        }
     }
 
     /// Runs `ask` on the listening connection; a failure drops the connection, so that the next
@@ -127,9 +138,15 @@ impl PgWatch {
     ) -> Result<T, StoreError> {
         let result = ask(self.client()?);
         if result.is_err() {
-            self.client = None;
+            self.lost();
         }
         result.ctx(doing)
+    }
+}
+
+impl Drop for PgWatch {
+    fn drop(&mut self) {
+        self.lost();
     }
 }
 
@@ -141,6 +158,7 @@ impl Watch for PgWatch {
 
     fn changed(&mut self, wait: Duration) -> Result<bool, StoreError> {
         let reconnecting = self.client.as_ref().is_none_or(Client::is_closed);
+        let ahead = self.store.ahead.clone();
         let listened = self.ask(
             |client| {
                 // Blocks on the socket until the first notification or the end of `wait`. (Not
@@ -151,11 +169,14 @@ impl Watch for PgWatch {
                 // a millisecond of every pickup. A notification left unread wakes the next
                 // call at once: one look more, nothing lost.
                 let mut notifications = client.notifications();
-                if notifications.timeout_iter(wait).next()?.is_none() {
+                let Some(first) = notifications.timeout_iter(wait).next()? else {
                     return Ok(false);
-                }
+                };
+                ahead.heard(first.payload().parse().ok());
                 let mut rest = notifications.iter();
-                while rest.next()?.is_some() {}
+                while let Some(next) = rest.next()? {
+                    ahead.heard(next.payload().parse().ok());
+                }
                 Ok(true)
             },
             "listening for new jobs",
@@ -303,5 +324,116 @@ mod tests {
         psql.batch_execute("INSERT INTO jobs (url) VALUES ('http://127.0.0.1/c.png')")
             .unwrap();
         notified(&mut watch, "an INSERT after reconnecting");
+    }
+}
+
+#[cfg(test)]
+mod claims_from_a_point {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use super::PgWatch;
+    use crate::job::now_ms;
+    use crate::store::postgres::PgStore;
+    use crate::store::{ClaimOptions, HostChange, Jobs, NewJob, Queue, Watch};
+    use jobd_testkit::postgres;
+
+    fn changes(store: &PgStore) -> u64 {
+        store.ahead.changes.load(Ordering::SeqCst)
+    }
+
+    /// Takes in every notification sent so far (and waits a little for those on the way).
+    fn hear(watch: &mut PgWatch) {
+        while watch.changed(Duration::from_millis(200)).unwrap() {}
+    }
+
+    /// The claim remembers where a paused host's jobs at the head of the queue end while a
+    /// watcher listens, and the watcher sends it back to the head when a job is queued behind
+    /// that point, not when one is queued ahead of it.
+    #[test]
+    fn a_claim_starts_past_a_paused_hosts_jobs_until_one_is_queued_behind_them() {
+        let url = postgres::server().fresh_database();
+        let store = PgStore::open(&url, 2).unwrap();
+        let a_minute_ago = now_ms() - 60_000;
+        let mut jobs: Vec<NewJob> = (0..50)
+            .map(|i| NewJob {
+                run_at: Some(a_minute_ago),
+                ..NewJob::new(format!("http://slow.test/{i}"))
+            })
+            .collect();
+        jobs.push(NewJob {
+            run_at: Some(a_minute_ago),
+            ..NewJob::new("http://fast.test/1")
+        });
+        store.add(&jobs).unwrap();
+        let hour = now_ms() + 3_600_000;
+        let pause = HostChange::Paused {
+            until: hour,
+            strikes: 1,
+            max_in_flight: None,
+        };
+        store.record_host("slow.test", pause).unwrap();
+        let claim = || store.claim("w", 4, ClaimOptions::lease(60_000)).unwrap();
+        // No watcher: nothing is remembered.
+        assert_eq!(claim().len(), 1);
+        assert!(store.head.lock().unwrap().is_none());
+        let mut watch = PgWatch::with_fallback(store.clone(), Duration::from_secs(3600)).unwrap();
+        store.add(&[NewJob {
+            run_at: Some(a_minute_ago),
+            ..NewJob::new("http://fast.test/2")
+        }])
+        .unwrap();
+        hear(&mut watch);
+        assert_eq!(claim().len(), 1);
+        let key = store.head.lock().unwrap().as_ref().map(|head| head.key);
+        let mut psql = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+        let id: i64 = psql
+            .query_one("SELECT id FROM jobs WHERE url = 'http://fast.test/2'", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(key, Some((0, a_minute_ago, id)), "the point is the job claimed");
+        // A job queued now is ahead of the point: the watcher lets the point stand.
+        let before = changes(&store);
+        store.add(&[NewJob::new("http://fast.test/now")]).unwrap();
+        hear(&mut watch);
+        assert_eq!(changes(&store), before, "a job queued ahead of the point");
+        assert_eq!(claim().len(), 1);
+        // One due before the point is heard of, and the next claim walks from the head.
+        store.add(&[NewJob {
+            run_at: Some(a_minute_ago - 1),
+            ..NewJob::new("http://fast.test/behind")
+        }])
+        .unwrap();
+        hear(&mut watch);
+        assert_ne!(changes(&store), before, "a job queued behind the point");
+        assert_eq!(claim().len(), 1, "the job behind the point");
+        // A job whose transaction commits long after its INSERT is due when the INSERT ran,
+        // and a claim meanwhile may move its point past that: its commit sends claims back.
+        let mut late = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+        let mut tx = late.transaction().unwrap();
+        tx.batch_execute("INSERT INTO jobs (url) VALUES ('http://fast.test/late')")
+            .unwrap();
+        let inserted_at = now_ms();
+        store
+            .add(&[NewJob {
+                run_at: Some(inserted_at + 1),
+                ..NewJob::new("http://fast.test/after")
+            }])
+            .unwrap();
+        hear(&mut watch);
+        // Past the margin, the claim's point moves over the job due after the late one.
+        std::thread::sleep(Duration::from_millis(1_250));
+        assert_eq!(claim().len(), 1);
+        let before = changes(&store);
+        tx.commit().unwrap();
+        hear(&mut watch);
+        assert_ne!(changes(&store), before, "a late commit behind the point");
+        let late_job = claim();
+        assert_eq!(late_job.len(), 1, "the late job");
+        assert!(matches!(&late_job[0].url, crate::job::RawUrl::Text(u) if u.ends_with("/late")));
+        // Without a watcher, claims walk from the head again.
+        drop(watch);
+        assert!(claim().is_empty());
+        assert!(store.head.lock().unwrap().is_none());
     }
 }

@@ -3,6 +3,8 @@
 //! next due time past a pause, the `hosts` table written by two daemons and read back with the
 //! live daemons, and `jobctl hosts`' figures.
 
+use std::time::Duration;
+
 use jobd::job::{Outcome, Report, now_ms};
 use jobd::store::{self, ClaimOptions, HostChange, NewJob};
 
@@ -161,11 +163,17 @@ fn jobs_behind_a_blocked_queue_come_in_claim_order(f: &Fixture) {
     );
 }
 
-/// SQLite's claim remembers where a blocked host's jobs at the head of the queue end, and starts
-/// there next time (migration 0007). Every way a job can get in ahead of that point is seen: a
+/// The claim remembers where a blocked host's jobs at the head of the queue end, and starts
+/// there next time (SQLite: migration 0007; PostgreSQL: 0009). Every way a job can get in ahead of that point is seen: a
 /// higher priority, a due time in the past, a job put back by hand, a plain INSERT after it,
 /// and the blocked host's own jobs once its pause is lifted.
 fn every_way_ahead_of_a_blocked_queue_is_seen(f: &Fixture) {
+    // PostgreSQL's claims remember their point only while a watcher hears what is queued.
+    let mut watch = f.store.watch().unwrap();
+    let mut claim = |n| {
+        while watch.changed(Duration::from_millis(100)).unwrap() {}
+        claim_hosts(f, n, &[])
+    };
     // Due a minute ago: old enough for SQLite's claim to move its point past them.
     let a_minute_ago = now_ms() - 60_000;
     let old = |url: String| NewJob {
@@ -178,18 +186,18 @@ fn every_way_ahead_of_a_blocked_queue_is_seen(f: &Fixture) {
     jobs.push(old("http://fast.test/1".into()));
     f.store.add(&jobs).unwrap();
     pause_for_an_hour(f, "slow.test");
-    assert_eq!(claim_hosts(f, 4, &[]), ["fast.test/1"]);
+    assert_eq!(claim(4), ["fast.test/1"]);
     f.exec("INSERT INTO jobs (url, run_at) VALUES ('http://fast.test/past', 0)");
-    assert_eq!(claim_hosts(f, 4, &[]), ["fast.test/past"]);
+    assert_eq!(claim(4), ["fast.test/past"]);
     f.exec("INSERT INTO jobs (url, priority) VALUES ('http://fast.test/urgent', 5)");
-    assert_eq!(claim_hosts(f, 4, &[]), ["fast.test/urgent"]);
+    assert_eq!(claim(4), ["fast.test/urgent"]);
     f.exec(
         "UPDATE jobs SET state = 'queued', run_at = 1, worker = NULL, lease_until = NULL
          WHERE url = 'http://fast.test/1'",
     );
-    assert_eq!(claim_hosts(f, 4, &[]), ["fast.test/1"]);
+    assert_eq!(claim(4), ["fast.test/1"]);
     f.exec("INSERT INTO jobs (url) VALUES ('http://fast.test/plain')");
-    assert_eq!(claim_hosts(f, 4, &[]), ["fast.test/plain"]);
+    assert_eq!(claim(4), ["fast.test/plain"]);
     // A row whose INSERT took its clock a moment before the last claim, and whose commit made
     // it visible after: due a millisecond before the job that claim took.
     let before_plain = f.count("SELECT run_at FROM jobs WHERE url = 'http://fast.test/plain'") - 1;
@@ -197,27 +205,23 @@ fn every_way_ahead_of_a_blocked_queue_is_seen(f: &Fixture) {
         "INSERT INTO jobs (url, run_at, created_at)
          VALUES ('http://fast.test/late', {before_plain}, {before_plain})"
     ));
-    assert_eq!(claim_hosts(f, 4, &[]), ["fast.test/late"]);
-    assert!(claim_hosts(f, 4, &[]).is_empty());
+    assert_eq!(claim(4), ["fast.test/late"]);
+    assert!(claim(4).is_empty());
     // Put back for later, as a backoff does: claimed once it is due.
     f.exec(&format!(
         "UPDATE jobs SET state = 'queued', run_at = {}, worker = NULL, lease_until = NULL
          WHERE url = 'http://fast.test/plain'",
         now_ms() + 300
     ));
-    assert!(claim_hosts(f, 4, &[]).is_empty(), "not due yet");
+    assert!(claim(4).is_empty(), "not due yet");
     let mut later = Vec::new();
     wait_until("the job put back to be due", || {
-        later = claim_hosts(f, 4, &[]);
+        later = claim(4);
         !later.is_empty()
     });
     assert_eq!(later, ["fast.test/plain"]);
     f.exec("UPDATE hosts SET paused_until = 0");
-    assert_eq!(
-        claim_hosts(f, 2, &[]),
-        ["slow.test/0", "slow.test/1"],
-        "the pause lifted"
-    );
+    assert_eq!(claim(2), ["slow.test/0", "slow.test/1"], "the pause lifted");
 }
 
 fn a_paused_hosts_jobs_wait_untouched_while_others_are_claimed(f: &Fixture) {
