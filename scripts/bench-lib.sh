@@ -48,3 +48,53 @@ print_results() {
         printf "%-${width}s %-24s %s\n" "$label" "$value" "$target"
     done
 }
+
+# PostgreSQL, for scripts/bench-postgres.sh and the pickup scenario of scripts/bench.sh.
+PG_DIR=""
+PG_PORT=""
+
+# Runs a PostgreSQL program as the postgres account when we are root (initdb refuses root).
+as_pg() {
+    if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+pg_bin() {
+    local dir
+    for dir in ${JOBD_PG_BIN:-} $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+        [[ -x $dir/initdb ]] && { echo "$dir"; return; }
+    done
+    command -v pg_config >/dev/null && { pg_config --bindir; return; }
+    die "no PostgreSQL server binaries: apt-get install postgresql, or set JOBD_PG_BIN"
+}
+
+# A throwaway PostgreSQL server in WORK/pg (initdb, 127.0.0.1 and a free port, durability settings
+# at their defaults: fsync and synchronous_commit on); sets PG_DIR and PG_PORT. The caller's exit
+# trap calls stop_postgres.
+start_postgres() {
+    local bin
+    bin=$(pg_bin)
+    PG_DIR=$WORK/pg
+    mkdir -p "$PG_DIR"
+    if [[ $(id -u) == 0 ]]; then
+        chmod o+x "$WORK" # mktemp's folder is private; the postgres account must reach its own
+        chown postgres "$PG_DIR"
+    fi
+    as_pg "$bin/initdb" -D "$PG_DIR/data" -A trust -U postgres -E UTF8 --locale=C >/dev/null
+    PG_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    as_pg "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
+        -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null \
+        || die "PostgreSQL did not start; see $PG_DIR/log"
+    note "PostgreSQL $("$bin/postgres" --version | awk '{ print $3 }') on 127.0.0.1:$PG_PORT"
+}
+
+psql_do() { psql -q -X -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres "$@"; }
+
+# A fresh database; prints its URL.
+new_database() {
+    psql_do -d postgres -c "CREATE DATABASE $1" >/dev/null
+    echo "postgres://postgres@127.0.0.1:$PG_PORT/$1"
+}
+
+stop_postgres() {
+    [[ -n $PG_DIR ]] && as_pg "$(pg_bin)/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+}

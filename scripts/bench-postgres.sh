@@ -2,9 +2,11 @@
 # Benchmarks jobd on PostgreSQL against jobd on SQLite, in the same run, on this machine; see
 # BENCHMARKS.md for what each scenario measures.
 #
-#   scripts/bench-postgres.sh [pickup|import|growth|fleet|politeness|all]      (default all)
+#   scripts/bench-postgres.sh [import|growth|fleet|politeness|all]      (default all)
 #       (BENCH_RUNS=N repeats the import and politeness runs, default 3; politeness takes
 #       BENCH_BAD_JOBS, default 5000, and BENCH_BAD_SECS, default 15, as scripts/bench.sh does)
+#
+# Pickup on both backends is scripts/bench.sh's: `scripts/bench.sh pickup`.
 #
 # It starts a throwaway PostgreSQL server of its own (initdb in a temporary folder, 127.0.0.1 and
 # a free port, durability settings at their defaults: fsync and synchronous_commit on), and a
@@ -19,59 +21,18 @@ WORK=$(mktemp -d)
 PIDS=()
 RESULTS=()
 SERVER_URL=""
-PG_PORT=""
-PG_DIR=""
 BENCH_NAME=bench-postgres
 
 # shellcheck source=scripts/bench-lib.sh
 source "$ROOT/scripts/bench-lib.sh"
 
-# Runs a PostgreSQL program as the postgres account when we are root (initdb refuses root).
-as_pg() {
-    if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
-
-pg_bin() {
-    local dir
-    for dir in ${JOBD_PG_BIN:-} $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
-        [[ -x $dir/initdb ]] && { echo "$dir"; return; }
-    done
-    command -v pg_config >/dev/null && { pg_config --bindir; return; }
-    die "no PostgreSQL server binaries: apt-get install postgresql, or set JOBD_PG_BIN"
-}
-
 cleanup() {
     local pid
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    [[ -n $PG_DIR ]] && as_pg "$(pg_bin)/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+    stop_postgres
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-
-start_postgres() {
-    local bin
-    bin=$(pg_bin)
-    PG_DIR=$WORK/pg
-    mkdir -p "$PG_DIR"
-    if [[ $(id -u) == 0 ]]; then
-        chmod o+x "$WORK" # mktemp's folder is private; the postgres account must reach its own
-        chown postgres "$PG_DIR"
-    fi
-    as_pg "$bin/initdb" -D "$PG_DIR/data" -A trust -U postgres -E UTF8 --locale=C >/dev/null
-    PG_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    as_pg "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
-        -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null \
-        || die "PostgreSQL did not start; see $PG_DIR/log"
-    note "PostgreSQL $("$bin/postgres" --version | awk '{ print $3 }') on 127.0.0.1:$PG_PORT"
-}
-
-psql_do() { psql -q -X -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres "$@"; }
-
-# A fresh database; prints its URL.
-new_database() {
-    psql_do -d postgres -c "CREATE DATABASE $1" >/dev/null
-    echo "postgres://postgres@127.0.0.1:$PG_PORT/$1"
-}
 
 # A config in DIR for DATABASE (a path or a URL); loopback is exempt from the guard.
 new_instance() {
@@ -88,61 +49,6 @@ query() {
     else
         sqlite3 -cmd ".timeout 5000" "$database" "$sql"
     fi
-}
-
-# Inserts one row by hand; prints its id.
-insert_row() {
-    local database=$1 url=$2
-    if [[ $database == postgres://* ]]; then
-        psql -X -A -t -q -d "$database" -c "INSERT INTO jobs (url) VALUES ('$url') RETURNING id"
-    else
-        sqlite3 -cmd ".timeout 5000" "$database" "INSERT INTO jobs (url) VALUES ('$url'); SELECT last_insert_rowid();"
-    fi
-}
-
-# Pickup: insert-to-done latency of 50 rows inserted one at a time by a shell (sqlite3 or
-# psql) while a daemon with 10 workers idles; prints the median in ms.
-pickup_on() {
-    local name=$1 database=$2 url=$3 dir=$WORK/pickup-$1 pid i id start state
-    new_instance "$dir" "$database"
-    "$BIN/jobd" --config "$dir/daemon.toml" --workers 10 2>"$dir/jobd.log" &
-    pid=$!
-    PIDS+=("$pid")
-    for ((i = 0; i < 500; i++)); do
-        grep -q 'started' "$dir/jobd.log" 2>/dev/null && break
-        sleep 0.01
-    done
-    sleep 1
-    : >"$dir/latency"
-    for ((i = 1; i <= 50; i++)); do
-        id=$(insert_row "$database" "$url?n=$i")
-        start=$EPOCHREALTIME
-        while :; do
-            state=$(query "$database" "SELECT state FROM jobs WHERE id = $id")
-            [[ $state == done ]] && break
-            [[ $state == failed ]] && die "$name pickup job $id failed; see $dir/jobd.log"
-            (($(since "$start" | cut -d. -f1) < 10)) || die "$name pickup job $id not done after 10 s"
-            sleep 0.005
-        done
-        query "$database" "SELECT finished_at - created_at FROM jobs WHERE id = $id" >>"$dir/latency"
-    done
-    kill -TERM "$pid"
-    wait "$pid" || die "jobd on $name did not stop cleanly; see $dir/jobd.log"
-    median <"$dir/latency"
-    note "$name pickup p95: $(percentile 95 <"$dir/latency") ms"
-}
-
-bench_pickup() {
-    local png url sqlite_ms pg_ms
-    mkdir -p "$WORK/one"
-    "$BIN/jobd-testserver" --small-dir "$WORK/one" --count 1
-    start_server "$WORK/one" 0 0
-    png=$(ls "$WORK/one")
-    url=$SERVER_URL/$png
-    sqlite_ms=$(pickup_on sqlite "$WORK/pickup-sqlite/jobd.db" "$url")
-    pg_ms=$(pickup_on postgres "$(new_database pickup)" "$url")
-    result "pickup: SQLite, sqlite3 shell INSERT (median)" "$sqlite_ms ms"
-    result "pickup: PostgreSQL, psql INSERT (median)" "$pg_ms ms" "as fast as SQLite"
 }
 
 # Import: a million URLs with `jobctl import`, into SQLite (multi-row INSERTs) and into
@@ -294,15 +200,14 @@ bench_politeness() {
 main() {
     local which=${1:-all}
     case $which in
-        pickup | import | growth | fleet | politeness | all) ;;
-        *) echo "usage: scripts/bench-postgres.sh [pickup|import|growth|fleet|politeness|all]" >&2; exit 2 ;;
+        import | growth | fleet | politeness | all) ;;
+        *) echo "usage: scripts/bench-postgres.sh [import|growth|fleet|politeness|all]" >&2; exit 2 ;;
     esac
     command -v psql >/dev/null || die "psql is needed: apt-get install postgresql-client"
     command -v sqlite3 >/dev/null || die "sqlite3 is needed: apt-get install sqlite3"
     # --workspace: jobd and jobctl, and jobd-testserver and jobd-bench from testkit/.
     (cd "$ROOT" && cargo build --release --quiet --workspace)
     start_postgres
-    [[ $which == all || $which == pickup ]] && bench_pickup
     [[ $which == all || $which == import ]] && bench_import
     [[ $which == all || $which == growth ]] && bench_growth
     [[ $which == all || $which == fleet ]] && bench_fleet

@@ -25,7 +25,8 @@ const FALLBACK_POLL: Duration = Duration::from_secs(1);
 /// scan), for at most $1 priorities; the second column says how many it visited. The wait is
 /// computed in NUMERIC and held within about a million years either way: run_at is anyone's to
 /// set, and `i64::MIN - now` does not fit in a BIGINT. (GREATEST ignores a NULL, hence the CASE
-/// for an empty queue.)
+/// for an empty queue.) The third column says whether some host is paused now, so that the usual
+/// case, none, costs one round trip.
 const NEXT_DUE: &str = "
     WITH RECURSIVE levels (priority, run_at, n) AS (
         (SELECT priority, run_at, 1::BIGINT FROM jobs WHERE state = 'queued'
@@ -40,7 +41,8 @@ const NEXT_DUE: &str = "
     )
     SELECT CASE WHEN MIN(run_at) IS NOT NULL
              THEN LEAST(GREATEST(MIN(run_at)::NUMERIC - jobd_now_ms(), -3e16), 3e16)::BIGINT END,
-           MAX(n)
+           MAX(n),
+           EXISTS (SELECT 1 FROM hosts WHERE paused_until > jobd_now_ms())
     FROM levels";
 
 /// Priorities [`NEXT_DUE`] visits before giving up on hopping. Queues with more distinct
@@ -52,9 +54,6 @@ const NEXT_DUE_BY_SCAN: &str = "
     SELECT CASE WHEN MIN(run_at) IS NOT NULL
              THEN LEAST(GREATEST(MIN(run_at)::NUMERIC - jobd_now_ms(), -3e16), 3e16)::BIGINT END
     FROM jobs WHERE state = 'queued'";
-
-/// Whether some host is paused now.
-const ANY_PAUSED: &str = "SELECT EXISTS (SELECT 1 FROM hosts WHERE paused_until > jobd_now_ms())";
 
 /// [`NEXT_DUE`] while some host is paused: host by host, the first entry of each host's run in
 /// `jobs_queued_host` (a skip scan: one probe per host with queued jobs, however many jobs each
@@ -162,15 +161,19 @@ impl Watch for PgWatch {
         let ahead = self.store.ahead.clone();
         let listened = self.ask(
             |client| {
-                // Blocks on the socket until the first notification or the end of `wait`, then
-                // takes whatever else has arrived. (Not `iter()`: it never lets the client's
-                // runtime read the socket, so it finds only what a query happened to bring in.)
+                // Blocks on the socket until the first notification or the end of `wait`. (Not
+                // `iter()` for that: it never lets the client's runtime wait on the socket, so it
+                // finds only what has been read already.) Then takes, without waiting, the rest
+                // of what that read brought in. Not `timeout_iter(Duration::ZERO)`: the client's
+                // timer counts whole milliseconds, and a wait of zero took up to one more,
+                // a millisecond of every pickup. A notification left unread wakes the next
+                // call at once: one look more, nothing lost.
                 let mut notifications = client.notifications();
                 let Some(first) = notifications.timeout_iter(wait).next()? else {
                     return Ok(false);
                 };
                 ahead.heard(first.payload().parse().ok());
-                let mut rest = notifications.timeout_iter(Duration::ZERO);
+                let mut rest = notifications.iter();
                 while let Some(next) = rest.next()? {
                     ahead.heard(next.payload().parse().ok());
                 }
@@ -200,11 +203,10 @@ impl Watch for PgWatch {
         // How long until the job is due by the database's clock, turned into this machine's.
         let wait: Option<i64> = self.ask(
             |client| {
-                let paused: bool = client.query_typed_one(ANY_PAUSED, &[])?.try_get(0)?;
-                if paused {
+                let row = client.query_typed_one(NEXT_DUE, &[(&MAX_PRIORITIES, Type::INT8)])?;
+                if row.try_get::<_, bool>(2)? {
                     return client.query_typed_one(NEXT_DUE_PAST_PAUSES, &[])?.try_get(0);
                 }
-                let row = client.query_typed_one(NEXT_DUE, &[(&MAX_PRIORITIES, Type::INT8)])?;
                 let levels: Option<i64> = row.try_get(1)?;
                 if levels.is_some_and(|n| n >= MAX_PRIORITIES) {
                     return client.query_typed_one(NEXT_DUE_BY_SCAN, &[])?.try_get(0);

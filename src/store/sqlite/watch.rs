@@ -46,6 +46,9 @@ pub(super) struct SqliteWatch {
     last_checkpoint: Instant,
     /// The first pause's end, when the last next due time was "now" on a guess.
     ask_again_at: Option<i64>,
+    /// The files changed but `data_version` has not moved yet, so a commit may be on its way:
+    /// look again after this long, twice as long each time (see [`SETTLE_MAX`]).
+    settle: Option<Duration>,
 }
 
 /// How often the write-ahead log is checkpointed and truncated.
@@ -72,6 +75,7 @@ impl SqliteWatch {
             data_version: None,
             last_checkpoint: Instant::now(),
             ask_again_at: None,
+            settle: None,
         }
     }
 
@@ -117,14 +121,25 @@ fn past_pauses(
 /// The least time between two looks at the database, when its files keep changing.
 const LOOK_GAP: Duration = Duration::from_millis(2);
 
+/// After the files changed without `data_version` moving, the watcher looks again [`LOOK_GAP`]
+/// later, then after twice as long each time, up to this gap. A commit writes the log first and
+/// makes itself visible only after that (in shared memory, which no file event reports), with an
+/// fsync between the two when the writer's `synchronous` is FULL, the default of a program that
+/// sets nothing (Python's sqlite3 module). A look at the first write sees nothing yet, and no
+/// further event comes: without these looks such a row waited for the supervisor's next look of
+/// its own, up to 250 ms. Doubling finds a commit that an fsync delays by a few milliseconds or
+/// by a hundred (a busy disk) with a few looks, and the watcher's own checkpoint, which changes
+/// the files and no `data_version`, costs about eight looks.
+const SETTLE_MAX: Duration = Duration::from_millis(256);
+
 impl SqliteWatch {
     /// Waits up to `wait` for the database's files to change (Linux), or sleeps that long: SQLite
-    /// tells no one of a commit, but the kernel sees its writes.
-    fn wait_for_files(&mut self, wait: Duration) {
+    /// tells no one of a commit, but the kernel sees its writes. True if the files changed.
+    fn wait_for_files(&mut self, wait: Duration) -> bool {
         #[cfg(target_os = "linux")]
         if let Some(files) = &self.files {
             match files.wait(wait) {
-                Ok(_) => return,
+                Ok(seen) => return seen,
                 Err(e) => {
                     log::warn!("cannot watch the database for changes ({e}); polling it instead");
                     self.files = None;
@@ -132,6 +147,7 @@ impl SqliteWatch {
             }
         }
         std::thread::sleep(wait);
+        false
     }
 }
 
@@ -142,7 +158,8 @@ impl Watch for SqliteWatch {
         if gap < LOOK_GAP {
             std::thread::sleep(LOOK_GAP - gap);
         }
-        self.wait_for_files(wait.saturating_sub(LOOK_GAP));
+        let wait = self.settle.map_or(wait, |gap| gap.min(wait));
+        let files_changed = self.wait_for_files(wait.saturating_sub(LOOK_GAP));
         self.last_look = Instant::now();
         if self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
             self.checkpoint();
@@ -153,7 +170,15 @@ impl Watch for SqliteWatch {
             .prepare_cached("PRAGMA data_version")
             .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
             .ctx("watching the database")?;
-        Ok(self.data_version.replace(version) != Some(version))
+        let changed = self.data_version.replace(version) != Some(version);
+        self.settle = if changed {
+            None
+        } else if files_changed {
+            Some(LOOK_GAP)
+        } else {
+            self.settle.map(|gap| gap * 2).filter(|&gap| gap <= SETTLE_MAX)
+        };
+        Ok(changed)
     }
 
     fn next_due(&mut self) -> Result<Option<i64>, StoreError> {
@@ -228,6 +253,60 @@ impl Watch for SqliteWatch {
 #[cfg(test)]
 mod tests {
     use super::{LOOK, past_pauses};
+    #[cfg(target_os = "linux")]
+    use super::{SETTLE_MAX, SqliteWatch};
+    #[cfg(target_os = "linux")]
+    use crate::store::Watch;
+    #[cfg(target_os = "linux")]
+    use std::time::{Duration, Instant};
+
+    /// A client whose commit waits for an fsync (`synchronous = FULL`, Python's sqlite3 module)
+    /// writes the log, then makes the commit visible, with no further file event. The watcher
+    /// woke at the write, found `data_version` unmoved, and the row waited for the supervisor's
+    /// own look, 250 ms later. Now a change of the files without a commit brings looks soon after,
+    /// fewer and fewer, without any further event.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_log_write_not_yet_committed_is_looked_at_again_within_milliseconds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        let writer = rusqlite::Connection::open(&path).unwrap();
+        writer
+            .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+            .unwrap();
+        writer.execute_batch("CREATE TABLE t (x)").unwrap();
+        let mut watch = SqliteWatch::new(rusqlite::Connection::open(&path).unwrap(), &path);
+        assert!(watch.changed(Duration::ZERO).unwrap(), "the first look");
+        assert!(!watch.changed(Duration::from_millis(20)).unwrap(), "quiet");
+
+        // Opened for writing and closed: an event on the log, and no commit.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("q.db-wal"))
+            .unwrap();
+        assert!(!watch.changed(Duration::from_secs(10)).unwrap(), "no commit yet");
+        let start = Instant::now();
+        assert!(!watch.changed(Duration::from_secs(10)).unwrap());
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "looked again after {:?}, not soon",
+            start.elapsed()
+        );
+        // The gaps double up to SETTLE_MAX; then the supervisor's wait is the watcher's again.
+        let mut looks = 0;
+        let start = Instant::now();
+        while start.elapsed() < SETTLE_MAX * 4 {
+            watch.changed(SETTLE_MAX * 8).unwrap();
+            looks += 1;
+        }
+        assert!(looks <= 10, "{looks} looks: the gaps do not grow");
+
+        // A commit is seen at once, however long the wait.
+        writer.execute("INSERT INTO t VALUES (1)", []).unwrap();
+        let start = Instant::now();
+        assert!(watch.changed(Duration::from_secs(10)).unwrap());
+        assert!(start.elapsed() < Duration::from_secs(5), "woke at the commit");
+    }
 
     #[test]
     fn past_pauses_answers_the_first_unpaused_job_or_a_pauses_end_and_never_too_late() {
