@@ -98,3 +98,23 @@ new_database() {
 stop_postgres() {
     [[ -n $PG_DIR ]] && as_pg "$(pg_bin)/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
 }
+
+# Politeness b (issue 14; scripts/bench-politeness.sh on SQLite, scripts/bench-postgres.sh on
+# PostgreSQL): the good host's rate alone and beside a host that answers 503 to everything, one
+# line per run in WORK's polite-alone.rates and polite-mixed.rates. Notes run R's pair.
+polite_b_note() {
+    note "politeness b, run $1/$RUNS: good host alone $(tail -1 "$WORK/polite-alone.rates") jobs/s," \
+        "with the bad host's jobs $(tail -1 "$WORK/polite-mixed.rates") jobs/s"
+}
+
+# Politeness b's results: the medians for M jobs each, their ratio, and MAX_FLIGHT, the most
+# requests the bad host had in flight.
+polite_b_results() {
+    local m=$1 max_flight=$2 alone mixed
+    alone=$(median <"$WORK/polite-alone.rates")
+    mixed=$(median <"$WORK/polite-mixed.rates")
+    result "politeness b: good host alone, $m jobs (median of $RUNS)" "$alone jobs/s"
+    result "politeness b: good host, $m bad-host jobs interleaved" "$mixed jobs/s"
+    result "politeness b: ratio with / without bad host" "$(div "$mixed" "$alone")" "~1.0 (full speed)"
+    result "politeness b: bad host: most requests in flight" "$max_flight" "<= 1"
+}

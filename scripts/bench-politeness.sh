@@ -189,16 +189,9 @@ polite_bad_host() {
                 kill "$SERVER_PID"
             fi
         done
-        note "politeness b, run $r/$RUNS: good host alone $(tail -1 "$WORK/polite-alone.rates") jobs/s," \
-            "with the bad host's jobs $(tail -1 "$WORK/polite-mixed.rates") jobs/s"
+        polite_b_note "$r"
     done
-    local alone mixed
-    alone=$(median <"$WORK/polite-alone.rates")
-    mixed=$(median <"$WORK/polite-mixed.rates")
-    result "politeness b: good host alone, $m jobs (median of $RUNS)" "$alone jobs/s"
-    result "politeness b: good host, $m bad-host jobs interleaved" "$mixed jobs/s"
-    result "politeness b: ratio with / without bad host" "$(div "$mixed" "$alone")" "~1.0 (full speed)"
-    result "politeness b: bad host: most requests in flight" "$max_flight" "<= 1"
+    polite_b_results "$m" "$max_flight"
     # The last mixed run's gaps. "Growing": no gap is shorter than half the longest before it
     # (equal-jitter backoff takes away at most half of each wait, which doubles).
     gaps=$(awk 'NR > 1 && $1 < m / 2 { bad++ } $1 > m { m = $1 } END { print (NR < 2) ? "too few requests" : (bad ? "no (" bad " of " NR " gaps shrink)" : "yes") }' \

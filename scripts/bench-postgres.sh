@@ -185,16 +185,9 @@ bench_politeness() {
                 kill "$SERVER_PID"
             fi
         done
-        note "politeness b, run $r/$RUNS: good host alone $(tail -1 "$WORK/polite-alone.rates") jobs/s," \
-            "with the bad host's jobs $(tail -1 "$WORK/polite-mixed.rates") jobs/s"
+        polite_b_note "$r"
     done
-    local alone mixed
-    alone=$(median <"$WORK/polite-alone.rates")
-    mixed=$(median <"$WORK/polite-mixed.rates")
-    result "politeness b: good host alone, $m jobs (median of $RUNS)" "$alone jobs/s"
-    result "politeness b: good host, $m bad-host jobs interleaved" "$mixed jobs/s"
-    result "politeness b: ratio with / without bad host" "$(div "$mixed" "$alone")" "~1.0 (full speed)"
-    result "politeness b: bad host: most requests in flight" "$max_flight" "<= 1"
+    polite_b_results "$m" "$max_flight"
 }
 
 main() {
