@@ -51,7 +51,7 @@ impl Dashboard for PgStore {
     }
 
     fn timing_figures(&self) -> Result<TimingFigures, StoreError> {
-        timing_figures(&mut *self.conn()?, now_ms())
+        timing_figures(&mut **self.conn()?, now_ms())
     }
 
     fn throughput(&self, since: i64, width_ms: i64) -> Result<Vec<Bucket>, StoreError> {

@@ -393,7 +393,7 @@ impl Queue for PgStore {
         self.ahead.bound.fetch_max(bound, Ordering::SeqCst);
         let mut conn = self.conn()?;
         let mut blocked: HashSet<String> = conn
-            .query_typed(PAUSED, &[])
+            .query_prepared(PAUSED, &[])
             .ctx("finding the hosts to pass over")?
             .iter()
             .map(|row| row.try_get(0))
@@ -426,9 +426,9 @@ impl Queue for PgStore {
                     (run_at, Type::INT8),
                     (id, Type::INT8),
                 ]);
-                conn.query_typed(CLAIM_FROM, &from)
+                conn.query_prepared(CLAIM_FROM, &from)
             }
-            None => conn.query_typed(CLAIM, &params),
+            None => conn.query_prepared(CLAIM, &params),
         }
         .ctx("claiming jobs")?;
         // Every due job before the last one claimed is claimed, being claimed, or blocked.
@@ -480,7 +480,7 @@ impl Queue for PgStore {
             let now = now_ms();
             let recorded = self
                 .conn()?
-                .query_typed(COMPLETE, &columns.params(&now))
+                .query_prepared(COMPLETE, &columns.params(&now))
                 .ctx(format_args!("recording {} jobs", items.len()))?;
             for row in recorded {
                 applied.push(

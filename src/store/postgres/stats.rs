@@ -116,7 +116,7 @@ impl Figures for PgStore {
     }
 
     fn hosts(&self) -> Result<Vec<HostRow>, StoreError> {
-        super::hosts::rows(&mut *self.conn()?, now_ms())
+        super::hosts::rows(&mut **self.conn()?, now_ms())
     }
 }
 
