@@ -75,6 +75,18 @@ impl Answer {
     }
 }
 
+/// POSTs a form to `url` in the session of `cookie`, each field URL-encoded, as a browser does.
+pub fn post_form(url: &str, cookie: &str, fields: &[(&str, &str)]) -> Answer {
+    let cookie = format!("Cookie: {cookie}");
+    let fields: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut args = vec!["-X", "POST", "-H", &cookie];
+    for field in &fields {
+        args.extend(["--data-urlencode", field]);
+    }
+    args.push(url);
+    curl(&args)
+}
+
 /// Runs curl with `args` (and `-s -i`), parsing its answer.
 pub fn curl(args: &[&str]) -> Answer {
     let out: Output = Command::new("curl")

@@ -2,7 +2,7 @@
 //! its session, cross-origin forms, the size limit, the login token; and the actions that pass
 //! them, with their effect in the database.
 
-use super::{Serve, csrf_of, curl, seeded, set_cookie};
+use super::{Serve, csrf_of, curl, post_form, seeded, set_cookie};
 use crate::support::{Env, show};
 
 #[test]
@@ -108,15 +108,11 @@ fn strangers_are_refused_and_forms_need_their_sessions_token() {
 
     // Pause and resume, as jobctl's switch.
     let post = |action: &str| {
-        curl(&[
-            "-X",
-            "POST",
-            "-H",
-            &format!("Cookie: {cookie}"),
-            "--data",
-            &format!("csrf={csrf}"),
+        post_form(
             &format!("{b}/actions/{action}"),
-        ])
+            &cookie,
+            &[("csrf", &csrf)],
+        )
     };
     assert_eq!(post("pause").status, 303);
     assert!(
@@ -136,37 +132,23 @@ fn strangers_are_refused_and_forms_need_their_sessions_token() {
             Ok((r.get(0)?, r.get(1)?))
         })
         .unwrap();
-    let answer = curl(&[
-        "-X",
-        "POST",
-        "-H",
-        &format!("Cookie: {cookie}"),
-        "--data-urlencode",
-        &format!("csrf={csrf}"),
-        "--data-urlencode",
-        &format!("error={error}"),
-        "--data-urlencode",
-        &format!("host={host}"),
+    let answer = post_form(
         &format!("{b}/actions/retry-group"),
-    ]);
+        &cookie,
+        &[("csrf", &csrf), ("error", &error), ("host", &host)],
+    );
     assert_eq!(answer.status, 303, "{}", answer.text());
     assert_eq!(
         (env.job(5).state, env.job(6).state),
         ("failed".into(), "queued".into())
     );
     // A filter's bulk cancel asks first, with the count, and acts only when confirmed.
-    let cancel = |extra: &str| {
-        curl(&[
-            "-X",
-            "POST",
-            "-H",
-            &format!("Cookie: {cookie}"),
-            "--data",
-            &format!("csrf={csrf}&state=queued{extra}"),
-            &format!("{b}/actions/cancel-filter"),
-        ])
+    let cancel = |confirm: &[(&str, &str)]| {
+        let mut fields = vec![("csrf", csrf.as_str()), ("state", "queued")];
+        fields.extend_from_slice(confirm);
+        post_form(&format!("{b}/actions/cancel-filter"), &cookie, &fields)
     };
-    let ask = cancel("");
+    let ask = cancel(&[]);
     assert_eq!(ask.status, 200);
     assert!(
         ask.text()
@@ -179,7 +161,7 @@ fn strangers_are_refused_and_forms_need_their_sessions_token() {
         env.count("SELECT COUNT(*) FROM jobs WHERE state = 'cancelled'"),
         0
     );
-    assert_eq!(cancel("&confirm=1").status, 303);
+    assert_eq!(cancel(&[("confirm", "1")]).status, 303);
     assert_eq!(
         env.count("SELECT COUNT(*) FROM jobs WHERE state = 'cancelled'"),
         2
@@ -234,17 +216,11 @@ fn a_token_guards_every_page_and_an_address_beyond_loopback_needs_one() {
     let cookie = set_cookie(&form);
     let csrf = csrf_of(&form.text());
     let login = |token: &str| {
-        curl(&[
-            "-X",
-            "POST",
-            "-H",
-            &format!("Cookie: {cookie}"),
-            "--data-urlencode",
-            &format!("csrf={csrf}"),
-            "--data-urlencode",
-            &format!("token={token}"),
+        post_form(
             &format!("{b}/login"),
-        ])
+            &cookie,
+            &[("csrf", &csrf), ("token", token)],
+        )
     };
     assert_eq!(login("not-the-token-at-all").status, 403);
     let ok = login(token);
