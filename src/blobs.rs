@@ -1,4 +1,4 @@
-//! The content-addressed blob store: `blob_dir/ab/cd/<sha256>.<ext>`.
+//! The content-addressed blob store: `blob_dir/ab/<sha256>.<ext>` (see [`crate::job::Layout`]).
 //!
 //! A body streams into a temporary file under `blob_dir/.tmp` while it is hashed, and is then
 //! *sealed*: hashed and closed, not yet durable. [`BlobStore::make_durable`] takes a whole group
@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
+use crate::job::Layout;
 use crate::lock;
 
 mod held;
@@ -55,7 +56,7 @@ pub struct BlobStore {
     /// `<host>-<pid>`: the prefix of this process's temporary file names.
     owner: String,
     counter: AtomicU64,
-    /// Folders `ab/cd` known to exist (at most 65,536).
+    /// Folders `ab` known to exist (at most 256).
     known_dirs: Mutex<HashSet<String>>,
 }
 
@@ -93,7 +94,7 @@ impl BlobStore {
         &self.root
     }
 
-    /// Makes sure `root/ab/cd` exists. Its entries become durable with the group's second sync.
+    /// Makes sure `root/ab` exists. Its entries become durable with the group's second sync.
     fn ensure_dir(&self, rel_dir: &str) -> io::Result<PathBuf> {
         let dir = self.root.join(rel_dir);
         if !lock(&self.known_dirs).contains(rel_dir) {
@@ -140,17 +141,25 @@ impl BlobStore {
     /// Makes the folder a sealed blob will go to, from the worker's thread: creating folders is
     /// the slowest step on ext4, and the committer does the rest of a group's work on one thread.
     pub fn prepare(&self, blob: &Sealed) -> io::Result<()> {
-        self.ensure_dir(&blob.rel_path[..5]).map(|_| ())
+        self.ensure_dir(blob.dir()).map(|_| ())
     }
 
-    /// Renames one sealed blob (whose bytes are durable) to its content address.
+    /// Renames one sealed blob (whose bytes are durable) to its content address, unless the same
+    /// bytes are there already, or at the address an older jobd gave them ([`Layout::Nested`]).
     fn place(&self, mut blob: Sealed) -> io::Result<Blob> {
-        let rel_dir = &blob.rel_path[..5];
+        let rel_dir = blob.dir();
         self.ensure_dir(rel_dir)?;
         let target = self.root.join(&blob.rel_path);
         // An existing name holds these very bytes, durably: it was renamed there only after a
         // sync, and this group's second sync covers its directory entry too.
-        let written = !target.exists();
+        let stored = if target.exists() {
+            Some(blob.rel_path.clone())
+        } else {
+            let ext = blob.rel_path.rsplit_once('.').map_or("", |(_, ext)| ext);
+            let nested = Layout::Nested.path(&blob.sha256, ext);
+            self.root.join(&nested).exists().then_some(nested)
+        };
+        let written = stored.is_none();
         if written {
             match fs::rename(&blob.temp, &target) {
                 // The folder is gone although we made it (someone cleaned blob_dir up under the
@@ -166,7 +175,7 @@ impl BlobStore {
         }
         Ok(Blob {
             sha256: std::mem::take(&mut blob.sha256),
-            rel_path: std::mem::take(&mut blob.rel_path),
+            rel_path: stored.unwrap_or_else(|| std::mem::take(&mut blob.rel_path)),
             bytes: blob.bytes,
             written,
         })
@@ -290,6 +299,13 @@ pub struct Sealed {
     placed: bool,
 }
 
+impl Sealed {
+    /// The folder it will live in, relative to the blob store's root.
+    fn dir(&self) -> &str {
+        &self.rel_path[..2]
+    }
+}
+
 impl Drop for Sealed {
     fn drop(&mut self) {
         if !self.placed {
@@ -311,9 +327,10 @@ pub fn hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::held::HELD_SUFFIX;
+    use super::held::held_suffix;
     use super::sweep::FOREIGN_TEMP_AGE;
     use super::*;
+    use crate::job::blob_path;
     use std::os::unix::fs::PermissionsExt;
 
     fn sha256_hex(bytes: &[u8]) -> String {
@@ -360,7 +377,7 @@ mod tests {
         assert_eq!(blob.sha256, sha);
         assert_eq!(
             blob.rel_path,
-            format!("{}/{}/{sha}.png", &sha[..2], &sha[2..4])
+            format!("{}/{sha}.png", &sha[..2])
         );
         assert!(blob.written);
         assert_eq!(
@@ -539,16 +556,17 @@ mod tests {
             let name = blob.rel_path.rsplit('/').next().unwrap();
             fs::rename(
                 dir.path().join(&blob.rel_path),
-                tmp.join(format!("{owner}-{name}{HELD_SUFFIX}")),
+                tmp.join(format!("{owner}-{name}{}", held_suffix(Layout::Flat))),
             )
             .unwrap();
         }
         File::options()
             .write(true)
             .open(tmp.join(format!(
-                "{}-{}{HELD_SUFFIX}",
+                "{}-{}{}",
                 owners[3],
-                blobs[3].rel_path.rsplit('/').next().unwrap()
+                blobs[3].rel_path.rsplit('/').next().unwrap(),
+                held_suffix(Layout::Flat)
             )))
             .unwrap()
             .set_modified(std::time::SystemTime::now() - 2 * FOREIGN_TEMP_AGE)
@@ -566,6 +584,65 @@ mod tests {
             2,
             "the live and the young foreign stay held"
         );
+    }
+
+    /// A store written by jobd before issue 16 (`ab/cd/<sha256>.<ext>`): its blobs are found
+    /// before the same bytes are stored again, and can be held and restored at their own address,
+    /// also by the sweeper from a `.held` file an older jobctl left.
+    #[test]
+    fn blobs_at_the_older_nested_addresses_are_found_held_and_restored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let sha = sha256_hex(b"an old image");
+        let nested = Layout::Nested.path(&sha, "png");
+        assert_eq!(nested, format!("{}/{}/{sha}.png", &sha[..2], &sha[2..4]));
+        let home = dir.path().join(&nested);
+        fs::create_dir_all(home.parent().unwrap()).unwrap();
+        fs::write(&home, b"an old image").unwrap();
+
+        let again = store_one(&store, b"an old image", "png");
+        assert!(!again.written);
+        assert_eq!(again.rel_path, nested);
+        assert!(!dir.path().join(blob_path(&sha, "png")).exists());
+        assert_eq!(temp_files(dir.path()), 0);
+        // Another type for the same bytes is another address.
+        assert!(store_one(&store, b"an old image", "gif").written);
+
+        let held = store.hold(&nested).unwrap().unwrap();
+        assert!(!home.exists());
+        store.restore(held).unwrap();
+        assert_eq!(fs::read(&home).unwrap(), b"an old image");
+
+        // Held by a jobctl that died, in an older version's naming.
+        let aside = dir
+            .path()
+            .join(TMP_DIR)
+            .join(format!("{}-99999999-{sha}.png.held", crate::hostname()));
+        fs::rename(&home, &aside).unwrap();
+        BlobStore::open(dir.path()).unwrap();
+        assert_eq!(fs::read(&home).unwrap(), b"an old image");
+        assert!(!aside.exists());
+    }
+
+    #[test]
+    fn a_fresh_store_makes_one_level_of_at_most_256_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        for i in 0..600u32 {
+            store_one(&store, &i.to_le_bytes(), "png");
+        }
+        let folders: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().into_string().unwrap())
+            .filter(|name| name != TMP_DIR)
+            .collect();
+        assert!(folders.len() <= 256 && folders.len() > 200, "{}", folders.len());
+        for folder in folders {
+            for entry in fs::read_dir(dir.path().join(&folder)).unwrap().flatten() {
+                assert!(entry.path().is_file(), "{} is a folder", entry.path().display());
+            }
+        }
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub struct Config {
     /// The queue: an SQLite file (created, with its tables, on first use) or a PostgreSQL URL.
     #[serde(deserialize_with = "database")]
     pub database: Database,
-    /// Where blobs are stored, as `ab/cd/<sha256>.<ext>`.
+    /// Where blobs are stored, as `ab/<sha256>.<ext>`.
     pub blob_dir: PathBuf,
     /// Worker threads, each downloading one job at a time.
     pub workers: usize,

@@ -1,6 +1,7 @@
 //! Blobs held aside for `jobctl prune --blobs` (see [`super`]): moved out of their address into
-//! `.tmp` as `<host>-<pid>-<sha256>.<ext>.held`, then deleted or restored by their holder, or
-//! restored by the sweeper once their holder is gone.
+//! `.tmp` as `<host>-<pid>-<sha256>.<ext>.held1` (or `.held`, for a blob at an address of the
+//! older [`Layout::Nested`], as older versions named every held blob), then deleted or restored
+//! by their holder, or restored by the sweeper once their holder is gone.
 
 use std::fs::{self, DirBuilder};
 use std::io;
@@ -9,10 +10,25 @@ use std::path::{Path, PathBuf};
 
 use super::sweep::{Sweep, owner_gone};
 use super::{BlobStore, DIR_MODE};
-use crate::job::parse_blob_path;
+use crate::job::{Layout, parse_blob_path};
 
-/// The suffix of a blob held aside by [`BlobStore::hold`].
-pub(super) const HELD_SUFFIX: &str = ".held";
+/// The suffix of a blob held aside by [`BlobStore::hold`], which says which address it goes back
+/// to.
+pub(super) fn held_suffix(layout: Layout) -> &'static str {
+    match layout {
+        Layout::Flat => ".held1",
+        Layout::Nested => ".held",
+    }
+}
+
+/// The name of a held blob without its suffix, and the layout the suffix says; None for files
+/// that are not held blobs.
+pub(super) fn held_name(name: &str) -> Option<(&str, Layout)> {
+    Layout::ALL.into_iter().find_map(|layout| {
+        name.strip_suffix(held_suffix(layout))
+            .map(|name| (name, layout))
+    })
+}
 
 /// A blob held out of its address by [`BlobStore::hold`]. Dropped without
 /// [`BlobStore::restore`] or [`BlobStore::delete`], it stays aside until its process is gone and
@@ -35,21 +51,23 @@ impl BlobStore {
         self.sweep(Sweep::Running);
     }
 
-    /// Moves the blob at `rel_path` (`ab/cd/<sha256>.<ext>`) out of its address, into `.tmp`
-    /// under a name of this process. None if there is no such file. It waits there, unseen by
+    /// Moves the blob at `rel_path` (of either [`Layout`]) out of its address, into `.tmp` under a
+    /// name of this process. None if there is no such file. It waits there, unseen by
     /// jobs, until [`BlobStore::restore`] or [`BlobStore::delete`]; if this process dies first,
     /// the next sweep restores it.
     pub fn hold(&self, rel_path: &str) -> io::Result<Option<Held>> {
-        let Some((sha256, ext)) = parse_blob_path(rel_path) else {
+        let Some((sha256, ext, layout)) = parse_blob_path(rel_path) else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("{rel_path} is not a blob path of jobd's (ab/cd/<sha256>.<ext>)"),
+                format!("{rel_path} is not a blob path of jobd's (ab/<sha256>.<ext>)"),
             ));
         };
         let home = self.root.join(rel_path);
-        let aside = self
-            .tmp
-            .join(format!("{}-{sha256}.{ext}{HELD_SUFFIX}", self.owner));
+        let aside = self.tmp.join(format!(
+            "{}-{sha256}.{ext}{}",
+            self.owner,
+            held_suffix(layout)
+        ));
         let bytes = match fs::metadata(&home) {
             Ok(meta) => meta.len(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -79,22 +97,19 @@ impl BlobStore {
         Ok(held.bytes)
     }
 
-    /// Restores a `<host>-<pid>-<sha256>.<ext>.held` file whose process is gone.
+    /// Restores a `<host>-<pid>-<sha256>.<ext>.held1` (or `.held`) file whose process is gone.
     pub(super) fn restore_if_abandoned(&self, path: &Path, when: Sweep) {
-        let Some(name) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(HELD_SUFFIX))
+        let Some((name, layout)) = path.file_name().and_then(|n| n.to_str()).and_then(held_name)
         else {
             return;
         };
         let Some((blob, gone)) = owner_gone(path, name, &self.owner, when) else {
             return;
         };
-        let (Some(first), Some(second)) = (blob.get(..2), blob.get(2..4)) else {
+        let Some((sha256, ext)) = blob.split_once('.').filter(|(sha, _)| sha.len() == 64) else {
             return;
         };
-        let rel_path = format!("{first}/{second}/{blob}");
+        let rel_path = layout.path(sha256, ext);
         if !gone || parse_blob_path(&rel_path).is_none() {
             return;
         }

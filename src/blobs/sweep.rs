@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::BlobStore;
-use super::held::HELD_SUFFIX;
+use super::held::held_name;
 
 /// Temporary files of another machine are swept once they are this old: that daemon died, or it
 /// would have finished or given up on them long ago (attempts have a deadline of minutes). The
@@ -30,7 +30,11 @@ impl BlobStore {
                         remove_if_stale(&inner.path(), &self.owner);
                     }
                 }
-            } else if path.to_string_lossy().ends_with(HELD_SUFFIX) {
+            } else if path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| held_name(n).is_some())
+            {
                 self.restore_if_abandoned(&path, when);
             } else if when == Sweep::AtOpen {
                 remove_if_stale(&path, &self.owner);

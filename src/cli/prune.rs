@@ -23,7 +23,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use super::output::{count, human_bytes};
 use super::{Error, print_json};
 use crate::blobs::{self, BlobStore, Held};
-use crate::job::{State, now_ms};
+use crate::job::{Layout, State, now_ms};
 use crate::logger::span;
 use crate::store::Store;
 
@@ -103,10 +103,10 @@ struct Candidates {
 }
 
 impl Candidates {
-    /// Takes `ab/cd/<sha256>.<ext>` as jobd writes it; anything else is no path of ours and is
-    /// never deleted.
+    /// Takes `ab/<sha256>.<ext>` as jobd writes it (or wrote it: [`Layout`]); anything else is no
+    /// path of ours and is never deleted.
     fn add(&mut self, blob_path: &str) {
-        let Some((hex, ext)) = crate::job::parse_blob_path(blob_path) else {
+        let Some((hex, ext, _)) = crate::job::parse_blob_path(blob_path) else {
             return;
         };
         let mut sha = [0u8; 32];
@@ -217,11 +217,14 @@ fn hold_unreferenced(
             continue;
         }
         let ext = &candidates.exts[usize::from(*ext)];
-        let rel_path = format!("{}/{}/{sha}.{ext}", &sha[..2], &sha[2..4]);
-        match blob_store.hold(&rel_path) {
-            Ok(Some(blob)) => held.push(blob),
-            Ok(None) => {}
-            Err(e) => eprintln!("jobctl: cannot remove blob {rel_path}: {e}"),
+        // Where jobd stores it, and where an older jobd did: a store may hold both.
+        for layout in Layout::ALL {
+            let rel_path = layout.path(&sha, ext);
+            match blob_store.hold(&rel_path) {
+                Ok(Some(blob)) => held.push(blob),
+                Ok(None) => {}
+                Err(e) => eprintln!("jobctl: cannot remove blob {rel_path}: {e}"),
+            }
         }
     }
     Ok(kept)

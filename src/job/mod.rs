@@ -18,7 +18,7 @@ use std::fmt;
 
 pub use clock::now_ms;
 pub use failure::{Failure, Kind, Reason};
-pub use layout::{blob_path, parse_blob_path};
+pub use layout::{Layout, blob_path, parse_blob_path};
 
 pub type JobId = i64;
 

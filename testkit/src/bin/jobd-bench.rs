@@ -13,10 +13,23 @@
 //!
 //! `jobd-bench decode --dir DIR` decodes every image in DIR as `validate = "decode"` does and
 //! prints `decode_ms_per_mpx` (CPU time per megapixel, frames included) and `decoded_mpx`.
+//!
+//! `jobd-bench blobs --dir DIR --blob-dir DIR [--threads T]` is the bare writer, the floor for the
+//! small-image scenario on this filesystem: it reads every image in DIR into memory, then stores
+//! them all into a fresh blob_dir the way the daemon does, without HTTP or SQL. T threads (default
+//! 16, the scenario's workers) each write a blob to a temporary file while hashing it and make its
+//! folder; one committer thread makes whatever has arrived durable, up to 256 at a time, with
+//! `BlobStore::make_durable` (two filesystem syncs per group). Prints `blobs_per_s`, timed from
+//! opening the store to the last group's sync.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::time::Instant;
+
+use jobd::blobs::{BlobStore, Sealed};
 
 use jobd::job::{Outcome, Report};
 use jobd::sniff;
@@ -39,7 +52,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!(
-                "jobd-bench: {e}\nusage: jobd-bench claims --db FILE|URL --queued N --claims M [--batch B]\n       jobd-bench validate --dir DIR [--rounds R]\n       jobd-bench decode --dir DIR"
+                "jobd-bench: {e}\nusage: jobd-bench claims --db FILE|URL --queued N --claims M [--batch B]\n       jobd-bench validate --dir DIR [--rounds R]\n       jobd-bench decode --dir DIR\n       jobd-bench blobs --dir DIR --blob-dir DIR [--threads T]"
             );
             ExitCode::from(2)
         }
@@ -52,6 +65,7 @@ fn run(args: Vec<String>) -> Result<(), String> {
         Some("claims") => claims(args),
         Some("validate") => validate(args),
         Some("decode") => decode(args),
+        Some("blobs") => blobs(args),
         _ => Err("unknown command".into()),
     }
 }
@@ -101,6 +115,72 @@ fn claims(mut args: impl Iterator<Item = String>) -> Result<(), String> {
     Ok(())
 }
 
+fn blobs(mut args: impl Iterator<Item = String>) -> Result<(), String> {
+    let (mut dir, mut blob_dir, mut threads) = (None, None, 16usize);
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or(format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--dir" => dir = Some(value),
+            "--blob-dir" => blob_dir = Some(value),
+            "--threads" => threads = value.parse().map_err(|e| format!("{flag}: {e}"))?,
+            _ => return Err(format!("unknown flag {flag}")),
+        }
+    }
+    let blob_dir = blob_dir.ok_or("--blob-dir is required")?;
+    let mut files = Vec::new();
+    for (_, bytes) in read_images(&dir.ok_or("--dir is required")?)? {
+        let ext = sniff::sniff(&bytes)?.ext;
+        files.push((ext, bytes));
+    }
+    let start = Instant::now();
+    let store = BlobStore::open(Path::new(&blob_dir)).map_err(|e| format!("{blob_dir}: {e}"))?;
+    let (store, next) = (&store, AtomicUsize::new(0));
+    let (to_committer, arrived) = mpsc::channel::<Sealed>();
+    let stored = std::thread::scope(|scope| {
+        let committer = scope.spawn(move || -> Result<usize, String> {
+            let mut stored = 0;
+            while let Ok(first) = arrived.recv() {
+                let mut group = vec![first];
+                group.extend(arrived.try_iter().take(GROUP - 1));
+                for result in store.make_durable(group) {
+                    result.map_err(|e| format!("making a group durable: {e}"))?;
+                    stored += 1;
+                }
+            }
+            Ok(stored)
+        });
+        for _ in 0..threads.max(1) {
+            let (files, next, to_committer) = (&files, &next, to_committer.clone());
+            scope.spawn(move || -> Result<(), String> {
+                while let Some((ext, bytes)) = files.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let mut writer = store.create().map_err(|e| e.to_string())?;
+                    writer.write_all(bytes).map_err(|e| e.to_string())?;
+                    let sealed = writer.seal(ext);
+                    store.prepare(&sealed).map_err(|e| e.to_string())?;
+                    // The committer ends only once every sender is gone.
+                    let _ = to_committer.send(sealed);
+                }
+                Ok(())
+            });
+        }
+        drop(to_committer);
+        committer
+            .join()
+            .map_err(|_| "the committer panicked".to_string())?
+    })?;
+    if stored != files.len() {
+        return Err(format!("stored {stored} of {} blobs", files.len()));
+    }
+    println!(
+        "blobs_per_s {:.0}",
+        stored as f64 / start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The daemon's largest group.
+const GROUP: usize = 256;
+
 /// A file's bytes and the MIME type sniff gives them.
 type Typed = (String, Vec<u8>);
 
@@ -115,9 +195,16 @@ fn images(mut args: impl Iterator<Item = String>) -> Result<(Vec<Typed>, usize),
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
-    let dir = dir.ok_or("--dir is required")?;
+    Ok((
+        read_images(&dir.ok_or("--dir is required")?)?,
+        rounds.max(1),
+    ))
+}
+
+/// Every file of `dir`, which must all be images, with the type sniff gives them.
+fn read_images(dir: &str) -> Result<Vec<Typed>, String> {
     let mut files = Vec::new();
-    let entries = std::fs::read_dir(&dir).map_err(|e| format!("{dir}: {e}"))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{dir}: {e}"))?;
     for entry in entries {
         let path = entry.map_err(|e| e.to_string())?.path();
         let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -127,7 +214,7 @@ fn images(mut args: impl Iterator<Item = String>) -> Result<(Vec<Typed>, usize),
     if files.is_empty() {
         return Err(format!("{dir} holds no images"));
     }
-    Ok((files, rounds.max(1)))
+    Ok(files)
 }
 
 fn validate(args: impl Iterator<Item = String>) -> Result<(), String> {
