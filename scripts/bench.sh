@@ -2,7 +2,8 @@
 # Benchmarks jobd against loopback test servers; see BENCHMARKS.md for what each scenario measures.
 #
 #   scripts/bench.sh [seed|small|pickup|memory|growth|validate|decode|politeness|ui|all]
-#       (default all; BENCH_RUNS=N repeats the seed, small, decode and politeness runs, default 3)
+#       (default all; BENCH_RUNS=N repeats the seed, decode and politeness runs, default 3;
+#       BENCH_SMALL_RUNS the small scenario's rounds, default 5)
 #
 # politeness (issue 14, scripts/bench-politeness.sh) takes BENCH_POLITE_JOBS (default 5000),
 # BENCH_BAD_JOBS (5000), BENCH_BAD_SECS (15), BENCH_PAUSE_JOBS (1000000) and BENCH_PAUSE_SECS (30);
@@ -255,51 +256,63 @@ pickup_run() {
 }
 
 # Small images: 2,000 distinct 3 KB PNGs served at once, jobd with 16 workers against
-# `xargs -P16 -n50 curl`, whose processes reuse their connections. Each run writes into new
-# folders, and nothing is deleted until the end: ext4 makes file creation slow for a while after
-# many deletions, which would punish whichever side ran second.
+# `xargs -P16 -n50 curl`, whose processes reuse their connections, and against the bare writer
+# (`jobd-bench blobs`: the same files stored in jobd's layout with jobd's durability, without
+# HTTP or SQL, the floor for the filesystem). On disk, what a user gets, and on tmpfs, where the
+# filesystem costs little: the queue's own cost. Each run writes into new folders, and nothing is
+# deleted until the end: ext4 makes file creation slow for a while after many deletions, which
+# would punish whichever side ran next. BENCH_SMALL_RUNS rounds (default 5), the sides taking
+# turns going first.
 bench_small() {
-    local r curl_s jobd_s
+    local runs=${BENCH_SMALL_RUNS:-5} place root r side
     "$BIN/jobd-testserver" --small-dir "$WORK/small2000" --count 2000
     start_server "$WORK/small2000" 0 0
     for f in "$WORK"/small2000/*; do echo "$SERVER_URL/${f##*/}"; done >"$WORK/small-urls.txt"
-    : >"$WORK/small-curl.rates"
-    : >"$WORK/small-jobd.rates"
-    for ((r = 1; r <= RUNS; r++)); do
-        # File creation on ext4 slows down for a while after many files were made or deleted, so
-        # the side that runs second pays more: take turns going first.
-        if ((r % 2)); then
-            curl_s=$(small_curl "$r")
-            jobd_s=$(small_jobd "$r")
-        else
-            jobd_s=$(small_jobd "$r")
-            curl_s=$(small_curl "$r")
+    for place in disk tmpfs; do
+        root=$WORK/small-$place
+        if [[ $place == tmpfs ]]; then
+            [[ $(stat -f -c %T /dev/shm 2>/dev/null) == tmpfs ]] || { note "small: /dev/shm is no tmpfs; skipped"; continue; }
+            root=$(mktemp -d /dev/shm/jobd-small.XXXXXX)
+            CLEANUP_DIRS+=("$root")
         fi
-        note "small run $r/$RUNS: curl ${curl_s} s, jobd-16 ${jobd_s} s"
-        awk -v s="$curl_s" 'BEGIN { printf "%.0f\n", 2000 / s }' >>"$WORK/small-curl.rates"
-        awk -v s="$jobd_s" 'BEGIN { printf "%.0f\n", 2000 / s }' >>"$WORK/small-jobd.rates"
+        mkdir -p "$root"
+        : >"$root/curl.rates"
+        : >"$root/jobd.rates"
+        : >"$root/bare.rates"
+        for ((r = 1; r <= runs; r++)); do
+            local order=(curl jobd bare) line=""
+            # Rotate who goes first: r=1 curl, jobd, bare; r=2 jobd, bare, curl; ...
+            for ((i = 0; i < 3; i++)); do
+                side=${order[(i + r - 1) % 3]}
+                "small_$side" "$root/$side-$r" >>"$root/$side.rates"
+                line+=" $side $(tail -1 "$root/$side.rates")/s"
+            done
+            note "small on $place, round $r/$runs:$line"
+        done
+        local curl_rate jobd_rate bare_rate
+        curl_rate=$(median <"$root/curl.rates")
+        jobd_rate=$(median <"$root/jobd.rates")
+        bare_rate=$(median <"$root/bare.rates")
+        result "small on $place: xargs -P16 -n50 curl (median of $runs)" "$curl_rate files/s"
+        result "small on $place: bare writer, 16 threads" "$bare_rate blobs/s"
+        result "small on $place: jobd 16 workers" "$jobd_rate jobs/s"
+        result "small on $place: ratio jobd / curl" "$(div "$jobd_rate" "$curl_rate")" ">= 2.0"
+        result "small on $place: ratio jobd / bare writer" "$(div "$jobd_rate" "$bare_rate")" ">= 0.8"
     done
-    local curl_rate jobd_rate
-    curl_rate=$(median <"$WORK/small-curl.rates")
-    jobd_rate=$(median <"$WORK/small-jobd.rates")
-    result "small: xargs -P16 -n50 curl (median of $RUNS)" "$curl_rate files/s"
-    result "small: jobd 16 workers (median of $RUNS)" "$jobd_rate jobs/s"
-    result "small: ratio jobd / curl" "$(div "$jobd_rate" "$curl_rate")" ">= 2.0"
 }
 
-# One `xargs curl` run of the small scenario into a fresh folder; prints its seconds.
+# One `xargs curl` run of the small scenario into the fresh folder DIR; prints files/s.
 small_curl() {
     local start
-    mkdir "$WORK/small-curl-$1"
+    mkdir "$1"
     start=$EPOCHREALTIME
-    xargs -P16 -n50 curl -sS --fail --remote-name-all --output-dir "$WORK/small-curl-$1" \
-        <"$WORK/small-urls.txt"
-    since "$start"
+    xargs -P16 -n50 curl -sS --fail --remote-name-all --output-dir "$1" <"$WORK/small-urls.txt"
+    awk -v s="$(since "$start")" 'BEGIN { printf "%.0f\n", 2000 / s }'
 }
 
-# One jobd run of the small scenario on a fresh database and blob_dir; prints its seconds.
+# One jobd run of the small scenario on a fresh database and blob_dir in DIR; prints jobs/s.
 small_jobd() {
-    local dir=$WORK/small-jobd-$1 start n seconds
+    local dir=$1 start n seconds
     new_instance "$dir"
     "$BIN/jobctl" --config "$dir/daemon.toml" import "$WORK/small-urls.txt" >/dev/null
     start=$EPOCHREALTIME
@@ -308,7 +321,14 @@ small_jobd() {
     seconds=$(since "$start")
     n=$(sqlite3 "$dir/jobd.db" "SELECT count(*) FROM jobs WHERE state = 'done'")
     [[ $n == 2000 ]] || die "$dir: only $n of 2000 jobs done"
-    echo "$seconds"
+    awk -v s="$seconds" 'BEGIN { printf "%.0f\n", 2000 / s }'
+}
+
+# One bare-writer run into a fresh blob_dir in DIR; prints blobs/s (timed by the writer).
+small_bare() {
+    mkdir "$1"
+    "$BIN/jobd-bench" blobs --dir "$WORK/small2000" --blob-dir "$1/blobs" --threads 16 \
+        | awk '$1 == "blobs_per_s" { print $2 }'
 }
 
 # Memory: peak RSS of jobd with 16 workers downloading 8 MB images as fast as loopback allows.

@@ -1,11 +1,12 @@
 //! The content-addressed blob store: `blob_dir/ab/<sha256>.<ext>` (see [`crate::job::Layout`]).
 //!
 //! A body streams into a temporary file under `blob_dir/.tmp` while it is hashed, and is then
-//! *sealed*: hashed and closed, not yet durable. [`BlobStore::make_durable`] takes a whole group
-//! of sealed blobs: one filesystem sync makes their bytes durable, they are renamed to their
-//! content addresses, and a second sync makes the names durable. So a name that exists always
-//! holds complete bytes, and a group of a hundred blobs costs two flushes instead of two hundred
-//! fsyncs. Two writers of the same content race harmlessly: both renames put identical bytes at
+//! *sealed*: hashed and closed, not yet durable. A whole group of sealed blobs is made durable at
+//! once ([`BlobStore::advance`]): one filesystem sync makes their bytes durable, they are renamed
+//! to their content addresses, and a second sync makes the names durable. So a name that exists
+//! always holds complete bytes, and a group of a hundred blobs costs two flushes instead of two
+//! hundred fsyncs. While groups keep coming, that is one flush per group: the sync that makes one
+//! group's bytes durable also makes the previous group's names durable. Two writers of the same content race harmlessly: both renames put identical bytes at
 //! the same name.
 //!
 //! Several daemons, on one machine or many, may share one blob_dir (NFS and the like): renames
@@ -114,28 +115,39 @@ impl BlobStore {
         sync_filesystem(&root)
     }
 
-    /// Makes a group of sealed blobs durable at their content addresses (see the module docs).
-    /// If the same bytes are already stored, that copy is dropped. One result per blob, in order.
-    pub fn make_durable(&self, sealed: Vec<Sealed>) -> Vec<io::Result<Blob>> {
-        if sealed.is_empty() {
-            return Vec::new();
+    /// One step of the pipeline that makes groups durable with one sync each while they keep
+    /// coming. A single sync makes the bytes of `sealed` durable and the names of `named` (the
+    /// blobs that the previous step renamed). Returns `named`, now durable, and `sealed`, now
+    /// renamed to their addresses: the next step's sync makes their names durable in turn. So a
+    /// name that exists always holds complete bytes, and a name that a result reports is durable
+    /// once a later step returns it. One result per blob, in order; a blob whose sync or rename
+    /// failed carries its error on.
+    #[allow(clippy::type_complexity)]
+    pub fn advance(
+        &self,
+        named: Vec<io::Result<Blob>>,
+        sealed: Vec<Sealed>,
+    ) -> (Vec<io::Result<Blob>>, Vec<io::Result<Blob>>) {
+        if named.iter().all(Result::is_err) && sealed.is_empty() {
+            return (named, Vec::new());
         }
-        if let Err(e) = self.sync() {
-            return sealed
-                .iter()
-                .map(|_| Err(io::Error::new(e.kind(), e.to_string())))
-                .collect();
-        }
-        let mut results: Vec<io::Result<Blob>> =
-            sealed.into_iter().map(|blob| self.place(blob)).collect();
-        if let Err(e) = self.sync() {
-            for result in &mut results {
-                if result.is_ok() {
-                    *result = Err(io::Error::new(e.kind(), e.to_string()));
-                }
-            }
-        }
-        results
+        let synced = self.sync();
+        let failed = |e: &io::Error| io::Error::new(e.kind(), e.to_string());
+        let durable = named
+            .into_iter()
+            .map(|blob| match &synced {
+                Ok(()) => blob,
+                Err(e) => blob.and(Err(failed(e))),
+            })
+            .collect();
+        let renamed = sealed
+            .into_iter()
+            .map(|blob| match &synced {
+                Ok(()) => self.place(blob),
+                Err(e) => Err(failed(e)),
+            })
+            .collect();
+        (durable, renamed)
     }
 
     /// Makes the folder a sealed blob will go to, from the worker's thread: creating folders is
@@ -287,7 +299,7 @@ impl Drop for BlobWriter {
     }
 }
 
-/// A blob fully written to its temporary file, waiting for [`BlobStore::make_durable`]. Dropped
+/// A blob fully written to its temporary file, waiting for [`BlobStore::advance`]. Dropped
 /// without being placed, its temporary file is removed.
 #[derive(Debug)]
 pub struct Sealed {
@@ -356,9 +368,15 @@ mod tests {
         w.seal(ext)
     }
 
+    /// A group made durable alone: two syncs.
+    fn make_durable(store: &BlobStore, sealed: Vec<Sealed>) -> Vec<io::Result<Blob>> {
+        let (_, named) = store.advance(Vec::new(), sealed);
+        store.advance(named, Vec::new()).0
+    }
+
     fn store_one(store: &BlobStore, bytes: &[u8], ext: &str) -> Blob {
         let blob = sealed(store, bytes, ext);
-        store.make_durable(vec![blob]).pop().unwrap().unwrap()
+        make_durable(store, vec![blob]).pop().unwrap().unwrap()
     }
 
     #[test]
@@ -368,8 +386,7 @@ mod tests {
         let mut w = store.create().unwrap();
         w.write_all(b"hello ").unwrap();
         w.write_all(b"image").unwrap();
-        let blob = store
-            .make_durable(vec![w.seal("png")])
+        let blob = make_durable(&store, vec![w.seal("png")])
             .pop()
             .unwrap()
             .unwrap();
@@ -388,6 +405,40 @@ mod tests {
         let second = store_one(&store, b"hello image", "png");
         assert!(!second.written);
         assert_eq!(second.rel_path, blob.rel_path);
+        assert_eq!(temp_files(dir.path()), 0);
+    }
+
+    /// The pipeline: a step renames its group but reports it only from the next step, whose
+    /// single sync makes those names durable; every result comes back once, in order.
+    #[test]
+    fn each_step_settles_the_previous_group_and_names_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let (settled, named) = store.advance(
+            Vec::new(),
+            vec![sealed(&store, b"one", "png"), sealed(&store, b"two", "gif")],
+        );
+        assert!(settled.is_empty());
+        let named: Vec<Blob> = named.into_iter().map(Result::unwrap).collect();
+        for blob in &named {
+            assert!(dir.path().join(&blob.rel_path).exists(), "not renamed yet");
+        }
+        let (settled, next) = store.advance(
+            named.into_iter().map(Ok).collect(),
+            vec![sealed(&store, b"one", "png")],
+        );
+        let settled: Vec<String> = settled.into_iter().map(|b| b.unwrap().sha256).collect();
+        assert_eq!(settled, [sha256_hex(b"one"), sha256_hex(b"two")]);
+        let twin = next.into_iter().next().unwrap().unwrap();
+        assert!(!twin.written, "the first group's name was found");
+        let (settled, next) = store.advance(vec![Ok(twin)], Vec::new());
+        assert_eq!(settled.len(), 1);
+        assert!(next.is_empty());
+        // Nothing to sync: nothing happens, and errors pass through untouched.
+        let failed = io::Error::other("full");
+        let (settled, next) = store.advance(vec![Err(failed)], Vec::new());
+        assert_eq!(settled[0].as_ref().unwrap_err().to_string(), "full");
+        assert!(next.is_empty());
         assert_eq!(temp_files(dir.path()), 0);
     }
 
@@ -412,8 +463,7 @@ mod tests {
             sealed(&store, b"two", "jpg"),
             sealed(&store, b"one", "png"),
         ];
-        let placed: Vec<Blob> = store
-            .make_durable(group)
+        let placed: Vec<Blob> = make_durable(&store, group)
             .into_iter()
             .map(Result::unwrap)
             .collect();
@@ -486,7 +536,7 @@ mod tests {
         // The same folder again (the same bytes), prepared from a worker as the daemon does.
         let again = sealed(&store, b"an image", "png");
         store.prepare(&again).unwrap();
-        let placed = store.make_durable(vec![again]).pop().unwrap().unwrap();
+        let placed = make_durable(&store, vec![again]).pop().unwrap().unwrap();
         assert_eq!(placed.rel_path, first.rel_path);
         assert_eq!(fs::read(root.join(&placed.rel_path)).unwrap(), b"an image");
         // And with the folder gone between the worker's preparation and the group's rename.
@@ -494,7 +544,7 @@ mod tests {
         let late = sealed(&store, b"another image", "png");
         store.prepare(&late).unwrap();
         fs::remove_dir_all(root.join(&late.rel_path[..2])).unwrap();
-        let placed = store.make_durable(vec![late]).pop().unwrap().unwrap();
+        let placed = make_durable(&store, vec![late]).pop().unwrap().unwrap();
         assert_eq!(
             fs::read(root.join(&placed.rel_path)).unwrap(),
             b"another image"

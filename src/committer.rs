@@ -2,10 +2,11 @@
 //!
 //! Workers hand over each finished attempt and go on to the next job. The committer takes
 //! everything that has arrived since its last round: it makes the group's sealed blobs durable
-//! with two filesystem syncs ([`BlobStore::make_durable`]), then records every outcome in one
-//! transaction. Under load a round covers many jobs, so durability costs two flushes and one
-//! commit per group rather than per job; with a single job in flight a round is one job, so
-//! latency stays that of one attempt.
+//! (a filesystem sync, the renames, and a second sync, which under load is the next group's
+//! first: [`BlobStore::advance`]), then records every outcome in one transaction. Under load a
+//! round covers many jobs, so durability costs one flush and one commit per group rather than
+//! per job; with a single job in flight a round is one job, so latency stays that of one
+//! attempt.
 //!
 //! Architecture invariant: `done` is committed only after the job's blob is durable at its
 //! content address. A blob that cannot be made durable turns its job's outcome into `postponed`
@@ -16,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use crate::blobs::{BlobStore, Sealed};
+use crate::blobs::{Blob, BlobStore, Sealed};
 use crate::config::RetryConfig;
 use crate::job::{Applied, Claimed, Failure, Outcome, Reason, Report, now_ms};
 use crate::lock;
@@ -88,15 +89,42 @@ impl Committer {
     }
 
     /// The committer thread's loop. Returns after [`Committer::close`], once empty.
+    ///
+    /// Each round takes what has arrived and makes one sync ([`BlobStore::advance`]): it makes
+    /// this group's bytes durable and the previous group's names, which is then recorded. This
+    /// group's blobs are renamed to their addresses, and it is recorded after the next round's
+    /// sync. That round comes at once, with whatever has arrived meanwhile or with nothing: a
+    /// lone job waits for two syncs, as before, while under load each group costs one.
     pub fn run(&self, queue: &dyn Queue, metrics: &Metrics, stopping: &AtomicBool) {
         // A committer that died mid-group lost that group: stop renewing its leases, so that the
         // reaper brings those jobs back.
         lock(&self.in_hand).clear();
-        while let Some(group) = self.next_group() {
-            *lock(&self.in_hand) = group.iter().map(|i| i.job.attempt_id).collect();
-            let group = self.make_blobs_durable(group);
-            record(queue, metrics, stopping, &group);
-            lock(&self.in_hand).clear();
+        let mut named: Option<Named> = None;
+        loop {
+            let group = if named.is_some() {
+                self.take_arrived()
+            } else {
+                match self.next_group() {
+                    Some(group) => group,
+                    None => return,
+                }
+            };
+            *lock(&self.in_hand) = named
+                .iter()
+                .flat_map(|n| &n.items)
+                .chain(&group)
+                .map(|i| i.job.attempt_id)
+                .collect();
+            let ready;
+            (ready, named) = self.advance(named, group);
+            if !ready.is_empty() {
+                record(queue, metrics, stopping, &ready);
+            }
+            *lock(&self.in_hand) = named
+                .iter()
+                .flat_map(|n| &n.items)
+                .map(|i| i.job.attempt_id)
+                .collect();
         }
     }
 
@@ -116,22 +144,57 @@ impl Committer {
         Some(inbox.items.drain(..n).collect())
     }
 
-    /// Makes the group's blobs durable; a job whose blob failed is settled as the retry policy says
-    /// of a local failure, instead of done.
-    fn make_blobs_durable(&self, mut group: Vec<Item>) -> Vec<Item> {
+    /// Takes up to [`MAX_GROUP`] of what has arrived, without waiting.
+    fn take_arrived(&self) -> Vec<Item> {
+        let mut inbox = lock(&self.inbox);
+        let n = inbox.items.len().min(MAX_GROUP);
+        inbox.items.drain(..n).collect()
+    }
+
+    /// One round (see [`Committer::run`]): returns the items that can be recorded now (the
+    /// previous group, and this one if it stored no blob), and this group if it waits for the
+    /// next round's sync.
+    fn advance(&self, named: Option<Named>, mut group: Vec<Item>) -> (Vec<Item>, Option<Named>) {
         let Some(store) = &self.blobs else {
-            return group;
+            return (group, None);
         };
         let (owners, sealed): (Vec<usize>, Vec<Sealed>) = group
             .iter_mut()
             .enumerate()
             .filter_map(|(i, item)| item.blob.take().map(|blob| (i, blob)))
             .unzip();
-        for (i, result) in owners.into_iter().zip(store.make_durable(sealed)) {
+        let Named {
+            items: mut ready,
+            owners: named_owners,
+            blobs,
+        } = named.unwrap_or_default();
+        let (durable, renamed) = store.advance(blobs, sealed);
+        self.settle(store, &mut ready, named_owners.into_iter().zip(durable));
+        if owners.is_empty() {
+            ready.append(&mut group);
+            return (ready, None);
+        }
+        let named = Named {
+            items: group,
+            owners,
+            blobs: renamed,
+        };
+        (ready, Some(named))
+    }
+
+    /// Settles the items whose blobs are now durable, or could not be made so: such a job is
+    /// settled as the retry policy says of a local failure, instead of done.
+    fn settle(
+        &self,
+        store: &BlobStore,
+        items: &mut [Item],
+        results: impl Iterator<Item = (usize, std::io::Result<Blob>)>,
+    ) {
+        for (i, result) in results {
             let e = match result {
                 Ok(blob) => {
                     if !blob.written {
-                        log::debug!(job = group[i].job.job_id;
+                        log::debug!(job = items[i].job.job_id;
                             "identical bytes were already stored as {}; this copy was dropped",
                             blob.rel_path);
                     }
@@ -139,7 +202,7 @@ impl Committer {
                 }
                 Err(e) => e,
             };
-            let item = &mut group[i];
+            let item = &mut items[i];
             log::error!(job = item.job.job_id; "cannot make the blob durable in {}: {e}",
                 store.root().display());
             let failure = Failure::local(format!(
@@ -149,8 +212,16 @@ impl Committer {
             item.report.reason = Some(Reason::Storage);
             item.report.outcome = retry::after_failure(&item.job, failure, &self.retry, now_ms());
         }
-        group
     }
+}
+
+/// A group whose blobs were renamed to their addresses, waiting for the sync that makes the names
+/// durable before it is recorded: `blobs[k]` belongs to `items[owners[k]]`.
+#[derive(Default)]
+struct Named {
+    items: Vec<Item>,
+    owners: Vec<usize>,
+    blobs: Vec<std::io::Result<Blob>>,
 }
 
 /// Records a group in one transaction, retrying while the database is unavailable. If the daemon

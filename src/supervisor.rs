@@ -66,7 +66,7 @@ pub fn run(
         idle: AtomicUsize::new(0),
         found_nothing_at: AtomicU64::new(u64::MAX),
         claiming: Mutex::new(()),
-        prefetch: options.workers / 4,
+        ahead: worker::ClaimAhead::new(options.workers),
         wake: Wake::default(),
         stopping: AtomicBool::new(false),
         lease_ms: options.lease.as_millis() as i64,

@@ -85,9 +85,50 @@ pub struct Shared {
     pub found_nothing_at: AtomicU64,
     /// Held by the worker that is claiming for the others.
     pub claiming: Mutex<()>,
-    /// Jobs claimed ahead for busy workers, so that a worker finishing its job usually finds the
-    /// next one in the inbox instead of starting a transaction of its own.
-    pub prefetch: usize,
+    /// How many jobs to claim ahead for busy workers, so that a worker finishing its job usually
+    /// finds the next one in the inbox instead of starting a transaction of its own.
+    pub ahead: ClaimAhead,
+}
+
+/// Claims ahead what the busy workers will finish within [`CLAIM_AHEAD_FOR`], as the recent
+/// attempts' times say: for small images at loopback speed that is dozens of jobs per claim
+/// (each claim is a transaction, and a commit writes every page it touched, so few large ones
+/// cost a fraction of many small ones), for slow downloads none. Another daemon on the queue
+/// then never waits for a job that this one holds but will not start for a while.
+pub struct ClaimAhead {
+    workers: usize,
+    /// A moving average of the attempts' times, in microseconds.
+    attempt_us: AtomicU64,
+}
+
+/// The horizon of [`ClaimAhead`]: a few commits' worth of time, far below any lease.
+const CLAIM_AHEAD_FOR: Duration = Duration::from_millis(10);
+
+impl ClaimAhead {
+    pub fn new(workers: usize) -> ClaimAhead {
+        ClaimAhead {
+            workers,
+            // Until an attempt has been timed, as if each took the horizon: one job per worker.
+            attempt_us: AtomicU64::new(CLAIM_AHEAD_FOR.as_micros() as u64),
+        }
+    }
+
+    /// Takes an attempt's time into the average (weight 1/8).
+    fn attempted(&self, took: Duration) {
+        let took = took.as_micros().min(u128::from(u32::MAX)) as u64;
+        let _ = self
+            .attempt_us
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |avg| {
+                Some((avg * 7 + took) / 8)
+            });
+    }
+
+    /// Jobs to claim ahead now: at most four per worker.
+    fn jobs(&self) -> usize {
+        let avg = self.attempt_us.load(Ordering::Relaxed).max(1);
+        let per_worker = CLAIM_AHEAD_FOR.as_micros() as u64 / avg;
+        (self.workers as u64 * per_worker).min(4 * self.workers as u64) as usize
+    }
 }
 
 /// The job a worker holds, visible to the supervisor so it can put the job back if the worker
@@ -161,7 +202,7 @@ fn claim_for_idle_workers(
     if shared.found_nothing_at.load(Ordering::SeqCst) == seen {
         return Ok(None);
     }
-    let want = 1 + shared.idle.load(Ordering::SeqCst) + shared.prefetch;
+    let want = 1 + shared.idle.load(Ordering::SeqCst) + shared.ahead.jobs();
     let pass_over = shared.handler.pass_over();
     let options = ClaimOptions {
         lease_ms: shared.lease_ms,
@@ -198,6 +239,7 @@ fn work_on(shared: &Shared, mut job: Claimed, slot: &Slot) -> bool {
     };
     *lock(slot) = None;
     shared.metrics.finished(held.elapsed());
+    shared.ahead.attempted(held.elapsed());
     local_failure
 }
 
@@ -223,4 +265,28 @@ fn next_pause(previous: Option<Duration>, name: &str) -> Duration {
     let pause = previous.map_or(TROUBLE_FIRST, |p| (p * 2).min(TROUBLE_MAX));
     log::debug!("{name}: local trouble, pausing {pause:?} before the next claim");
     pause
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_ahead_what_the_workers_finish_within_the_horizon() {
+        let ahead = ClaimAhead::new(16);
+        assert_eq!(ahead.jobs(), 16, "untimed: one per worker");
+        for _ in 0..100 {
+            ahead.attempted(Duration::from_millis(2));
+        }
+        // 10 ms / 2 ms = 5 per worker, of which four are allowed.
+        assert_eq!(ahead.jobs(), 64);
+        for _ in 0..100 {
+            ahead.attempted(Duration::from_millis(4));
+        }
+        assert_eq!(ahead.jobs(), 16 * 2);
+        for _ in 0..100 {
+            ahead.attempted(Duration::from_millis(500));
+        }
+        assert_eq!(ahead.jobs(), 0, "slow downloads: nothing held back from other daemons");
+    }
 }

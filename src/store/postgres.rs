@@ -41,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0008_daemons.sql"),
     include_str!("../../migrations/postgres/0009_notify_how_far_back.sql"),
     include_str!("../../migrations/postgres/0010_overview_indexes.sql"),
+    include_str!("../../migrations/postgres/0011_no_running_host_index.sql"),
 ];
 
 /// Serialises migrations between daemons starting at once (`pg_advisory_xact_lock`): "jobd" in

@@ -58,6 +58,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0008_daemons.sql"),
     include_str!("../../migrations/0009_notify_how_far_back.sql"),
     include_str!("../../migrations/0010_overview_indexes.sql"),
+    include_str!("../../migrations/0011_no_running_host_index.sql"),
 ];
 
 /// How long a connection waits for another writer before giving up. Writers hold the lock for

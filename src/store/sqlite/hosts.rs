@@ -45,8 +45,8 @@ const IN_TROUBLE: &str = "
     SELECT host, max_in_flight, CASE WHEN paused_until > ?1 THEN paused_until END, strikes
     FROM hosts WHERE max_in_flight IS NOT NULL OR paused_until > ?1 ORDER BY host";
 
-/// `jobctl hosts` in one statement: each part reads its own index (queued jobs, running jobs by
-/// host, jobs finished in the window, attempts finished in it), and the `hosts` table. Counting
+/// `jobctl hosts` in one statement: each part reads its own index (queued jobs, running jobs,
+/// jobs finished in the window, attempts finished in it), and the `hosts` table. Counting
 /// the queued jobs by host reads every queued row (there is no index of them by host: see
 /// migration 0006), the one part whose cost grows with the queue.
 const HOSTS: &str = "
@@ -58,7 +58,7 @@ const HOSTS: &str = "
         FROM jobs INDEXED BY jobs_due
         WHERE state = 'queued' AND host IS NOT NULL GROUP BY host
         UNION ALL
-        SELECT host, 0, COUNT(*), 0, 0, 0, NULL, NULL FROM jobs INDEXED BY jobs_running_host
+        SELECT host, 0, COUNT(*), 0, 0, 0, NULL, NULL FROM jobs INDEXED BY jobs_lease
         WHERE state = 'running' AND host IS NOT NULL GROUP BY host
         UNION ALL
         SELECT host, 0, 0, SUM(state = 'done'), SUM(state = 'failed'), 0, NULL, NULL

@@ -58,11 +58,12 @@ const QUEUE_STATE: &str = "
            (SELECT changes FROM queue_changes WHERE id = 1)";
 
 /// Claims one job by id (?4), if it is still queued: running, its try counted, under the
-/// worker's (?3) lease (?2). RETURNING gives what the worker needs.
+/// worker's (?3) lease (?2), its attempt (?5) the claim's token. RETURNING gives what the worker
+/// needs.
 pub(super) const CLAIM_ONE: &str = "
     UPDATE jobs
     SET state = 'running', attempts = attempts + 1, started_at = ?1, finished_at = NULL,
-        lease_until = ?2, worker = ?3
+        lease_until = ?2, worker = ?3, attempt_id = ?5
     WHERE id = ?4 AND state = 'queued'
     RETURNING id, url, attempts, max_attempts, host";
 
@@ -391,31 +392,39 @@ impl Queue for SqliteStore {
                 && head.hosts.is_subset(&blocked)
         });
         let (picked, learnt) = pick(&tx, now, limit, &blocked, head, changes)?;
+        // Per job, two statements: its attempt row, whose id is the claim's token, and the job's
+        // row, which takes that token in the same write that makes it running.
         let mut claimed = Vec::with_capacity(picked.len());
-        {
-            let mut one = tx.prepare_cached(CLAIM_ONE).ctx("claiming jobs")?;
-            for id in picked {
-                let rows = one
-                    .query(params![now, now + options.lease_ms, worker, id])
-                    .ctx("claiming jobs")?;
-                read_claimed(rows, now, &mut claimed)?;
-            }
-        }
         {
             let mut start = tx
                 .prepare_cached(START_ATTEMPT)
                 .ctx("preparing an attempt")?;
-            let mut mark = tx
-                .prepare_cached("UPDATE jobs SET attempt_id = ?2 WHERE id = ?1")
-                .ctx("preparing an attempt")?;
-            for job in &mut claimed {
-                (job.attempt_id, job.attempt) = start
-                    .query_row(params![job.job_id, worker, now], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })
-                    .ctx(format_args!("starting an attempt of job {}", job.job_id))?;
-                mark.execute(params![job.job_id, job.attempt_id])
-                    .ctx(format_args!("claiming job {}", job.job_id))?;
+            let mut one = tx.prepare_cached(CLAIM_ONE).ctx("claiming jobs")?;
+            for id in picked {
+                let (attempt_id, attempt) = start
+                    .query_row(params![id, worker, now], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .ctx(format_args!("starting an attempt of job {id}"))?;
+                let rows = one
+                    .query(params![
+                        now,
+                        now + options.lease_ms,
+                        worker,
+                        id,
+                        attempt_id
+                    ])
+                    .ctx("claiming jobs")?;
+                let before = claimed.len();
+                read_claimed(rows, now, &mut claimed)?;
+                match claimed.get_mut(before) {
+                    Some(job) => (job.attempt_id, job.attempt) = (attempt_id, attempt),
+                    // Picked in this transaction, so still queued; but should it not be, its
+                    // attempt goes with it.
+                    None => {
+                        tx.prepare_cached("DELETE FROM attempts WHERE id = ?1")
+                            .and_then(|mut stmt| stmt.execute([attempt_id]))
+                            .ctx("claiming jobs")?;
+                    }
+                }
             }
         }
         tx.commit().ctx("committing a claim")?;

@@ -19,8 +19,9 @@
 //! them all into a fresh blob_dir the way the daemon does, without HTTP or SQL. T threads (default
 //! 16, the scenario's workers) each write a blob to a temporary file while hashing it and make its
 //! folder; one committer thread makes whatever has arrived durable, up to 256 at a time, with
-//! `BlobStore::make_durable` (two filesystem syncs per group). Prints `blobs_per_s`, timed from
-//! opening the store to the last group's sync.
+//! `BlobStore::advance` as the daemon's committer does (a sync per group, which makes the
+//! previous group's names durable too). Prints `blobs_per_s`, timed from opening the store to the
+//! last group's sync.
 
 use std::io::Write;
 use std::path::Path;
@@ -138,16 +139,25 @@ fn blobs(mut args: impl Iterator<Item = String>) -> Result<(), String> {
     let (to_committer, arrived) = mpsc::channel::<Sealed>();
     let stored = std::thread::scope(|scope| {
         let committer = scope.spawn(move || -> Result<usize, String> {
-            let mut stored = 0;
-            while let Ok(first) = arrived.recv() {
-                let mut group = vec![first];
-                group.extend(arrived.try_iter().take(GROUP - 1));
-                for result in store.make_durable(group) {
+            let (mut stored, mut named) = (0, Vec::new());
+            loop {
+                // As the daemon's committer: while a group waits for its names' sync, the next
+                // round takes what has arrived without waiting.
+                let mut group: Vec<Sealed> = Vec::new();
+                if named.is_empty() {
+                    match arrived.recv() {
+                        Ok(first) => group.push(first),
+                        Err(_) => return Ok(stored),
+                    }
+                }
+                group.extend(arrived.try_iter().take(GROUP - group.len()));
+                let durable;
+                (durable, named) = store.advance(named, group);
+                for result in durable {
                     result.map_err(|e| format!("making a group durable: {e}"))?;
                     stored += 1;
                 }
             }
-            Ok(stored)
         });
         for _ in 0..threads.max(1) {
             let (files, next, to_committer) = (&files, &next, to_committer.clone());
