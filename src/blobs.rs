@@ -150,44 +150,54 @@ impl BlobStore {
         (durable, renamed)
     }
 
-    /// Makes the folder a sealed blob will go to, from the worker's thread: creating folders is
-    /// the slowest step on ext4, and the committer does the rest of a group's work on one thread.
-    pub fn prepare(&self, blob: &Sealed) -> io::Result<()> {
-        self.ensure_dir(blob.dir()).map(|_| ())
+    /// Makes the folder a sealed blob will go to, and looks whether an older jobd stored the same
+    /// bytes ([`Layout::Nested`]), from the worker's thread: creating folders is the slowest
+    /// step on ext4, and the committer does the rest of a group's work on one thread.
+    pub fn prepare(&self, blob: &mut Sealed) -> io::Result<()> {
+        self.ensure_dir(blob.dir())?;
+        blob.older = self.stored_before(blob);
+        blob.looked = true;
+        Ok(())
+    }
+
+    /// The address an older jobd gave these bytes, if they are there.
+    fn stored_before(&self, blob: &Sealed) -> Option<String> {
+        let ext = blob.rel_path.rsplit_once('.').map_or("", |(_, ext)| ext);
+        let nested = Layout::Nested.path(&blob.sha256, ext);
+        self.root.join(&nested).exists().then_some(nested)
     }
 
     /// Renames one sealed blob (whose bytes are durable) to its content address, unless the same
-    /// bytes are there already, or at the address an older jobd gave them ([`Layout::Nested`]).
+    /// bytes are there already, or at the address an older jobd gave them. An existing name holds
+    /// these very bytes, durably: it was renamed there only after a sync, and the next sync covers
+    /// its directory entry too.
     fn place(&self, mut blob: Sealed) -> io::Result<Blob> {
-        let rel_dir = blob.dir();
-        self.ensure_dir(rel_dir)?;
-        let target = self.root.join(&blob.rel_path);
-        // An existing name holds these very bytes, durably: it was renamed there only after a
-        // sync, and this group's second sync covers its directory entry too.
-        let stored = if target.exists() {
-            Some(blob.rel_path.clone())
-        } else {
-            let ext = blob.rel_path.rsplit_once('.').map_or("", |(_, ext)| ext);
-            let nested = Layout::Nested.path(&blob.sha256, ext);
-            self.root.join(&nested).exists().then_some(nested)
+        let older = match blob.looked {
+            true => blob.older.take(),
+            false => self.stored_before(&blob),
         };
-        let written = stored.is_none();
-        if written {
-            match fs::rename(&blob.temp, &target) {
-                // The folder is gone although we made it (someone cleaned blob_dir up under the
-                // daemon): make it again. The group's second sync covers the new entries.
-                Err(e) if e.kind() == io::ErrorKind::NotFound && blob.temp.exists() => {
-                    lock(&self.known_dirs).remove(rel_dir);
-                    self.ensure_dir(rel_dir)?;
-                    fs::rename(&blob.temp, &target)?;
+        let written = match older {
+            Some(_) => false,
+            None => {
+                let rel_dir = blob.dir();
+                self.ensure_dir(rel_dir)?;
+                let target = self.root.join(&blob.rel_path);
+                match rename_unless_taken(&blob.temp, &target) {
+                    // The folder is gone although we made it (someone cleaned blob_dir up under
+                    // the daemon): make it again. The next sync covers the new entries.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound && blob.temp.exists() => {
+                        lock(&self.known_dirs).remove(rel_dir);
+                        self.ensure_dir(rel_dir)?;
+                        rename_unless_taken(&blob.temp, &target)?
+                    }
+                    other => other?,
                 }
-                other => other?,
             }
-            blob.placed = true;
-        }
+        };
+        blob.placed = written;
         Ok(Blob {
             sha256: std::mem::take(&mut blob.sha256),
-            rel_path: stored.unwrap_or_else(|| std::mem::take(&mut blob.rel_path)),
+            rel_path: older.unwrap_or_else(|| std::mem::take(&mut blob.rel_path)),
             bytes: blob.bytes,
             written,
         })
@@ -226,6 +236,42 @@ impl BlobStore {
             sealed: false,
         })
     }
+}
+
+/// Renames `from` to `to` unless `to` exists; false if it does. One system call where the
+/// filesystem knows `RENAME_NOREPLACE` (ext4, XFS, Btrfs, tmpfs), a look and a rename elsewhere
+/// (NFS), where a twin renamed between the two replaces identical bytes.
+fn rename_unless_taken(from: &Path, to: &Path) -> io::Result<bool> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let c = |path: &Path| CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other);
+        let (from_c, to_c) = (c(from)?, c(to)?);
+        // SAFETY: both are NUL-terminated paths that outlive the call.
+        let done = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                from_c.as_ptr(),
+                libc::AT_FDCWD,
+                to_c.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        if done == 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EEXIST) => return Ok(false),
+            Some(libc::EINVAL | libc::ENOSYS) => {}
+            _ => return Err(e),
+        }
+    }
+    if to.exists() {
+        return Ok(false);
+    }
+    fs::rename(from, to).map(|()| true)
 }
 
 /// Flushes the whole filesystem that holds `file` (Linux `syncfs`).
@@ -287,6 +333,8 @@ impl BlobWriter {
             rel_path,
             bytes: self.bytes,
             placed: false,
+            looked: false,
+            older: None,
         }
     }
 }
@@ -309,6 +357,9 @@ pub struct Sealed {
     pub rel_path: String,
     pub bytes: u64,
     placed: bool,
+    /// [`BlobStore::prepare`] ran: `older` says whether an older jobd stored these bytes.
+    looked: bool,
+    older: Option<String>,
 }
 
 impl Sealed {
@@ -534,15 +585,15 @@ mod tests {
         let first = store_one(&store, b"an image", "png");
         fs::remove_dir_all(&root).unwrap();
         // The same folder again (the same bytes), prepared from a worker as the daemon does.
-        let again = sealed(&store, b"an image", "png");
-        store.prepare(&again).unwrap();
+        let mut again = sealed(&store, b"an image", "png");
+        store.prepare(&mut again).unwrap();
         let placed = make_durable(&store, vec![again]).pop().unwrap().unwrap();
         assert_eq!(placed.rel_path, first.rel_path);
         assert_eq!(fs::read(root.join(&placed.rel_path)).unwrap(), b"an image");
         // And with the folder gone between the worker's preparation and the group's rename.
         fs::remove_dir_all(&root).unwrap();
-        let late = sealed(&store, b"another image", "png");
-        store.prepare(&late).unwrap();
+        let mut late = sealed(&store, b"another image", "png");
+        store.prepare(&mut late).unwrap();
         fs::remove_dir_all(root.join(&late.rel_path[..2])).unwrap();
         let placed = make_durable(&store, vec![late]).pop().unwrap().unwrap();
         assert_eq!(

@@ -41,6 +41,8 @@ const MAX_GROUP: usize = 256;
 struct Inbox {
     items: VecDeque<Item>,
     closed: bool,
+    /// The committer waits for items: only then does one need a wake-up call (a system call).
+    waiting: bool,
 }
 
 pub struct Committer {
@@ -67,8 +69,13 @@ impl Committer {
 
     /// Hands over a finished attempt.
     pub fn submit(&self, item: Item) {
-        lock(&self.inbox).items.push_back(item);
-        self.arrived.notify_one();
+        let mut inbox = lock(&self.inbox);
+        inbox.items.push_back(item);
+        let waiting = inbox.waiting;
+        drop(inbox);
+        if waiting {
+            self.arrived.notify_one();
+        }
     }
 
     /// Attempt ids of every job waiting here or being recorded: their leases must be renewed.
@@ -135,10 +142,12 @@ impl Committer {
             if inbox.closed {
                 return None;
             }
+            inbox.waiting = true;
             inbox = self
                 .arrived
                 .wait(inbox)
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            inbox.waiting = false;
         }
         let n = inbox.items.len().min(MAX_GROUP);
         Some(inbox.items.drain(..n).collect())

@@ -306,8 +306,8 @@ impl Downloader {
                 Err(e) => return Err(invalid(e)),
             },
         };
-        let sealed = blob.seal(format.ext);
-        self.blobs.prepare(&sealed).map_err(storage)?;
+        let mut sealed = blob.seal(format.ext);
+        self.blobs.prepare(&mut sealed).map_err(storage)?;
         let stored = Stored {
             mime: format.mime,
             sha256: sealed.sha256.clone(),

@@ -145,6 +145,9 @@ struct Table {
     hosts: HashMap<String, Host>,
     /// None until the first read of the fleet: alone.
     fleet: Option<Fleet>,
+    /// Requests waiting for a slot: only then is a freed slot worth a wake-up call (a system
+    /// call, twice per request otherwise).
+    waiting: usize,
 }
 
 impl Table {
@@ -297,10 +300,12 @@ impl Hosts {
                 });
             }
             // Every request holding a slot ends by its deadline, so this wait is bounded.
+            state.waiting += 1;
             state = self
                 .freed
                 .wait(state)
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            state.waiting -= 1;
         }
     }
 
@@ -401,9 +406,8 @@ impl Hosts {
         if self.settled(host) {
             state.hosts.remove(key);
         }
-        drop(state);
         // A larger limit may let a waiting request in.
-        self.freed.notify_all();
+        self.wake_waiting(state);
         reaction
     }
 
@@ -520,8 +524,16 @@ impl Hosts {
             }
         }
         state.hosts.retain(|_, host| !self.settled(host));
+        self.wake_waiting(state);
+    }
+
+    /// Lets the requests waiting for a slot look again, if any wait.
+    fn wake_waiting(&self, state: std::sync::MutexGuard<'_, Table>) {
+        let waiting = state.waiting > 0;
         drop(state);
-        self.freed.notify_all();
+        if waiting {
+            self.freed.notify_all();
+        }
     }
 
     /// The fleet has no limit for the host (any more): this daemon's own ceiling holds.
@@ -617,7 +629,7 @@ impl Drop for Permit<'_> {
                 state.hosts.remove(&self.key);
             }
         }
-        self.hosts.freed.notify_all();
+        self.hosts.wake_waiting(state);
     }
 }
 

@@ -281,6 +281,10 @@ impl DrainWait {
     }
 }
 
+/// How often the shutdown looks whether the workers and the committer have finished: a drained
+/// queue's daemon exits this long after its last job is recorded, at most.
+const SHUTDOWN_LOOK: Duration = Duration::from_millis(1);
+
 /// At shutdown, how long the committer may take to record what it holds.
 const COMMIT_GRACE: Duration = Duration::from_secs(5);
 
@@ -403,7 +407,7 @@ fn shut_down(
             extend_leases(shared, &workers, lease);
             last_extend = Instant::now();
         }
-        thread::sleep(Duration::from_millis(10));
+        thread::sleep(SHUTDOWN_LOOK);
     }
     // A claim that was under way when the inbox was emptied has filled it again since.
     let unstarted: Vec<Claimed> = lock(&shared.inbox).drain(..).collect();
@@ -412,7 +416,7 @@ fn shut_down(
     shared.committer.close();
     let deadline = Instant::now().max(deadline) + COMMIT_GRACE;
     while Instant::now() < deadline && !committer.is_finished() {
-        thread::sleep(Duration::from_millis(10));
+        thread::sleep(SHUTDOWN_LOOK);
     }
     let cut_short: Vec<Claimed> = workers
         .iter()

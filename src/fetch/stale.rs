@@ -8,6 +8,7 @@
 
 use std::cell::Cell;
 use std::io;
+use std::time::{Duration, Instant};
 
 use ureq::unversioned::transport::{Buffers, ConnectionDetails, Connector, NextTimeout, Transport};
 
@@ -64,6 +65,7 @@ impl<In: Transport> Connector<In> for Tracking {
             inner,
             answered_before: false,
             sending: false,
+            heard_at: None,
         }))
     }
 }
@@ -78,7 +80,16 @@ pub(super) struct Tracked<T> {
     answered_before: bool,
     /// A request is being written, and nothing has been read since.
     sending: bool,
+    /// When bytes last came in.
+    heard_at: Option<Instant>,
 }
+
+/// A connection that answered this recently is taken to be open without a probe. ureq probes a
+/// pooled connection when it goes back to the pool and when it is taken out (a non-blocking
+/// read between two mode switches: six system calls per request, a tenth of a small image's
+/// cost). A server that closed it meanwhile all the same costs one request sent again
+/// ([`Sent::met_a_stale_connection`]); servers keep idle connections open for seconds.
+const ANSWERED_RECENTLY: Duration = Duration::from_millis(250);
 
 impl<T: Transport> Transport for Tracked<T> {
     fn buffers(&mut self) -> &mut dyn Buffers {
@@ -100,6 +111,7 @@ impl<T: Transport> Transport for Tracked<T> {
         let progress = self.inner.await_input(timeout);
         if matches!(progress, Ok(true)) {
             self.answered_before = true;
+            self.heard_at = Some(Instant::now());
             self.sending = false;
             LAST_REQUEST.set(Sent {
                 answered: true,
@@ -110,7 +122,10 @@ impl<T: Transport> Transport for Tracked<T> {
     }
 
     fn is_open(&mut self) -> bool {
-        self.inner.is_open()
+        let recently = self
+            .heard_at
+            .is_some_and(|t| t.elapsed() < ANSWERED_RECENTLY);
+        recently || self.inner.is_open()
     }
 
     fn is_tls(&self) -> bool {

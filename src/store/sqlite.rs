@@ -110,6 +110,11 @@ impl SqliteStore {
     /// Opens (creating and migrating as needed) the database at `path`, with a pool of up to
     /// `pool_size` connections.
     pub fn open(path: &Path, pool_size: u32) -> Result<SqliteStore, StoreError> {
+        static NO_MEMSTATUS: std::sync::Once = std::sync::Once::new();
+        // SAFETY: before SQLite initialises (the first connection), from one thread (the Once).
+        NO_MEMSTATUS.call_once(|| unsafe {
+            rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0);
+        });
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).ctx(format_args!(
                 "creating the database folder {}",

@@ -165,8 +165,8 @@ fn blobs(mut args: impl Iterator<Item = String>) -> Result<(), String> {
                 while let Some((ext, bytes)) = files.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let mut writer = store.create().map_err(|e| e.to_string())?;
                     writer.write_all(bytes).map_err(|e| e.to_string())?;
-                    let sealed = writer.seal(ext);
-                    store.prepare(&sealed).map_err(|e| e.to_string())?;
+                    let mut sealed = writer.seal(ext);
+                    store.prepare(&mut sealed).map_err(|e| e.to_string())?;
                     // The committer ends only once every sender is gone.
                     let _ = to_committer.send(sealed);
                 }
