@@ -304,6 +304,29 @@ impl Hosts {
         }
     }
 
+    /// A slot on the host for one more request right now, if its limit (or this daemon's part of
+    /// the fleet's) has one free, it is not paused and its turn under a rate ceiling has come;
+    /// None otherwise, without waiting. For requests that are worth sending only at once: a
+    /// range of a body another request is already fetching (`crate::download`).
+    pub fn try_enter(&self, key: &str) -> Option<Permit<'_>> {
+        let mut state = lock(&self.state);
+        let (fleet, host) = self.host(&mut state, key);
+        let now = now_ms();
+        if host.paused_until > now || host.next_start > now || host.active >= host.allowed(key, fleet)
+        {
+            return None;
+        }
+        host.active += 1;
+        if let Some(interval) = self.interval_ms {
+            host.next_start = now + interval;
+        }
+        Some(Permit {
+            hosts: self,
+            key: key.to_string(),
+            freed: false,
+        })
+    }
+
     /// Learns from an answer of the host whose permit is gone.
     #[cfg(test)]
     pub fn heard(&self, key: &str, signal: Signal) -> Reaction {
