@@ -326,6 +326,7 @@ fn ranged(reply: Reply, range: &str, if_range: Option<&str>) -> Reply {
     match reply.ranges {
         Ranges::Off | Ranges::Ignore => return reply,
         _ if reply.status != 200 || !matches!(reply.fault, Fault::None) => return reply,
+        Ranges::NoIfRange => {}
         _ if if_range.is_some_and(|v| !validators.contains(&Some(v))) => return reply,
         _ => {}
     }
@@ -337,9 +338,9 @@ fn ranged(reply: Reply, range: &str, if_range: Option<&str>) -> Reply {
         refused.ranges = Ranges::Off;
         return refused;
     }
-    let start = match reply.ranges {
-        Ranges::WrongContentRange => first + 1,
-        _ => first,
+    let (first, last) = match reply.ranges {
+        Ranges::WrongContentRange => ((first + 1).min(len - 1), (last + 1).min(len - 1)),
+        _ => (first, last),
     };
     let body: Arc<[u8]> = reply.body[first as usize..=last as usize].into();
     let mut part = Reply {
@@ -347,7 +348,7 @@ fn ranged(reply: Reply, range: &str, if_range: Option<&str>) -> Reply {
         body,
         ..reply.clone()
     }
-    .header("Content-Range", &format!("bytes {start}-{last}/{len}"));
+    .header("Content-Range", &format!("bytes {first}-{last}/{len}"));
     if let Ranges::TruncateParts(n) = reply.ranges {
         part.fault = Fault::Truncate(n);
     }

@@ -27,8 +27,11 @@ pub enum Ranges {
     Honour,
     /// Offers ranges (`Accept-Ranges: bytes`) but answers every request with the whole body.
     Ignore,
-    /// A `206` of the bytes asked for, but a `Content-Range` that starts one byte later.
+    /// A `206` of another range than the one asked for: the bytes one further on, with the
+    /// Content-Range that says so.
     WrongContentRange,
+    /// As `Honour`, but `If-Range` is not looked at: a range of whatever the body is now.
+    NoIfRange,
     /// A `206` with the right headers, cut after this many body bytes, then closed.
     TruncateParts(usize),
 }
