@@ -106,6 +106,20 @@ pub struct Part<'h> {
     first: u64,
     last: u64,
     permit: crate::hosts::Permit<'h>,
+    /// Ends the span however the part ends (a panic included), so that the owner never waits
+    /// for a part nobody runs.
+    _ends: Ends,
+}
+
+struct Ends {
+    transfer: Arc<Transfer>,
+    index: usize,
+}
+
+impl Drop for Ends {
+    fn drop(&mut self) {
+        self.transfer.end_span(self.index, None, false, false);
+    }
 }
 
 impl Board {
@@ -223,6 +237,10 @@ impl Board {
             first: split,
             last: end - 1,
             permit,
+            _ends: Ends {
+                transfer: transfer.clone(),
+                index,
+            },
         })
     }
 
@@ -467,6 +485,7 @@ impl Part<'_> {
             first,
             last,
             permit,
+            _ends,
         } = self;
         let host = transfer.host.clone();
         let mut response = match http.get_range(&transfer.url, first, last, &transfer.validator) {
