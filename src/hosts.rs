@@ -696,6 +696,26 @@ mod tests {
         assert!(hosts.enter("other:80").is_ok());
     }
 
+    /// A part of a split body goes out only if a slot is free now: it never waits, and never
+    /// goes past the limit, slow start's included, or a pause.
+    #[test]
+    fn try_enter_takes_a_free_slot_or_none_at_once() {
+        let hosts = Hosts::new(2, 1_000, 60_000);
+        let first = hosts.enter("h:80").unwrap();
+        assert!(hosts.try_enter("h:80").is_none(), "slow start: one at a time");
+        hosts.heard("h:80", Signal::Fine);
+        let second = hosts.try_enter("h:80").expect("the limit is 2 now");
+        assert!(hosts.try_enter("h:80").is_none(), "max_per_host is 2");
+        drop(second);
+        assert!(hosts.try_enter("h:80").is_some());
+        drop(first);
+        lock(&hosts.state).hosts.get_mut("h:80").unwrap().paused_until = now_ms() + 60_000;
+        assert!(hosts.try_enter("h:80").is_none(), "paused");
+        let one = Hosts::new(1, 1_000, 60_000);
+        let _only = one.enter("h:80").unwrap();
+        assert!(one.try_enter("h:80").is_none(), "max_per_host = 1");
+    }
+
     #[test]
     fn a_new_host_gets_one_request_and_one_more_with_each_success() {
         let hosts = Hosts::new(4, 1_000, 60_000);
