@@ -128,7 +128,11 @@ pub fn run(shared: &Shared, name: &str, slot: &Slot) {
                     // Counted idle before it looks for work to help with: a body offered after
                     // the look then wakes it (the handler's waker wakes only when one is idle).
                     shared.idle.fetch_add(1, Ordering::SeqCst);
-                    let help = shared.handler.help();
+                    let help = if shared.stopping.load(Ordering::SeqCst) {
+                        None
+                    } else {
+                        shared.handler.help()
+                    };
                     if help.is_none() {
                         // The supervisor wakes idle workers whenever a job may be due (and looks
                         // on its own now and then), so an idle worker costs nothing while it
