@@ -548,3 +548,104 @@ impl Part<'_> {
         Some((host, status, permit.answered(Signal::Fine)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A board with one body of `total` bytes whose owner has `pos` bytes after 100 ms, with a
+    /// time to first byte of 150 ms.
+    fn board_with(total: u64, pos: u64) -> (Board, Arc<Transfer>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::create(dir.path().join("body")).unwrap();
+        let transfer = Arc::new(Transfer {
+            url: Url::parse("http://127.0.0.1:1/a.jpg").unwrap(),
+            validator: "\"tag\"".into(),
+            first: Ranges::default(),
+            host: "127.0.0.1:1".into(),
+            total,
+            file,
+            ttfb: Duration::from_millis(150),
+            state: Mutex::new(Spans {
+                spans: vec![Span {
+                    end: total,
+                    pos,
+                    flowing: Some((Instant::now() - Duration::from_millis(100), 0)),
+                    run: Run::Running,
+                }],
+                ..Spans::default()
+            }),
+            changed: Condvar::new(),
+        });
+        let board = Board::default();
+        lock(&board.transfers).push(transfer.clone());
+        (board, transfer, dir)
+    }
+
+    fn spans(transfer: &Transfer) -> Vec<(u64, u64, Run)> {
+        let state = lock(&transfer.state);
+        state.spans.iter().map(|s| (s.pos, s.end, s.run)).collect()
+    }
+
+    #[test]
+    fn a_part_starts_where_both_halves_would_end_together() {
+        // 2 MB in 100 ms: 20 MB/s, so the owner gets 3 MB further while the part waits 150 ms.
+        let (board, transfer, _dir) = board_with(10_000_000, 2_000_000);
+        let hosts = Hosts::new(4, 1_000, 60_000);
+        let _owner = hosts.enter("127.0.0.1:1").unwrap();
+        hosts.heard("127.0.0.1:1", Signal::Fine); // slow start: room for one more
+        let part = board.take(&hosts).expect("a part");
+        // (Less as the clock moves on between the setup and the look.)
+        assert!((7_400_000..=7_500_000).contains(&part.first), "{}", part.first);
+        assert_eq!(part.last, 9_999_999);
+        assert_eq!(
+            spans(&transfer),
+            [
+                (2_000_000, part.first, Run::Running),
+                (part.first, 10_000_000, Run::Running)
+            ]
+        );
+        // No slot free on the host: no part, and nothing changes.
+        assert!(board.take(&hosts).is_none());
+        assert_eq!(spans(&transfer).len(), 2);
+    }
+
+    #[test]
+    fn no_part_smaller_than_the_least_worth_one() {
+        // 3.4 MB left at 20 MB/s: both halves would end together with a part from 5.2 MB to
+        // 5.4 MB, under the least worth a request.
+        let (board, _transfer, _dir) = board_with(5_400_000, 2_000_000);
+        let hosts = Hosts::new(4, 1_000, 60_000);
+        hosts.heard("127.0.0.1:1", Signal::Fine);
+        assert!(board.take(&hosts).is_none());
+    }
+
+    #[test]
+    fn a_part_that_wrote_nothing_goes_back_to_the_owner_and_a_cut_one_leaves_a_gap() {
+        let (board, transfer, _dir) = board_with(10_000_000, 2_000_000);
+        let hosts = Hosts::new(4, 1_000, 60_000);
+        hosts.heard("127.0.0.1:1", Signal::Fine);
+        hosts.heard("127.0.0.1:1", Signal::Fine);
+        let part = board.take(&hosts).unwrap();
+        // Refused: the owner streams on to the end.
+        transfer.end_span(part.index, None, true, false);
+        assert_eq!(spans(&transfer)[0], (2_000_000, 10_000_000, Run::Running));
+        assert!(lock(&transfer.state).closed, "split no further");
+        drop(part);
+        assert_eq!(transfer.claim(9_000_000), (8_000_000, true));
+        assert_eq!(transfer.finish(&board, true).unwrap(), vec![]);
+        assert!(lock(&board.transfers).is_empty(), "withdrawn");
+
+        // A part cut after 1,000 bytes leaves the rest of it to the owner.
+        let (board, transfer, _dir) = board_with(10_000_000, 2_000_000);
+        let part = board.take(&hosts).unwrap();
+        let first = part.first;
+        assert_eq!(transfer.advance(part.index, 1_000), (first, 1_000));
+        drop(part); // ends its span, as a part that panicked would
+        assert_eq!(transfer.claim(9_000_000), ((first - 2_000_000) as usize, true));
+        assert_eq!(
+            transfer.finish(&board, true).unwrap(),
+            vec![(first + 1_000, 10_000_000)]
+        );
+    }
+}
