@@ -172,7 +172,11 @@ impl Handler for Downloader {
             Ok(permit) => permit,
             Err(until) => return Handled::Report(Report::new(retry::while_host_cools(until))),
         };
-        let (mut report, result) = self.attempt(&url, &host);
+        // Only a job's first try is split: a retry, whatever failed before, streams the body
+        // whole as it always has, so that a server whose ranges misbehave in a way no check
+        // here foresaw (an ETag that changes at every request, say) costs a try, not the job.
+        let split = (job.attempt <= 1).then_some(host.as_str());
+        let (mut report, result) = self.attempt(&url, split);
         let now = now_ms();
         let mut signal = Signal::Fine;
         let sealed = match result {
@@ -210,7 +214,12 @@ impl Handler for Downloader {
 
 impl Downloader {
     /// One GET: the report's facts (status, types, timings) and the stored image or the failure.
-    fn attempt(&self, url: &Url, host: &str) -> (Report, Result<(Stored, Sealed), Failure>) {
+    /// `split`: the host's key, if the body may be split (see split.rs).
+    fn attempt(
+        &self,
+        url: &Url,
+        split: Option<&str>,
+    ) -> (Report, Result<(Stored, Sealed), Failure>) {
         let mut report = Report::new(Outcome::Failed {
             error: String::new(),
         });
@@ -227,7 +236,7 @@ impl Downloader {
                 report.ttfb_ms = Some(response.ttfb.as_millis() as i64);
                 let started = Instant::now();
                 let mut received = 0;
-                let stored = self.store_body(&mut response, host, &mut received);
+                let stored = self.store_body(&mut response, split, &mut received);
                 report.download_ms = Some(started.elapsed().as_millis() as i64);
                 report.bytes = Some(received);
                 stored
@@ -242,16 +251,16 @@ impl Downloader {
     fn store_body(
         &self,
         response: &mut Response,
-        host: &str,
+        split: Option<&str>,
         received: &mut u64,
     ) -> Result<(Stored, Sealed), Failure> {
-        CHUNK.with(|chunk| self.stream_body(response, host, received, &mut chunk.borrow_mut()))
+        CHUNK.with(|chunk| self.stream_body(response, split, received, &mut chunk.borrow_mut()))
     }
 
     fn stream_body(
         &self,
         response: &mut Response,
-        host: &str,
+        split: Option<&str>,
         received: &mut u64,
         chunk: &mut [u8],
     ) -> Result<(Stored, Sealed), Failure> {
@@ -290,7 +299,8 @@ impl Downloader {
         };
         let mut blob = self.blobs.create().map_err(storage)?;
         blob.write_all(&head).map_err(storage)?;
-        let (mut offer, mut offered, mut own_done): (Option<split::Offer>, _, _) = (None, false, false);
+        let (mut offer, mut own_done) = (None::<split::Offer>, false);
+        let mut offered = split.is_none();
         // The rest of the body, unless it already ended inside the sniffed head. Each piece is
         // validated, hashed and written in one pass; a body that cannot become an image stops
         // the download at once.
@@ -308,7 +318,7 @@ impl Downloader {
                     offered = true;
                     offer = self.board.offer(
                         response,
-                        host,
+                        split.unwrap_or_default(),
                         || blob.ranges_file(),
                         self.split_min_bytes,
                         *received + n as u64,

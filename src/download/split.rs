@@ -362,34 +362,39 @@ impl Transfer {
     }
 
     /// Fetches the bytes `from..to` again, as the owner: a `206` of exactly that range, or a
-    /// `200` of the same entity (its bytes before `from` skipped).
+    /// `200` of the same entity (its bytes before `from` skipped). If the answer to the range is
+    /// neither, the body is asked for whole, without a range, as a single stream would.
     pub fn fill(&self, http: &Http, from: u64, to: u64, chunk: &mut [u8]) -> Result<(), Failure> {
+        let failed = |failed: crate::fetch::HttpFailure| failed.failure;
         let mut response = http
             .get_range(&self.url, from, to - 1, &self.validator)
-            .map_err(|failed| failed.failure)?;
-        let mut at = from;
-        match self.judge(&response, from, to - 1) {
-            Verdict::Part => {}
+            .map_err(failed)?;
+        let whole = match self.judge(&response, from, to - 1) {
+            Verdict::Part => false,
+            Verdict::Whole => true,
             Verdict::Changed => return Err(changed_failure()),
-            Verdict::Whole => {
-                // The server sent the whole body: skip to the gap.
-                let mut skip = from;
-                while skip > 0 {
-                    let want = chunk.len().min(usize::try_from(skip).unwrap_or(usize::MAX));
-                    let n = super::read(&mut response.body, &mut chunk[..want])?;
-                    if n == 0 {
-                        return Err(cut_short(from, to));
-                    }
-                    skip -= n as u64;
-                }
-            }
             Verdict::Wrong(why) => {
-                return Err(Failure::transient(
-                    Reason::Network,
-                    format!("a range of the body could not be fetched again: {why}"),
-                ));
+                log::info!("{}: {why}; fetching the body whole", self.url);
+                response = http.get(&self.url).map_err(failed)?;
+                if response.content_length != Some(self.total)
+                    || !self.same_entity(&response.ranges)
+                {
+                    return Err(changed_failure());
+                }
+                true
             }
+        };
+        // A whole body: skip to the gap.
+        let mut skip = if whole { from } else { 0 };
+        while skip > 0 {
+            let want = chunk.len().min(usize::try_from(skip).unwrap_or(usize::MAX));
+            let n = super::read(&mut response.body, &mut chunk[..want])?;
+            if n == 0 {
+                return Err(cut_short(from, to));
+            }
+            skip -= n as u64;
         }
+        let mut at = from;
         while at < to {
             let want = chunk.len().min(usize::try_from(to - at).unwrap_or(usize::MAX));
             let n = super::read(&mut response.body, &mut chunk[..want])?;
@@ -404,16 +409,19 @@ impl Transfer {
         Ok(())
     }
 
-    /// What an answer to a range request for `first..=last` is.
-    fn judge(&self, response: &Response, first: u64, last: u64) -> Verdict {
-        let got = &response.ranges;
+    /// Whether an answer's validators are the first answer's (those it has).
+    fn same_entity(&self, got: &Ranges) -> bool {
         let same = |ours: &Option<String>, theirs: &Option<String>| match (ours, theirs) {
             (Some(ours), Some(theirs)) => ours == theirs,
             _ => true,
         };
-        if !same(&self.first.etag, &got.etag)
-            || (self.first.etag.is_none() && !same(&self.first.last_modified, &got.last_modified))
-        {
+        same(&self.first.etag, &got.etag) && same(&self.first.last_modified, &got.last_modified)
+    }
+
+    /// What an answer to a range request for `first..=last` is.
+    fn judge(&self, response: &Response, first: u64, last: u64) -> Verdict {
+        let got = &response.ranges;
+        if !self.same_entity(got) {
             return Verdict::Changed;
         }
         if response.status == 200 {

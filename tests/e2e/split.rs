@@ -299,3 +299,30 @@ fn the_test_servers_ranges_agree_with_curl() {
     assert_eq!(if_range(&etag), &body[..10]);
     assert_eq!(if_range("\"other\""), body);
 }
+
+/// A server whose ETag changes at every request, bytes unchanged: the split try fails as a
+/// changed body, and the retry streams the body whole instead of splitting again, so the job is
+/// done on its second try rather than failed after its last.
+#[test]
+fn a_server_whose_etag_changes_at_every_request_costs_one_try_not_the_job() {
+    let server = slow_server();
+    let body = big_jpeg(40);
+    server.route(
+        "/big.jpg",
+        Reply::sequence(
+            (0..20)
+                .map(|n| {
+                    Reply::image(body.clone(), "image/jpeg")
+                        .ranged(Ranges::NoIfRange)
+                        .header("ETag", &format!("\"{n}\""))
+                })
+                .collect(),
+        ),
+    );
+    let env = env("");
+    let id = run_after_warm_up(&env, &server, "/big.jpg");
+    let job = env.job(id);
+    assert_eq!(job.state, "done", "{job:?}");
+    assert_eq!(job.sha256.as_deref(), Some(sha256_hex(&body).as_str()));
+    assert_eq!(env.outcomes(id), ["retry", "done"]);
+}
