@@ -10,7 +10,7 @@
 //! Last-Modified) that every range request sends as `If-Range`. Each part must be the `206` and
 //! the exact `Content-Range` it asked for, with the same ETag: anything else is rejected, and the
 //! body is not split further. A body that changed on the server fails the attempt, to be tried
-//! again whole: never a mixed blob.
+//! again whole: never a mixed blob. Only a job's first try is split (`crate::download`).
 //!
 //! Architecture invariant: a part is a request like any other. It goes to the URL the owner
 //! reached (through the same guarded agent), holds a slot of its host's limit for its whole
