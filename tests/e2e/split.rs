@@ -326,3 +326,24 @@ fn a_server_whose_etag_changes_at_every_request_costs_one_try_not_the_job() {
     assert_eq!(job.sha256.as_deref(), Some(sha256_hex(&body).as_str()));
     assert_eq!(env.outcomes(id), ["retry", "done"]);
 }
+
+/// Parts go to the URL the job's own request reached after its redirects, through the same
+/// agent: the redirect is asked once, by the job's request only.
+#[test]
+fn parts_go_to_the_url_after_the_redirects() {
+    let server = slow_server();
+    let body = big_jpeg(50);
+    server.route("/moved.jpg", Reply::redirect(302, "/big.jpg"));
+    server.route(
+        "/big.jpg",
+        Reply::image(body.clone(), "image/jpeg").ranged(Ranges::Honour),
+    );
+    let env = env("");
+    let id = run_after_warm_up(&env, &server, "/moved.jpg");
+    let job = env.job(id);
+    assert_eq!(job.state, "done", "{job:?}");
+    assert_eq!(job.sha256.as_deref(), Some(sha256_hex(&body).as_str()));
+    assert!(!server.range_requests().is_empty(), "no part was asked for");
+    assert_eq!(server.hits("/moved.jpg"), 1);
+    assert_eq!(server.hits("/big.jpg"), 1 + server.range_requests().len());
+}
