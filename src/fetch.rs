@@ -226,7 +226,7 @@ impl Http {
                 .map(str::to_owned)
         };
         let ranges = Ranges {
-            accepted: header("accept-ranges").is_some_and(|v| v.trim() == "bytes"),
+            accepted: header("accept-ranges").is_some_and(|v| v.trim().eq_ignore_ascii_case("bytes")),
             etag: header("etag"),
             last_modified: header("last-modified"),
             url: Url::parse(&ureq::ResponseExt::get_uri(&response).to_string()).ok(),
