@@ -57,11 +57,13 @@ photos() {
 }
 
 # Writes a config in DIR for a fresh blob_dir and DATABASE (default a fresh jobd.db); loopback is exempt from the guard.
-# JOBD_VALIDATE, when set, is the [fetch] validate level.
+# JOBD_VALIDATE, when set, is the [fetch] validate level; JOBD_SPLIT_MIN_BYTES, when set, is
+# [fetch] split_min_bytes (0 turns splitting off; the default splits bodies of 1 MiB and more).
 new_instance() {
     mkdir -p "$1"
     printf '%s\n' "database = \"${2:-jobd.db}\"" 'blob_dir = "blobs"' '[fetch]' 'allow_ips = ["127.0.0.1/32"]' \
-        "validate = \"${JOBD_VALIDATE:-structure}\"" >"$1/daemon.toml"
+        "validate = \"${JOBD_VALIDATE:-structure}\"" \
+        ${JOBD_SPLIT_MIN_BYTES:+"split_min_bytes = $JOBD_SPLIT_MIN_BYTES"} >"$1/daemon.toml"
 }
 
 # Every job of DIR's database done, COUNT of them (default 40, the seed set), and every blob's
@@ -108,21 +110,22 @@ time_jobd() {
 # Seed: 40 images over emulated WAN (150 ms to first byte, 20 MB/s per connection), jobd with 10
 # workers against the baseline of `xargs -P10 curl`, which has no queue, database or validation.
 bench_seed() {
-    local f r start curl_s jobd_s one_s bound fifo curl_med jobd_med
+    local f r curl_s jobd_s one_s bound fifo curl_med jobd_med parts
     seed_images
     SERVED=$WORK/seed
     start_server "$WORK/seed" 150 20000000
     for f in "$WORK"/seed/*; do echo "$SERVER_URL/${f##*/}"; done >"$WORK/urls.txt"
     : >"$WORK/curl.times"
     : >"$WORK/jobd10.times"
-    # Alternate the two so that drift in machine load hits both alike.
+    # Alternate which goes first, so that drift in machine load hits both alike.
     for ((r = 1; r <= RUNS; r++)); do
-        mkdir "$WORK/curl-$r"
-        start=$EPOCHREALTIME
-        # shellcheck disable=SC2016 # $1 and $2 belong to the inner sh
-        xargs -P10 -n1 sh -c 'curl -sS --fail -o "$1/${2##*/}" "$2"' sh "$WORK/curl-$r" <"$WORK/urls.txt"
-        curl_s=$(since "$start")
-        jobd_s=$(time_jobd "$WORK/jobd10-$r" 10)
+        if ((r % 2)); then
+            curl_s=$(seed_curl "$r")
+            jobd_s=$(time_jobd "$WORK/jobd10-$r" 10)
+        else
+            jobd_s=$(time_jobd "$WORK/jobd10-$r" 10)
+            curl_s=$(seed_curl "$r")
+        fi
         note "seed run $r/$RUNS: curl ${curl_s} s, jobd-10 ${jobd_s} s"
         echo "$curl_s" >>"$WORK/curl.times"
         echo "$jobd_s" >>"$WORK/jobd10.times"
@@ -150,6 +153,19 @@ bench_seed() {
     # Where the time goes, per attempt of the last 10-worker run, for comparing with curl.
     result "seed: jobd10 attempt ttfb/download/total avg" "$(sqlite3 "$WORK/jobd10-$RUNS/jobd.db" \
         "SELECT printf('%.0f / %.0f / %.0f ms', avg(ttfb_ms), avg(download_ms), avg(total_ms)) FROM attempts")"
+    # Range requests the server answered with 206 over all the 10-worker runs (split parts).
+    parts=$(curl -sS "$SERVER_URL/_stats" | python3 -c 'import json, sys; print(json.load(sys.stdin)["statuses"].get("206", 0))')
+    result "seed: split parts (206s) over the jobd10 runs" "$parts (split_min_bytes ${JOBD_SPLIT_MIN_BYTES:-1048576})"
+}
+
+# One `xargs -P10 curl` run of the seed scenario into a fresh folder; prints its seconds.
+seed_curl() {
+    local start
+    mkdir "$WORK/curl-$1"
+    start=$EPOCHREALTIME
+    # shellcheck disable=SC2016 # $1 and $2 belong to the inner sh
+    xargs -P10 -n1 sh -c 'curl -sS --fail -o "$1/${2##*/}" "$2"' sh "$WORK/curl-$1" <"$WORK/urls.txt"
+    since "$start"
 }
 
 # CPU ticks (utime + stime) of PID so far; fields 14 and 15 of /proc/PID/stat, counted after the

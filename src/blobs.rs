@@ -322,6 +322,38 @@ impl BlobWriter {
         &self.path
     }
 
+    /// A second handle on the temporary file, for ranges of the body that other requests fetch:
+    /// they write at their offsets (`write_all_at`), which leaves this writer's position alone.
+    pub fn ranges_file(&self) -> io::Result<File> {
+        self.file.try_clone()
+    }
+
+    /// Takes in the bytes from this writer's position up to `len`, which were written at their
+    /// offsets through [`BlobWriter::ranges_file`]: reads them back in order, hashes them, and
+    /// shows each piece to `see` (the validator), as if they had been written here. `see` may
+    /// stop it with its own error (the inner result).
+    pub fn take_in<E>(
+        &mut self,
+        len: u64,
+        buf: &mut [u8],
+        mut see: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> io::Result<Result<(), E>> {
+        use std::io::{Seek, SeekFrom};
+        use std::os::unix::fs::FileExt;
+        let file = File::open(&self.path)?;
+        while self.bytes < len {
+            let n = buf.len().min(usize::try_from(len - self.bytes).unwrap_or(usize::MAX));
+            file.read_exact_at(&mut buf[..n], self.bytes)?;
+            self.hasher.update(&buf[..n]);
+            self.bytes += n as u64;
+            if let Err(e) = see(&buf[..n]) {
+                return Ok(Err(e));
+            }
+        }
+        self.file.seek(SeekFrom::Start(self.bytes))?;
+        Ok(Ok(()))
+    }
+
     /// Finishes writing: the content address is known, the bytes are not durable yet.
     pub fn seal(mut self, ext: &str) -> Sealed {
         let sha256 = hex(&std::mem::take(&mut self.hasher).finalize());

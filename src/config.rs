@@ -109,6 +109,9 @@ pub struct FetchConfig {
     /// Requests per second that one host may be sent, from this daemon (a Crawl-delay); 0: no
     /// ceiling.
     pub max_rate_per_host: f64,
+    /// Bodies of at least this many bytes, from a server that offers ranges, may be split: idle
+    /// workers fetch the rest in ranges, within `max_per_host`; 0: never split.
+    pub split_min_bytes: u64,
     /// CIDRs exempt from the address guard, e.g. `["127.0.0.1/32"]` for local tests.
     pub allow_ips: Vec<String>,
     /// Turns the address guard off entirely. Anyone who can insert a row can then make jobd
@@ -172,6 +175,7 @@ impl Default for FetchConfig {
             validate: crate::validate::Level::Structure,
             max_per_host: 16,
             max_rate_per_host: 0.0,
+            split_min_bytes: 1024 * 1024,
             allow_ips: Vec::new(),
             allow_private: false,
             ca_file: None,
@@ -364,6 +368,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "validate",
             "max_per_host",
             "max_rate_per_host",
+            "split_min_bytes",
             "allow_ips",
             "allow_private",
             "ca_file",

@@ -23,6 +23,10 @@ use crate::validate::decode::{self, Decoded};
 use crate::validate::{Invalid, Level, Limits, Problem, ReadAt, Validator};
 use crate::worker::{Handled, Handler};
 
+mod split;
+
+use split::Board;
+
 thread_local! {
     /// Each worker's read buffer, kept between jobs: allocating and zeroing 64 KiB per job shows
     /// in the profile at thousands of small images a second.
@@ -44,6 +48,9 @@ pub struct Downloader {
     retry: RetryConfig,
     /// Where a host's new limit or pause goes, for every daemon on the queue.
     queue: Arc<dyn Queue>,
+    /// Large bodies in flight that idle workers may help with (`split_min_bytes`; 0: never).
+    board: Board,
+    split_min_bytes: u64,
 }
 
 impl Downloader {
@@ -72,6 +79,8 @@ impl Downloader {
             decoders: Slots::new(std::thread::available_parallelism().map_or(1, usize::from)),
             retry: config.retry.clone(),
             queue,
+            board: Board::default(),
+            split_min_bytes: config.fetch.split_min_bytes,
         })
     }
 }
@@ -129,6 +138,20 @@ impl Handler for Downloader {
         self.hosts.left_to_others()
     }
 
+    fn set_waker(&self, wake: Box<dyn Fn() + Send + Sync>) {
+        self.board.set_waker(wake);
+    }
+
+    fn help(&self) -> Option<Box<dyn FnOnce() + '_>> {
+        let part = self.board.take(&self.hosts)?;
+        Some(Box::new(move || {
+            let answered = CHUNK.with(|chunk| part.run(&self.http, &mut chunk.borrow_mut()));
+            if let Some((host, status, reaction)) = answered {
+                self.learned(&host, status, reaction, now_ms());
+            }
+        }))
+    }
+
     fn handle(&self, job: &Claimed) -> Handled {
         let url = match &job.url {
             RawUrl::Text(raw) => joburl::parse(raw),
@@ -149,7 +172,11 @@ impl Handler for Downloader {
             Ok(permit) => permit,
             Err(until) => return Handled::Report(Report::new(retry::while_host_cools(until))),
         };
-        let (mut report, result) = self.attempt(&url);
+        // Only a job's first try is split: a retry, whatever failed before, streams the body
+        // whole as it always has, so that a server whose ranges misbehave in a way no check
+        // here foresaw (an ETag that changes at every request, say) costs a try, not the job.
+        let split = (job.attempt <= 1).then_some(host.as_str());
+        let (mut report, result) = self.attempt(&url, split);
         let now = now_ms();
         let mut signal = Signal::Fine;
         let sealed = match result {
@@ -187,7 +214,12 @@ impl Handler for Downloader {
 
 impl Downloader {
     /// One GET: the report's facts (status, types, timings) and the stored image or the failure.
-    fn attempt(&self, url: &Url) -> (Report, Result<(Stored, Sealed), Failure>) {
+    /// `split`: the host's key, if the body may be split (see split.rs).
+    fn attempt(
+        &self,
+        url: &Url,
+        split: Option<&str>,
+    ) -> (Report, Result<(Stored, Sealed), Failure>) {
         let mut report = Report::new(Outcome::Failed {
             error: String::new(),
         });
@@ -204,7 +236,7 @@ impl Downloader {
                 report.ttfb_ms = Some(response.ttfb.as_millis() as i64);
                 let started = Instant::now();
                 let mut received = 0;
-                let stored = self.store_body(&mut response, &mut received);
+                let stored = self.store_body(&mut response, split, &mut received);
                 report.download_ms = Some(started.elapsed().as_millis() as i64);
                 report.bytes = Some(received);
                 stored
@@ -219,17 +251,20 @@ impl Downloader {
     fn store_body(
         &self,
         response: &mut Response,
+        split: Option<&str>,
         received: &mut u64,
     ) -> Result<(Stored, Sealed), Failure> {
-        CHUNK.with(|chunk| self.stream_body(response, received, &mut chunk.borrow_mut()))
+        CHUNK.with(|chunk| self.stream_body(response, split, received, &mut chunk.borrow_mut()))
     }
 
     fn stream_body(
         &self,
         response: &mut Response,
+        split: Option<&str>,
         received: &mut u64,
         chunk: &mut [u8],
     ) -> Result<(Stored, Sealed), Failure> {
+        let flowing_since = Instant::now();
         if let Some(declared) = response.content_length.filter(|&n| n > self.max_bytes) {
             return Err(Failure::permanent(
                 Reason::TooLarge,
@@ -264,14 +299,33 @@ impl Downloader {
         };
         let mut blob = self.blobs.create().map_err(storage)?;
         blob.write_all(&head).map_err(storage)?;
+        let (mut offer, mut own_done) = (None::<split::Offer>, false);
+        let mut offered = split.is_none();
         // The rest of the body, unless it already ended inside the sniffed head. Each piece is
         // validated, hashed and written in one pass; a body that cannot become an image stops
         // the download at once.
-        while !eof {
-            let n = read(&mut response.body, chunk)?;
+        while !eof && !own_done {
+            let mut n = read(&mut response.body, chunk)?;
             if n == 0 {
                 eof = true;
                 continue;
+            }
+            match &offer {
+                Some(offer) => (n, own_done) = offer.transfer.claim(n),
+                // A large body may be split once its rate can be told: idle workers then fetch
+                // the rest in parts (split.rs), and this stream stops where they begin.
+                None if !offered && flowing_since.elapsed() >= split::RATE_AFTER => {
+                    offered = true;
+                    offer = self.board.offer(
+                        response,
+                        split.unwrap_or_default(),
+                        || blob.ranges_file(),
+                        self.split_min_bytes,
+                        *received + n as u64,
+                        flowing_since,
+                    );
+                }
+                None => {}
             }
             *received += n as u64;
             if *received > self.max_bytes {
@@ -285,6 +339,23 @@ impl Downloader {
             }
             validator.feed(&chunk[..n]).map_err(invalid)?;
             blob.write_all(&chunk[..n]).map_err(storage)?;
+        }
+        if let Some(offer) = &offer {
+            let transfer = &offer.transfer;
+            let gaps = transfer.finish(&self.board, own_done)?;
+            // Unsplit, a body cut short fails as it always has (below).
+            if transfer.was_split() {
+                // The parts that failed, and the owner's own rest if its stream broke: fetched
+                // again by this worker, within its own slot on the host.
+                for (from, to) in gaps {
+                    transfer.fill(&self.http, from, to, chunk)?;
+                }
+                // The parts are in the file: the hash and the validator take them in order.
+                let total = response.content_length.unwrap_or(*received);
+                blob.take_in(total, chunk, |piece| validator.feed(piece).map_err(invalid))
+                    .map_err(storage)??;
+                *received = total;
+            }
         }
         if let Some(declared) = response.content_length.filter(|&n| n != *received) {
             return Err(Failure::transient(

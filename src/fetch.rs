@@ -42,7 +42,35 @@ pub struct Response {
     pub content_length: Option<u64>,
     /// From sending the request to the response headers.
     pub ttfb: Duration,
+    /// What the response says about fetching it again in ranges (`crate::download` splits).
+    pub ranges: Ranges,
     pub body: ureq::BodyReader<'static>,
+}
+
+/// What a response says about ranges of its body: whether the server offers them, the
+/// validators that pin the entity, the URL it came from after redirects, and for a `206` the
+/// `Content-Range` it claims.
+#[derive(Debug, Clone, Default)]
+pub struct Ranges {
+    /// `Accept-Ranges: bytes`.
+    pub accepted: bool,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    /// The URL that answered, after any redirects.
+    pub url: Option<Url>,
+    /// `Content-Range` as sent, for a part.
+    pub content_range: Option<String>,
+}
+
+impl Ranges {
+    /// The validator to send in `If-Range`: a strong ETag, else Last-Modified. None if the
+    /// response has neither, and then its ranges cannot be proved to be of the same entity.
+    pub fn if_range(&self) -> Option<&str> {
+        match &self.etag {
+            Some(etag) if !etag.starts_with("W/") => Some(etag),
+            _ => self.last_modified.as_deref(),
+        }
+    }
 }
 
 /// A failed request: the failure, and the status if the server answered.
@@ -102,9 +130,35 @@ impl Http {
     /// sent again once, within the same attempt and deadline, on new connections only, as curl
     /// and browsers do. A GET may be repeated: it changes nothing on the server.
     pub fn get(&self, url: &Url) -> Result<Response, HttpFailure> {
+        self.send(url, None)
+    }
+
+    /// Sends a GET for the bytes `first..=last` of `url`, with `If-Range: validator`, and waits
+    /// for the headers. The caller checks that the answer is the `206` and the `Content-Range`
+    /// it asked for: a server may answer `200` with the whole body instead.
+    pub fn get_range(
+        &self,
+        url: &Url,
+        first: u64,
+        last: u64,
+        validator: &str,
+    ) -> Result<Response, HttpFailure> {
+        self.send(url, Some((format!("bytes={first}-{last}"), validator)))
+    }
+
+    fn send(&self, url: &Url, range: Option<(String, &str)>) -> Result<Response, HttpFailure> {
+        let request = || {
+            let request = self.agent.get(url.as_str());
+            match &range {
+                Some((bytes, validator)) => request
+                    .header("Range", bytes.as_str())
+                    .header("If-Range", *validator),
+                None => request,
+            }
+        };
         let sent = Instant::now();
         LAST_REQUEST.set(Sent::default());
-        let mut result = self.agent.get(url.as_str()).call();
+        let mut result = request().call();
         let stale = match &result {
             Err(e) => LAST_REQUEST.get().met_a_stale_connection() && closed_unanswered(e),
             Ok(_) => false,
@@ -116,9 +170,7 @@ impl Http {
                  new connection"
             );
             LAST_REQUEST.set(Sent::default());
-            result = self
-                .agent
-                .get(url.as_str())
+            result = request()
                 .config()
                 // Every pooled connection is too old for this request: each hop (redirects
                 // included) dials anew.
@@ -166,12 +218,27 @@ impl Http {
                 ttfb: Some(ttfb),
             });
         }
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let ranges = Ranges {
+            accepted: header("accept-ranges").is_some_and(|v| v.trim().eq_ignore_ascii_case("bytes")),
+            etag: header("etag"),
+            last_modified: header("last-modified"),
+            url: Url::parse(&ureq::ResponseExt::get_uri(&response).to_string()).ok(),
+            content_range: header("content-range"),
+        };
         let body = response.into_body();
         Ok(Response {
             status,
             declared_mime,
             content_length: body.content_length(),
             ttfb,
+            ranges,
             body: body.into_reader(),
         })
     }

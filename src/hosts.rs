@@ -309,6 +309,29 @@ impl Hosts {
         }
     }
 
+    /// A slot on the host for one more request right now, if its limit (or this daemon's part of
+    /// the fleet's) has one free, it is not paused and its turn under a rate ceiling has come;
+    /// None otherwise, without waiting. For requests that are worth sending only at once: a
+    /// range of a body another request is already fetching (`crate::download`).
+    pub fn try_enter(&self, key: &str) -> Option<Permit<'_>> {
+        let mut state = lock(&self.state);
+        let (fleet, host) = self.host(&mut state, key);
+        let now = now_ms();
+        if host.paused_until > now || host.next_start > now || host.active >= host.allowed(key, fleet)
+        {
+            return None;
+        }
+        host.active += 1;
+        if let Some(interval) = self.interval_ms {
+            host.next_start = now + interval;
+        }
+        Some(Permit {
+            hosts: self,
+            key: key.to_string(),
+            freed: false,
+        })
+    }
+
     /// Learns from an answer of the host whose permit is gone.
     #[cfg(test)]
     pub fn heard(&self, key: &str, signal: Signal) -> Reaction {
@@ -683,6 +706,26 @@ mod tests {
         let _a = hosts.enter("h:80").unwrap();
         let _b = hosts.enter("h:80").unwrap();
         assert!(hosts.enter("other:80").is_ok());
+    }
+
+    /// A part of a split body goes out only if a slot is free now: it never waits, and never
+    /// goes past the limit, slow start's included, or a pause.
+    #[test]
+    fn try_enter_takes_a_free_slot_or_none_at_once() {
+        let hosts = Hosts::new(2, 1_000, 60_000);
+        let first = hosts.enter("h:80").unwrap();
+        assert!(hosts.try_enter("h:80").is_none(), "slow start: one at a time");
+        hosts.heard("h:80", Signal::Fine);
+        let second = hosts.try_enter("h:80").expect("the limit is 2 now");
+        assert!(hosts.try_enter("h:80").is_none(), "max_per_host is 2");
+        drop(second);
+        assert!(hosts.try_enter("h:80").is_some());
+        drop(first);
+        lock(&hosts.state).hosts.get_mut("h:80").unwrap().paused_until = now_ms() + 60_000;
+        assert!(hosts.try_enter("h:80").is_none(), "paused");
+        let one = Hosts::new(1, 1_000, 60_000);
+        let _only = one.enter("h:80").unwrap();
+        assert!(one.try_enter("h:80").is_none(), "max_per_host = 1");
     }
 
     #[test]

@@ -71,6 +71,15 @@ pub fn run(
         stopping: AtomicBool::new(false),
         lease_ms: options.lease.as_millis() as i64,
     });
+    // A body that idle workers may help with wakes them, if any is idle.
+    let for_waker = Arc::downgrade(&shared);
+    shared.handler.set_waker(Box::new(move || {
+        if let Some(shared) = for_waker.upgrade() {
+            if shared.idle.load(Ordering::SeqCst) > 0 {
+                shared.wake.notify();
+            }
+        }
+    }));
     let mut watch = queue.watch()?;
     reap(&*queue, options);
     let mut committer = spawn_committer(&shared)?;

@@ -27,6 +27,14 @@ pub trait Handler: Send + Sync {
     fn pass_over(&self) -> Vec<String> {
         Vec::new()
     }
+    /// Work an idle worker can do for a job another worker holds (a part of a large body, see
+    /// `download/split.rs`), taken now and run by calling it; None if there is none.
+    fn help(&self) -> Option<Box<dyn FnOnce() + '_>> {
+        None
+    }
+    /// Sets what wakes the idle workers when the handler has work for them to [`Handler::help`]
+    /// with.
+    fn set_waker(&self, _wake: Box<dyn Fn() + Send + Sync>) {}
 }
 
 /// What became of a claimed job in the handler.
@@ -158,11 +166,24 @@ pub fn run(shared: &Shared, name: &str, slot: &Slot) {
                 Ok(Some(job)) => job,
                 Ok(None) => {
                     trouble = None;
+                    // Counted idle before it looks for work to help with: a body offered after
+                    // the look then wakes it (the handler's waker wakes only when one is idle).
                     shared.idle.fetch_add(1, Ordering::SeqCst);
-                    // The supervisor wakes idle workers whenever a job may be due (and looks on
-                    // its own now and then), so an idle worker costs nothing while it waits.
-                    shared.wake.wait(seen);
+                    let help = if shared.stopping.load(Ordering::SeqCst) {
+                        None
+                    } else {
+                        shared.handler.help()
+                    };
+                    if help.is_none() {
+                        // The supervisor wakes idle workers whenever a job may be due (and looks
+                        // on its own now and then), so an idle worker costs nothing while it
+                        // waits.
+                        shared.wake.wait(seen);
+                    }
                     shared.idle.fetch_sub(1, Ordering::SeqCst);
+                    if let Some(help) = help {
+                        help();
+                    }
                     continue;
                 }
                 Err(e) => {

@@ -13,4 +13,4 @@ pub mod postgres;
 pub mod server;
 
 pub use images::SeedImage;
-pub use server::{Fault, Reply, Stats, TestServer};
+pub use server::{Fault, RangeRequest, Ranges, Reply, Stats, TestServer};

@@ -15,7 +15,7 @@ mod reply;
 mod stats;
 mod tls;
 
-pub use reply::{Fault, Reply};
+pub use reply::{Fault, Ranges, Reply};
 pub use stats::Stats;
 
 use std::collections::HashMap;
@@ -52,8 +52,19 @@ struct Shared {
     recorder: stats::Recorder,
     shutdown: AtomicBool,
     wan: Mutex<Wan>,
+    /// Every request with a `Range` header: its connection's number and the header.
+    ranges_seen: Mutex<Vec<RangeRequest>>,
     /// Set for an https server; every connection then starts with a TLS handshake.
     tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// A request that carried a `Range` header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RangeRequest {
+    /// The connection it came on, numbered from 1 in the order they were accepted.
+    pub connection: usize,
+    /// The header's value, e.g. `bytes=100-199`.
+    pub range: String,
 }
 
 struct Route {
@@ -158,7 +169,8 @@ impl TestServer {
         self.shared.recorder.snapshot()
     }
 
-    /// Serves every regular file in `dir` at `/<file name>`, typed by extension; returns how many.
+    /// Serves every regular file in `dir` at `/<file name>`, typed by extension, in ranges too
+    /// ([`Ranges::Honour`]); returns how many.
     pub fn serve_dir(&self, dir: &Path) -> io::Result<usize> {
         let mut count = 0;
         for entry in std::fs::read_dir(dir)? {
@@ -171,7 +183,7 @@ impl TestServer {
                     super::images::content_type_for(&name).unwrap_or("application/octet-stream");
                 self.route(
                     &format!("/{name}"),
-                    Reply::image(std::fs::read(entry.path())?, kind),
+                    Reply::image(std::fs::read(entry.path())?, kind).ranged(Ranges::Honour),
                 );
                 count += 1;
             }
@@ -186,6 +198,11 @@ impl TestServer {
 
     pub fn total_hits(&self) -> usize {
         self.shared.total_hits.load(SeqCst)
+    }
+
+    /// The requests with a `Range` header so far, in order.
+    pub fn range_requests(&self) -> Vec<RangeRequest> {
+        lock(&self.shared.ranges_seen).clone()
     }
 
     /// TCP connections accepted so far.
@@ -214,6 +231,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     fn stopping(&self) -> bool {
         self.shutdown.load(SeqCst)
+    }
+
+    fn saw_range(&self, connection: usize, range: &str) {
+        lock(&self.ranges_seen).push(RangeRequest {
+            connection,
+            range: range.to_string(),
+        });
     }
 
     /// Whether a request target is the stats path (the query string aside).
@@ -269,11 +293,11 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
         }
         match stream {
             Ok(stream) => {
-                shared.connections.fetch_add(1, SeqCst);
+                let id = shared.connections.fetch_add(1, SeqCst) + 1;
                 let shared = Arc::clone(shared);
                 let spawned = thread::Builder::new()
                     .name("testserver-conn".into())
-                    .spawn(move || conn::serve_connection(stream, &shared));
+                    .spawn(move || conn::serve_connection(stream, id, &shared));
                 if let Err(e) = spawned {
                     log::warn!("test server: cannot start a connection thread: {e}");
                 }

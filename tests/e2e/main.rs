@@ -14,6 +14,7 @@ mod lifecycle;
 mod ops;
 mod schema;
 mod seed;
+mod split;
 mod support;
 mod tls;
 mod torture;

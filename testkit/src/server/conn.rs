@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::reply::reason;
+use super::reply::{Ranges, reason};
 use super::tls::Stream;
 use super::{Fault, Reply, Shared, TICK, Wan, lock};
 
@@ -27,6 +27,9 @@ struct Request {
     target: String,
     http10: bool,
     keep_alive: bool,
+    /// The `Range` and `If-Range` headers, if sent.
+    range: Option<String>,
+    if_range: Option<String>,
 }
 
 enum Incoming {
@@ -37,7 +40,8 @@ enum Incoming {
     Refuse(u16),
 }
 
-pub(super) fn serve_connection(tcp: TcpStream, shared: &Shared) {
+/// Serves connection number `id` (counted from 1 in accept order).
+pub(super) fn serve_connection(tcp: TcpStream, id: usize, shared: &Shared) {
     // Without NODELAY a small keep-alive response can wait ~40 ms for a delayed ACK.
     let setup = tcp
         .set_nodelay(true)
@@ -54,7 +58,7 @@ pub(super) fn serve_connection(tcp: TcpStream, shared: &Shared) {
     let mut buf = Vec::new();
     loop {
         let outcome = match read_request(&mut stream, &mut buf, shared) {
-            Incoming::Request(req) => respond(&mut stream, &req, shared),
+            Incoming::Request(req) => respond(&mut stream, &req, id, shared),
             Incoming::Gone => return,
             Incoming::Refuse(status) => {
                 let req = Request::default(); // not keep-alive: the stream is out of sync
@@ -170,6 +174,7 @@ fn parse_head(head: &[u8]) -> Option<(Request, u64)> {
         _ => return None,
     };
     let (mut keep_alive, mut body_len) = (!http10, 0);
+    let (mut range, mut if_range) = (None, None);
     for line in lines {
         let (name, value) = line.split_once(':')?;
         if !token(name) {
@@ -186,6 +191,10 @@ fn parse_head(head: &[u8]) -> Option<(Request, u64)> {
             }
         } else if name.eq_ignore_ascii_case("content-length") {
             body_len = value.parse().ok()?;
+        } else if name.eq_ignore_ascii_case("range") {
+            range = Some(value.to_string());
+        } else if name.eq_ignore_ascii_case("if-range") {
+            if_range = Some(value.to_string());
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             keep_alive = false; // a chunked request body is not skipped, so nothing can follow it
         }
@@ -204,13 +213,15 @@ fn parse_head(head: &[u8]) -> Option<(Request, u64)> {
             target: target.to_string(),
             http10,
             keep_alive,
+            range,
+            if_range,
         },
         body_len,
     ))
 }
 
 /// Answers one request; Ok(true) means the connection may carry another.
-fn respond(stream: &mut Stream, req: &Request, shared: &Shared) -> io::Result<bool> {
+fn respond(stream: &mut Stream, req: &Request, id: usize, shared: &Shared) -> io::Result<bool> {
     if shared.is_stats(&req.target) {
         let json = shared.recorder.snapshot().to_json().into_bytes();
         let reply = Reply::image(json, "application/json");
@@ -218,7 +229,11 @@ fn respond(stream: &mut Stream, req: &Request, shared: &Shared) -> io::Result<bo
     }
     // In flight until this function returns: the response written, or the connection lost.
     let in_flight = shared.recorder.begin();
-    let reply = shared.take_reply(&req.target);
+    let mut reply = shared.take_reply(&req.target);
+    if let Some(range) = &req.range {
+        shared.saw_range(id, range);
+        reply = ranged(reply, range, req.if_range.as_deref());
+    }
     in_flight.answered(reply.status);
     let wan = *lock(&shared.wan);
     send(stream, req, &reply, wan, shared)
@@ -301,6 +316,73 @@ fn send(
         _ => pacer.send(stream, &body, shared)?,
     }
     Ok(!close)
+}
+
+/// The answer to a request with `Range: range` (and `If-Range: if_range`), as the reply's
+/// [`Ranges`] mode says.
+fn ranged(reply: Reply, range: &str, if_range: Option<&str>) -> Reply {
+    let len = reply.body.len() as u64;
+    let validators = [reply.get_header("etag"), reply.get_header("last-modified")];
+    match reply.ranges {
+        Ranges::Off | Ranges::Ignore => return reply,
+        _ if reply.status != 200 || !matches!(reply.fault, Fault::None) => return reply,
+        Ranges::NoIfRange => {}
+        _ if if_range.is_some_and(|v| !validators.contains(&Some(v))) => return reply,
+        _ => {}
+    }
+    let Some((first, last)) = parse_range(range, len) else {
+        return reply; // not one byte range: ignored, as RFC 9110 allows
+    };
+    if first > last {
+        let mut refused = Reply::status(416).header("Content-Range", &format!("bytes */{len}"));
+        refused.ranges = Ranges::Off;
+        return refused;
+    }
+    let (first, last) = match reply.ranges {
+        Ranges::WrongContentRange => ((first + 1).min(len - 1), (last + 1).min(len - 1)),
+        _ => (first, last),
+    };
+    let body: Arc<[u8]> = reply.body[first as usize..=last as usize].into();
+    let mut part = Reply {
+        status: 206,
+        body,
+        ..reply.clone()
+    }
+    .header("Content-Range", &format!("bytes {first}-{last}/{len}"));
+    if let Ranges::TruncateParts(n) = reply.ranges {
+        part.fault = Fault::Truncate(n);
+    }
+    part
+}
+
+/// One byte range of a body of `len` bytes, `(first, last)` inclusive, or `first > last` if it
+/// cannot be satisfied; None for anything else (a list, another unit, garbage).
+fn parse_range(range: &str, len: u64) -> Option<(u64, u64)> {
+    let spec = range.trim().strip_prefix("bytes=")?.trim();
+    if spec.contains(',') {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (a, b) = (a.trim(), b.trim());
+    if a.is_empty() {
+        let n: u64 = b.parse().ok()?;
+        return Some(if n == 0 || len == 0 {
+            (1, 0)
+        } else {
+            (len.saturating_sub(n), len - 1)
+        });
+    }
+    let first: u64 = a.parse().ok()?;
+    let last = if b.is_empty() {
+        len.saturating_sub(1)
+    } else {
+        let last: u64 = b.parse().ok()?;
+        if last < first {
+            return None; // invalid: ignored
+        }
+        last.min(len.saturating_sub(1))
+    };
+    Some(if first >= len { (1, 0) } else { (first, last) })
 }
 
 /// Keeps a body to a byte rate by sleeping after each chunk until the schedule catches up.

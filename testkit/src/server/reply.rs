@@ -11,6 +11,29 @@ pub struct Reply {
     pub headers: Vec<(String, String)>,
     pub body: Arc<[u8]>,
     pub fault: Fault,
+    /// How a request with a `Range` header is answered ([`Reply::ranged`]).
+    pub ranges: Ranges,
+}
+
+/// How a reply answers `Range` requests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Ranges {
+    /// The whole body, always, and no `Accept-Ranges` (as before ranges were served).
+    #[default]
+    Off,
+    /// As RFC 9110 says: one range `bytes=a-b`, `a-` or `-n` gets a `206` with its
+    /// `Content-Range`, an unsatisfiable one a `416`; an `If-Range` that names neither the
+    /// ETag nor the Last-Modified gets the whole body, as does a list of ranges.
+    Honour,
+    /// Offers ranges (`Accept-Ranges: bytes`) but answers every request with the whole body.
+    Ignore,
+    /// A `206` of another range than the one asked for: the bytes one further on, with the
+    /// Content-Range that says so.
+    WrongContentRange,
+    /// As `Honour`, but `If-Range` is not looked at: a range of whatever the body is now.
+    NoIfRange,
+    /// A `206` with the right headers, cut after this many body bytes, then closed.
+    TruncateParts(usize),
 }
 
 /// Misbehaviour to inject into a reply.
@@ -49,8 +72,22 @@ impl Reply {
             headers: Vec::new(),
             body: bytes.into(),
             fault: Fault::None,
+            ranges: Ranges::Off,
         }
         .header("Content-Type", content_type)
+    }
+
+    /// The same reply, answering `Range` requests as `ranges` says, with `Accept-Ranges: bytes`,
+    /// an ETag made from the body (so another body has another ETag) and a fixed Last-Modified.
+    pub fn ranged(mut self, ranges: Ranges) -> Reply {
+        // FNV-1a: a stable tag for the bytes.
+        let tag = self.body.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        self.ranges = ranges;
+        self.header("Accept-Ranges", "bytes")
+            .header("ETag", &format!("\"{tag:016x}\""))
+            .header("Last-Modified", "Mon, 30 Nov 2026 12:00:00 GMT")
     }
 
     /// The status with a small HTML body naming it.
@@ -118,6 +155,7 @@ pub(super) fn reason(status: u16) -> &'static str {
         200 => "OK",
         204 => "No Content",
         206 => "Partial Content",
+        416 => "Range Not Satisfiable",
         301 => "Moved Permanently",
         302 => "Found",
         303 => "See Other",
