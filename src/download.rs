@@ -13,7 +13,7 @@ use url::Url;
 use crate::blobs::{BlobStore, Sealed};
 use crate::config::{Config, RetryConfig};
 use crate::fetch::{Http, Response, io_failure};
-use crate::hosts::{self, Hosts, Reaction, Signal};
+use crate::hosts::{self, Hosts, Permit, Reaction, Signal};
 use crate::job::{Claimed, Failure, Outcome, RawUrl, Reason, Report, Stored, now_ms};
 use crate::joburl;
 use crate::retry::{self, status_means_slow_down};
@@ -176,7 +176,7 @@ impl Handler for Downloader {
         // whole as it always has, so that a server whose ranges misbehave in a way no check
         // here foresaw (an ETag that changes at every request, say) costs a try, not the job.
         let split = (job.attempt <= 1).then_some(host.as_str());
-        let (mut report, result) = self.attempt(&url, split);
+        let (mut report, result) = self.attempt(&url, split, &permit);
         let now = now_ms();
         let mut signal = Signal::Fine;
         let sealed = match result {
@@ -219,6 +219,7 @@ impl Downloader {
         &self,
         url: &Url,
         split: Option<&str>,
+        permit: &Permit<'_>,
     ) -> (Report, Result<(Stored, Sealed), Failure>) {
         let mut report = Report::new(Outcome::Failed {
             error: String::new(),
@@ -231,6 +232,7 @@ impl Downloader {
                 Err(failed.failure)
             }
             Ok(mut response) => {
+                permit.accepted();
                 report.http_status = Some(response.status);
                 report.declared_mime = response.declared_mime.take();
                 report.ttfb_ms = Some(response.ttfb.as_millis() as i64);
