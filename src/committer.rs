@@ -116,23 +116,25 @@ impl Committer {
                     None => return,
                 }
             };
-            *lock(&self.in_hand) = named
-                .iter()
-                .flat_map(|n| &n.items)
-                .chain(&group)
-                .map(|i| i.job.attempt_id)
-                .collect();
+            self.note_in_hand(named.as_ref(), &group);
             let ready;
             (ready, named) = self.advance(named, group);
             if !ready.is_empty() {
                 record(queue, metrics, stopping, &ready);
             }
-            *lock(&self.in_hand) = named
-                .iter()
-                .flat_map(|n| &n.items)
-                .map(|i| i.job.attempt_id)
-                .collect();
+            self.note_in_hand(named.as_ref(), &[]);
         }
+    }
+
+    /// Notes the jobs in hand (a group waiting for its sync, and the one just taken), whose
+    /// leases the supervisor renews.
+    fn note_in_hand(&self, named: Option<&Named>, group: &[Item]) {
+        *lock(&self.in_hand) = named
+            .iter()
+            .flat_map(|n| &n.items)
+            .chain(group)
+            .map(|i| i.job.attempt_id)
+            .collect();
     }
 
     /// Waits for at least one item and takes up to [`MAX_GROUP`]; None once closed and empty.

@@ -134,8 +134,8 @@ impl ClaimAhead {
     /// Jobs to claim ahead now: at most four per worker.
     fn jobs(&self) -> usize {
         let avg = self.attempt_us.load(Ordering::Relaxed).max(1);
-        let per_worker = CLAIM_AHEAD_FOR.as_micros() as u64 / avg;
-        (self.workers as u64 * per_worker).min(4 * self.workers as u64) as usize
+        let per_worker = (CLAIM_AHEAD_FOR.as_micros() as u64 / avg).min(4);
+        self.workers * per_worker as usize
     }
 }
 
@@ -259,8 +259,9 @@ fn work_on(shared: &Shared, mut job: Claimed, slot: &Slot) -> bool {
         Handled::Stored(report, blob) => submit(shared, job, report, Some(blob)),
     };
     *lock(slot) = None;
-    shared.metrics.finished(held.elapsed());
-    shared.ahead.attempted(held.elapsed());
+    let took = held.elapsed();
+    shared.metrics.finished(took);
+    shared.ahead.attempted(took);
     local_failure
 }
 
